@@ -1,0 +1,201 @@
+"""Customer profiles and test users over the API (SPEC section 3)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope
+
+from . import selectors, services
+from .models import Customer, TestUser
+
+
+class StrictCharField(serializers.CharField):
+    """A CharField that refuses numbers and booleans instead of turning them into text."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)  # type: ignore[no-any-return]
+
+
+class CustomFieldsField(serializers.DictField):
+    """customFields: string, number, boolean or ISO date (as a string) values; null removes a key."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Expected an object of custom fields.")
+        errors = {}
+        for key, value in data.items():
+            if not key or len(key) > 100:
+                errors[key] = "Custom field names are 1 to 100 characters."
+            elif value is not None and not isinstance(value, (str, int, float, bool)):
+                errors[key] = "Custom field values are strings, numbers, booleans, dates or null."
+            elif isinstance(value, str) and len(value) > 10_000:
+                errors[key] = "Custom field values are at most 10,000 characters."
+        if errors:
+            raise serializers.ValidationError(errors)
+        return dict(data)
+
+
+def _text(max_length: int) -> StrictCharField:
+    return StrictCharField(max_length=max_length, required=False, allow_null=True, allow_blank=True)
+
+
+def _moment(source: str) -> serializers.DateTimeField:
+    return serializers.DateTimeField(source=source, required=False, allow_null=True)
+
+
+class CustomerProfileSerializer(StrictSerializer):
+    """A profile as the API speaks it (camelCase). Fields omitted are left unchanged."""
+
+    userId = StrictCharField(source="user_id", max_length=255)
+    name = _text(255)
+    email = _text(320)
+    phone = _text(64)
+    city = _text(255)
+    country = _text(255)
+    region = _text(255)
+    timezone = _text(64)
+    tags = serializers.ListField(child=StrictCharField(max_length=100), required=False, allow_null=True)
+    customFields = CustomFieldsField(source="custom_fields", required=False, allow_null=True)
+    createdAt = _moment("created_at")
+    firstSeenAt = _moment("first_seen_at")
+    lastSeenAt = _moment("last_seen_at")
+    lastSeenIosAt = _moment("last_seen_ios_at")
+    lastSeenAndroidAt = _moment("last_seen_android_at")
+    lastSeenWebAt = _moment("last_seen_web_at")
+
+    def validate_createdAt(self, value: Any) -> Any:
+        if value is None:
+            raise serializers.ValidationError("createdAt cannot be removed.")
+        return value
+
+
+class CustomerPutSerializer(CustomerProfileSerializer):
+    userId = StrictCharField(source="user_id", max_length=255, required=False)
+
+
+def customer_representation(customer: Customer) -> dict[str, Any]:
+    def moment(value: Any) -> str | None:
+        return serializers.DateTimeField().to_representation(value) if value else None
+
+    return {
+        "userId": customer.user_id,
+        "name": customer.name,
+        "email": customer.email,
+        "phone": customer.phone,
+        "city": customer.city,
+        "country": customer.country,
+        "region": customer.region,
+        "timezone": customer.timezone,
+        "tags": customer.tags,
+        "customFields": customer.custom_fields,
+        "createdAt": moment(customer.created_at),
+        "firstSeenAt": moment(customer.first_seen_at),
+        "lastSeenAt": moment(customer.last_seen_at),
+        "lastSeenIosAt": moment(customer.last_seen_ios_at),
+        "lastSeenAndroidAt": moment(customer.last_seen_android_at),
+        "lastSeenWebAt": moment(customer.last_seen_web_at),
+    }
+
+
+class CustomerDetailApi(EnvironmentAPIView):
+    allowed_roles = EVENTS
+
+    @extend_schema(request=None, responses=CustomerProfileSerializer)
+    def get(self, request: Request, env: str, user_id: str) -> Response:
+        customer = selectors.customer_get(environment=self.environment, user_id=user_id)
+        return Response(envelope(customer_representation(customer)))
+
+    @extend_schema(request=CustomerPutSerializer, responses=CustomerProfileSerializer)
+    def put(self, request: Request, env: str, user_id: str) -> Response:
+        serializer = CustomerPutSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        profile = dict(serializer.validated_data)
+        if profile.setdefault("user_id", user_id) != user_id:
+            raise serializers.ValidationError({"userId": ["Does not match the userId in the path."]})
+        customer, created = services.customer_upsert(environment=self.environment, profile=profile)
+        return Response(
+            envelope(customer_representation(customer)),
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class CustomerBatchApi(EnvironmentAPIView):
+    allowed_roles = EVENTS
+
+    @extend_schema(request=CustomerProfileSerializer(many=True))
+    def post(self, request: Request, env: str) -> Response:
+        limit = settings.BATCH_UPSERT_MAX_PROFILES
+        if not isinstance(request.data, list):
+            raise serializers.ValidationError({"request": ["Expected a JSON array of profiles."]})
+        if not 1 <= len(request.data) <= limit:
+            raise serializers.ValidationError({"request": [f"Send 1 to {limit:,} profiles per request."]})
+        serializer = CustomerProfileSerializer(data=request.data, many=True)
+        serializer.is_valid(raise_exception=True)
+        result = services.customers_upsert(environment=self.environment, profiles=serializer.validated_data)
+        return Response(envelope({"created": len(result.created), "updated": len(result.updated)}))
+
+
+class TestUserSerializer(StrictSerializer):
+    id = serializers.IntegerField(read_only=True)
+    userId = StrictCharField(source="user_id", max_length=255)
+    name = StrictCharField(max_length=255, required=False, allow_blank=True)
+
+
+def _test_user_data(test_user: TestUser) -> Any:
+    return TestUserSerializer(test_user).data
+
+
+class TestUserListApi(EnvironmentAPIView):
+    allowed_roles = WORKBENCH
+
+    @extend_schema(responses=TestUserSerializer(many=True))
+    def get(self, request: Request, env: str) -> Response:
+        test_users = selectors.testuser_list(environment=self.environment)
+        return Response(TestUserSerializer(test_users, many=True).data)
+
+    @extend_schema(request=TestUserSerializer, responses=TestUserSerializer)
+    def post(self, request: Request, env: str) -> Response:
+        serializer = TestUserSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        _refuse_taken_user_id(self.environment, serializer.validated_data["user_id"])
+        test_user = services.testuser_create(environment=self.environment, **serializer.validated_data)
+        return Response(_test_user_data(test_user), status=status.HTTP_201_CREATED)
+
+
+class TestUserDetailApi(EnvironmentAPIView):
+    allowed_roles = WORKBENCH
+
+    @extend_schema(responses=TestUserSerializer)
+    def get(self, request: Request, env: str, test_user_id: int) -> Response:
+        test_user = selectors.testuser_get(environment=self.environment, test_user_id=test_user_id)
+        return Response(_test_user_data(test_user))
+
+    @extend_schema(request=TestUserSerializer, responses=TestUserSerializer)
+    def patch(self, request: Request, env: str, test_user_id: int) -> Response:
+        test_user = selectors.testuser_get(environment=self.environment, test_user_id=test_user_id)
+        serializer = TestUserSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        new_user_id = serializer.validated_data.get("user_id")
+        if new_user_id is not None and new_user_id != test_user.user_id:
+            _refuse_taken_user_id(self.environment, new_user_id)
+        test_user = services.testuser_update(test_user=test_user, **serializer.validated_data)
+        return Response(_test_user_data(test_user))
+
+    def delete(self, request: Request, env: str, test_user_id: int) -> Response:
+        test_user = selectors.testuser_get(environment=self.environment, test_user_id=test_user_id)
+        services.testuser_delete(test_user=test_user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def _refuse_taken_user_id(environment: Any, user_id: str) -> None:
+    if user_id in selectors.testuser_ids(environment=environment):
+        raise serializers.ValidationError({"userId": ["This userId is already a test user."]})

@@ -1,0 +1,100 @@
+"""Workbench pages: customers list and profile, test users."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from workbench.models import Role
+from workbench.shell import environment_page
+
+from . import selectors, services
+from .forms import MyTestUserForm, TestUserForm
+
+CUSTOMERS_PER_PAGE = 50
+
+
+@environment_page()
+def customer_list(request: HttpRequest) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    search = request.GET.get("q", "")
+    paginator = Paginator(selectors.customer_list(environment=environment, search=search), CUSTOMERS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    context = {"page": page, "search": search}
+    # htmx asks for the table alone while the user types in the search box.
+    template = "customers/_customer_table.html" if request.htmx else "customers/customer_list.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@environment_page()
+def customer_detail(request: HttpRequest, user_id: str) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    customer = selectors.customer_get(environment=environment, user_id=user_id)
+    is_test_user = user_id in selectors.testuser_ids(environment=environment)
+    return render(request, "customers/customer_detail.html", {"customer": customer, "is_test_user": is_test_user})
+
+
+@environment_page()
+def testuser_list(request: HttpRequest) -> HttpResponse:
+    return _render_test_users(request, TestUserForm(), status=200)
+
+
+def _render_test_users(request: HttpRequest, form: TestUserForm, status: int) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    membership = request.membership  # type: ignore[attr-defined]
+    own = selectors.testuser_list(environment=environment).filter(membership=membership).first()
+    context = {
+        "test_users": selectors.testuser_list(environment=environment),
+        "form": form,
+        "my_form": MyTestUserForm(initial={"user_id": own.user_id if own else ""}),
+    }
+    return render(request, "customers/test_users.html", context, status=status)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def testuser_create(request: HttpRequest) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    form = TestUserForm(request.POST)
+    if form.is_valid():
+        user_id = form.cleaned_data["user_id"].strip()
+        if user_id in selectors.testuser_ids(environment=environment):
+            form.add_error("user_id", "This userId is already a test user.")
+        else:
+            services.testuser_create(environment=environment, user_id=user_id, name=form.cleaned_data["name"])
+            messages.success(request, f"{user_id} can now receive tests.")
+            return redirect("test_user_list", env=environment.slug)
+    return _render_test_users(request, form, status=400)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def testuser_delete(request: HttpRequest, test_user_id: int) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    test_user = selectors.testuser_get(environment=environment, test_user_id=test_user_id)
+    services.testuser_delete(test_user=test_user)
+    messages.success(request, f"{test_user.user_id} no longer receives tests.")
+    return redirect("test_user_list", env=environment.slug)
+
+
+@require_POST
+@environment_page()
+def my_test_user_set(request: HttpRequest) -> HttpResponse:
+    """Any member, viewers included, may set the id at which they receive their own tests."""
+    environment = request.environment  # type: ignore[attr-defined]
+    form = MyTestUserForm(request.POST)
+    if form.is_valid():
+        try:
+            services.member_test_user_set(
+                membership=request.membership,  # type: ignore[attr-defined]
+                user_id=form.cleaned_data["user_id"].strip(),
+            )
+        except ValidationError:
+            messages.error(request, "That userId is already a test user of this environment.")
+        else:
+            messages.success(request, "Your test user id was saved.")
+    return redirect("test_user_list", env=environment.slug)

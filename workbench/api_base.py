@@ -1,0 +1,86 @@
+"""What every environment-scoped API endpoint shares.
+
+A request to /api/v1/{env}/... must carry a bearer token of a credential of that
+environment (401 without one, 404 for another environment's, 403 for a role without the
+right). Views declare `allowed_roles`; after the check `request.environment` is set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rest_framework import exceptions, serializers
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from .models import ApiCredential, CredentialRole, Environment
+
+
+class EnvironmentCredentialPermission(BasePermission):
+    def has_permission(self, request: Request, view: Any) -> bool:
+        token = request.auth
+        application = getattr(token, "application", None)
+        if token is None or application is None:
+            raise exceptions.NotAuthenticated("A bearer token from /oauth/token is required.")
+        credential = (
+            ApiCredential.objects.filter(application=application, revoked_at__isnull=True)
+            .select_related("environment")
+            .first()
+        )
+        if credential is None:
+            raise exceptions.AuthenticationFailed("This credential has been revoked.")
+        if credential.environment.slug != view.kwargs.get("env"):
+            raise exceptions.NotFound()
+        if credential.role not in view.allowed_roles:
+            raise exceptions.PermissionDenied(
+                f"A {credential.role!r} credential cannot use this endpoint; it needs one of: "
+                + ", ".join(view.allowed_roles)
+                + "."
+            )
+        request.environment = credential.environment  # type: ignore[attr-defined]
+        request.credential = credential  # type: ignore[attr-defined]
+        return True
+
+
+class EnvironmentAPIView(APIView):
+    permission_classes = [EnvironmentCredentialPermission]
+    allowed_roles: ClassVar[tuple[str, ...]] = ()
+
+    @property
+    def environment(self) -> Environment:
+        return self.request.environment  # type: ignore[attr-defined,no-any-return]
+
+
+EVENTS = (CredentialRole.EVENTS.value,)
+WORKBENCH = (CredentialRole.WORKBENCH.value,)
+AUTH = (CredentialRole.AUTH.value,)
+
+
+class StrictSerializer(serializers.Serializer):
+    """A serializer that refuses fields it does not know instead of ignoring them."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"request": ["Expected a JSON object."]})
+        unknown = sorted(set(data) - set(self.fields))
+        value = super().to_internal_value(data)
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return value
+
+
+class StrictModelSerializer(serializers.ModelSerializer):
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError({"request": ["Expected a JSON object."]})
+        writable = {name for name, field in self.fields.items() if not field.read_only}
+        unknown = sorted(set(data) - writable - {name for name in self.fields})
+        value = super().to_internal_value(data)
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return value
+
+
+def envelope(data: Any) -> dict[str, Any]:
+    return {"data": data}

@@ -1,0 +1,60 @@
+"""Credentials API (SPEC section 3): list, issue and revoke an environment's credentials."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from . import selectors, services
+from .api_base import AUTH, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope
+from .models import ApiCredential, CredentialRole
+
+
+class CredentialOutSerializer(serializers.Serializer):
+    clientId = serializers.CharField(source="client_id")
+    role = serializers.CharField()
+    createdAt = serializers.DateTimeField(source="created_at")
+
+
+class CredentialCreateSerializer(StrictSerializer):
+    # Credentials that manage credentials are issued only in the Workbench, by an owner.
+    role = serializers.ChoiceField(choices=[CredentialRole.EVENTS.value, CredentialRole.WORKBENCH.value])
+    label = serializers.CharField(max_length=200, required=False, allow_blank=True)
+
+
+class CredentialListApi(EnvironmentAPIView):
+    allowed_roles = AUTH + WORKBENCH
+
+    def initial(self, request: Request, *args: object, **kwargs: object) -> None:
+        # Reading the list is open to workbench credentials too; issuing is auth only.
+        self.allowed_roles = AUTH + WORKBENCH if request.method == "GET" else AUTH
+        super().initial(request, *args, **kwargs)
+
+    @extend_schema(responses=CredentialOutSerializer(many=True))
+    def get(self, request: Request, env: str) -> Response:
+        credentials = selectors.credential_list(environment=self.environment)
+        return Response(envelope(CredentialOutSerializer(credentials, many=True).data))
+
+    @extend_schema(request=CredentialCreateSerializer)
+    def post(self, request: Request, env: str) -> Response:
+        serializer = CredentialCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        issued = services.credential_create(
+            environment=self.environment,
+            role=serializer.validated_data["role"],
+            label=serializer.validated_data.get("label", ""),
+        )
+        body = {"clientId": issued.credential.client_id, "clientSecret": issued.client_secret}
+        return Response(envelope(body), status=status.HTTP_201_CREATED)
+
+
+class CredentialDetailApi(EnvironmentAPIView):
+    allowed_roles = AUTH
+
+    @extend_schema(request=None)
+    def delete(self, request: Request, env: str, client_id: str) -> Response:
+        credential: ApiCredential = selectors.credential_get(environment=self.environment, client_id=client_id)
+        services.credential_revoke(credential=credential)
+        return Response(envelope({"clientId": credential.client_id}))

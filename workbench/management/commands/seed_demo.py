@@ -1,0 +1,85 @@
+"""Seed a demo workspace for `make run`: idempotent, safe to run on every start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from customers.models import TestUser
+from customers.services import customers_upsert, member_test_user_set
+from workbench.models import Environment, Role
+from workbench.services import environment_create, membership_set
+
+DEMO_PASSWORD = "workbench-demo"
+DEMO_CUSTOMERS = [
+    {
+        "user_id": "76DHG129387",
+        "name": "Lars Nilsen",
+        "email": "lars@example.com",
+        "country": "NO",
+        "city": "Oslo",
+        "tags": ["vip"],
+        "custom_fields": {"plan": "premium", "balance": 1250.5},
+    },
+    {
+        "user_id": "A9F2K0001",
+        "name": "Aroha Ngata",
+        "email": "aroha@example.com",
+        "country": "NZ",
+        "city": "Wellington",
+        "tags": ["beta"],
+        "custom_fields": {"plan": "basic"},
+    },
+    {
+        "user_id": "C0FFEE42",
+        "name": "Maya Chen",
+        "email": "maya@example.com",
+        "country": "US",
+        "city": "Austin",
+        "tags": [],
+        "custom_fields": {"plan": "premium", "onboarded": True},
+    },
+    {"user_id": "demo-tester", "name": "Demo tester", "email": "tester@example.com", "tags": ["staff"]},
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo environments, users and customers (idempotent) and print how to log in."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--quiet", action="store_true")
+
+    def handle(self, *args: Any, quiet: bool = False, **options: Any) -> None:
+        demo = Environment.objects.filter(slug="demo").first() or environment_create(slug="demo", name="Acme demo")
+        staging = Environment.objects.filter(slug="staging").first() or environment_create(
+            slug="staging", name="Acme staging"
+        )
+        owner = self._user("owner", is_staff=True)
+        owner_membership = membership_set(environment=demo, user=owner, role=Role.OWNER)
+        membership_set(environment=staging, user=owner, role=Role.OWNER)
+        membership_set(environment=demo, user=self._user("editor"), role=Role.EDITOR)
+        membership_set(environment=demo, user=self._user("viewer"), role=Role.VIEWER)
+
+        now = timezone.now()
+        profiles = [{**profile, "last_seen_at": now} for profile in DEMO_CUSTOMERS]
+        customers_upsert(environment=demo, profiles=profiles)
+        if not TestUser.objects.filter(membership=owner_membership).exists():
+            member_test_user_set(membership=owner_membership, user_id="demo-tester")
+        if not quiet:
+            self.stdout.write(
+                "\nDemo ready. Log in at http://127.0.0.1:8000/login/ as\n"
+                f"  owner / {DEMO_PASSWORD}   (owner of 'Acme demo' and 'Acme staging'; Django admin at /admin/)\n"
+                f"  editor / {DEMO_PASSWORD}  viewer / {DEMO_PASSWORD}\n"
+            )
+
+    def _user(self, username: str, is_staff: bool = False) -> Any:
+        user_model = get_user_model()
+        user = user_model.objects.filter(username=username).first()
+        if user is None:
+            user = user_model.objects.create_user(username=username, password=DEMO_PASSWORD)
+            user.is_staff = user.is_superuser = is_staff
+            user.save()
+        return user

@@ -1,0 +1,42 @@
+"""Reads for environments, memberships and API credentials, scoped to an environment."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import QuerySet
+from django.http import Http404
+
+from .models import ApiCredential, Environment, Membership
+
+
+def membership_list_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Membership]:
+    if not user.is_authenticated:
+        return Membership.objects.none()
+    return Membership.objects.filter(user=user).select_related("environment").order_by("environment__name")
+
+
+def membership_get(*, user: AbstractBaseUser | AnonymousUser, environment_slug: str) -> Membership:
+    """The user's membership of the environment; 404 when there is none (or no such slug)."""
+    membership = membership_list_for_user(user=user).filter(environment__slug=environment_slug).first()
+    if membership is None:
+        raise Http404("No such environment")
+    return membership
+
+
+def environment_get(*, slug: str) -> Environment:
+    environment = Environment.objects.filter(slug=slug).first()
+    if environment is None:
+        raise Http404("No such environment")
+    return environment
+
+
+def credential_list(*, environment: Environment) -> QuerySet[ApiCredential]:
+    """The environment's active credentials, newest first."""
+    return ApiCredential.objects.filter(environment=environment, revoked_at__isnull=True).select_related("created_by")
+
+
+def credential_get(*, environment: Environment, client_id: str) -> ApiCredential:
+    credential = credential_list(environment=environment).filter(client_id=client_id).first()
+    if credential is None:
+        raise Http404("No such credential")
+    return credential

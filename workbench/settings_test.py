@@ -1,0 +1,16 @@
+"""Test settings: the only overrides the suite needs."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DJANGO_DEBUG", "0")
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-secret-key-not-for-production")
+os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "*")
+
+from .settings import *  # noqa: F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SECURE_COOKIES = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False

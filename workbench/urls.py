@@ -1,0 +1,57 @@
+"""Root URLs: the Workbench pages, the API under /api/v1/{env}/, OAuth2, admin, docs."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from oauth2_provider import views as oauth2_views
+
+from customers import apis as customer_apis
+from customers import views as customer_views
+
+from . import apis, views
+
+handler404 = "workbench.api_errors.handler404"
+handler500 = "workbench.api_errors.handler500"
+
+oauth2_urlpatterns = (
+    [path("token", oauth2_views.TokenView.as_view(), name="token")],
+    "oauth2_provider",
+)
+
+api_urlpatterns = [
+    path("credentials", apis.CredentialListApi.as_view(), name="api_credentials"),
+    path("credentials/<str:client_id>", apis.CredentialDetailApi.as_view(), name="api_credential"),
+    path("customers", customer_apis.CustomerBatchApi.as_view(), name="api_customers"),
+    path("customers/<str:user_id>", customer_apis.CustomerDetailApi.as_view(), name="api_customer"),
+    path("test-users", customer_apis.TestUserListApi.as_view(), name="api_test_users"),
+    path("test-users/<int:test_user_id>", customer_apis.TestUserDetailApi.as_view(), name="api_test_user"),
+]
+
+environment_pages = [
+    path("", views.environment_home, name="environment_home"),
+    path("credentials/", views.credential_list, name="credential_list"),
+    path("credentials/new", views.credential_create, name="credential_create"),
+    path("credentials/<str:client_id>/revoke", views.credential_revoke, name="credential_revoke"),
+    path("customers/", customer_views.customer_list, name="customer_list"),
+    path("customers/<path:user_id>", customer_views.customer_detail, name="customer_detail"),
+    path("test-users/", customer_views.testuser_list, name="test_user_list"),
+    path("test-users/new", customer_views.testuser_create, name="test_user_create"),
+    path("test-users/mine", customer_views.my_test_user_set, name="my_test_user_set"),
+    path("test-users/<int:test_user_id>/delete", customer_views.testuser_delete, name="test_user_delete"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(template_name="workbench/login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("switch/", views.switch_environment, name="switch_environment"),
+    path("e/<slug:env>/", include(environment_pages)),
+    path("admin/", admin.site.urls),
+    path("oauth/", include(oauth2_urlpatterns)),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
+    path("api/v1/<slug:env>/", include(api_urlpatterns)),
+]

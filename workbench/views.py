@@ -1,0 +1,90 @@
+"""Workbench pages: home, environment switcher, API credentials."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from customers.selectors import customer_list, testuser_list
+
+from . import selectors, services
+from .forms import CredentialCreateForm
+from .models import Role
+from .shell import environment_page
+
+
+@login_required
+def home(request: HttpRequest) -> HttpResponse:
+    """Open the first environment the user belongs to, or explain that there is none."""
+    membership = selectors.membership_list_for_user(user=request.user).first()
+    if membership is None:
+        return render(request, "workbench/no_environment.html")
+    return redirect("environment_home", env=membership.environment.slug)
+
+
+@environment_page()
+def environment_home(request: HttpRequest) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    context = {
+        "customer_count": customer_list(environment=environment).count(),
+        "test_user_count": testuser_list(environment=environment).count(),
+        "credential_count": selectors.credential_list(environment=environment).count(),
+    }
+    return render(request, "workbench/environment_home.html", context)
+
+
+@login_required
+def switch_environment(request: HttpRequest) -> HttpResponse:
+    """Go to the same section of another environment the user is a member of."""
+    slug = request.GET.get("env", "")
+    section = request.GET.get("section", "environment_home")
+    membership = selectors.membership_get(user=request.user, environment_slug=slug)
+    allowed_sections = {"environment_home", "customer_list", "credential_list", "test_user_list"}
+    target = section if section in allowed_sections else "environment_home"
+    return redirect(reverse(target, kwargs={"env": membership.environment.slug}))
+
+
+@environment_page(Role.OWNER)
+def credential_list(request: HttpRequest) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    context = {
+        "credentials": selectors.credential_list(environment=environment),
+        "form": CredentialCreateForm(),
+        "token_url": request.build_absolute_uri(reverse("oauth2_provider:token")),
+        "api_base": request.build_absolute_uri(f"/api/v1/{environment.slug}/"),
+    }
+    return render(request, "workbench/credentials.html", context)
+
+
+@require_POST
+@environment_page(Role.OWNER)
+def credential_create(request: HttpRequest) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    form = CredentialCreateForm(request.POST)
+    if not form.is_valid():
+        context = {"credentials": selectors.credential_list(environment=environment), "form": form}
+        return render(request, "workbench/credentials.html", context, status=400)
+    issued = services.credential_create(
+        environment=environment, role=form.cleaned_data["role"], label=form.cleaned_data["label"], by=request.user
+    )
+    # The secret is rendered into this one response and never stored in clear.
+    context = {
+        "credential": issued.credential,
+        "client_secret": issued.client_secret,
+        "token_url": request.build_absolute_uri(reverse("oauth2_provider:token")),
+    }
+    return render(request, "workbench/credential_created.html", context)
+
+
+@require_POST
+@environment_page(Role.OWNER)
+def credential_revoke(request: HttpRequest, client_id: str) -> HttpResponse:
+    environment = request.environment  # type: ignore[attr-defined]
+    credential = selectors.credential_get(environment=environment, client_id=client_id)
+    services.credential_revoke(credential=credential, by=request.user)
+    messages.success(request, f"Credential {credential.client_id} was revoked; its tokens no longer work.")
+    return redirect("credential_list", env=environment.slug)
