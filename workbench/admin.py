@@ -6,7 +6,7 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import ApiCredential, Environment, Membership
+from .models import ApiCredential, Environment, Membership, WorkerHeartbeat
 from .services import credential_revoke
 
 
@@ -58,3 +58,9 @@ class ApiCredentialAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin):
+    list_display = ("hostname", "last_seen_at")
+    readonly_fields = ("hostname", "last_seen_at")

@@ -100,3 +100,19 @@ class ApiCredential(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class WorkerHeartbeat(models.Model):
+    """The last time each Celery worker proved it takes work from the broker.
+
+    Written by a periodic task, so a stale row means the broker, beat or that worker is down.
+    """
+
+    hostname = models.CharField(max_length=255, unique=True)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return f"{self.hostname} at {self.last_seen_at:%Y-%m-%d %H:%M:%S}"

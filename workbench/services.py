@@ -10,7 +10,7 @@ from django.utils import timezone
 from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import Application
 
-from .models import ApiCredential, Environment, Membership
+from .models import ApiCredential, Environment, Membership, WorkerHeartbeat
 
 
 def environment_create(*, slug: str, name: str) -> Environment:
@@ -74,3 +74,10 @@ def credential_revoke(*, credential: ApiCredential, by: AbstractBaseUser | None 
         locked.revoked_by = by
         locked.save(update_fields=["application", "revoked_at", "revoked_by"])
     return locked
+
+
+def worker_heartbeat_record(*, hostname: str) -> WorkerHeartbeat:
+    heartbeat, _ = WorkerHeartbeat.objects.update_or_create(
+        hostname=hostname, defaults={"last_seen_at": timezone.now()}
+    )
+    return heartbeat

@@ -235,6 +235,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 330)
 MAX_TASK_COUNTDOWN_SECONDS = CELERY_VISIBILITY_TIMEOUT // 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
+CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "workbench")
+CELERY_BEAT_SCHEDULE = {
+    "worker-heartbeat": {"task": "workbench.record_worker_heartbeat", "schedule": 60.0},
+}
 
 # --- Product limits -------------------------------------------------------------------
 DEFAULT_MANUAL_SEND_LIMIT = 10_000
