@@ -56,8 +56,8 @@ class CustomerResource(resources.ModelResource):
 
     def save_instance(self, instance: Customer, is_create: bool, row: Any, **kwargs: Any) -> None:
         """Write through the upsert service, like every other way profiles arrive."""
-        if self._meta.use_bulk or kwargs.get("dry_run"):  # type: ignore[attr-defined]
-            return super().save_instance(instance, is_create, row, **kwargs)  # type: ignore[no-any-return]
+        if self._meta.use_bulk or kwargs.get("dry_run"):
+            return super().save_instance(instance, is_create, row, **kwargs)
         profile: dict[str, Any] = {"user_id": instance.user_id}
         for name in (*PROFILE_TEXT_FIELDS, *ACTIVITY_FIELDS, "tags"):
             profile[name] = getattr(instance, name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rest_framework import exceptions, serializers
-from rest_framework.permissions import BasePermission
+from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -32,11 +32,10 @@ class EnvironmentCredentialPermission(BasePermission):
             raise exceptions.AuthenticationFailed("This credential has been revoked.")
         if credential.environment.slug != view.kwargs.get("env"):
             raise exceptions.NotFound()
-        if credential.role not in view.allowed_roles:
+        roles = view.roles_for(request.method)
+        if credential.role not in roles:
             raise exceptions.PermissionDenied(
-                f"A {credential.role!r} credential cannot use this endpoint; it needs one of: "
-                + ", ".join(view.allowed_roles)
-                + "."
+                f"A {credential.role!r} credential cannot use this endpoint; it needs one of: {', '.join(roles)}."
             )
         request.environment = credential.environment  # type: ignore[attr-defined]
         request.credential = credential  # type: ignore[attr-defined]
@@ -46,10 +45,17 @@ class EnvironmentCredentialPermission(BasePermission):
 class EnvironmentAPIView(APIView):
     permission_classes = [EnvironmentCredentialPermission]
     allowed_roles: ClassVar[tuple[str, ...]] = ()
+    # Roles that may use the safe methods (GET, HEAD, OPTIONS), when wider than allowed_roles.
+    read_roles: ClassVar[tuple[str, ...] | None] = None
+
+    def roles_for(self, method: str | None) -> tuple[str, ...]:
+        if self.read_roles is not None and method in SAFE_METHODS:
+            return self.read_roles
+        return self.allowed_roles
 
     @property
     def environment(self) -> Environment:
-        return self.request.environment  # type: ignore[attr-defined,no-any-return]
+        return self.request.environment  # type: ignore[attr-defined]
 
 
 EVENTS = (CredentialRole.EVENTS.value,)

@@ -71,7 +71,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         exc = exceptions.PermissionDenied()
 
     if isinstance(exc, ApiError):
-        response = Response(error_body(str(exc.detail), str(exc.detail.code), exc.errors), status=exc.status_code)
+        response = Response(error_body(str(exc.detail), str(exc.get_codes()), exc.errors), status=exc.status_code)
     elif isinstance(exc, exceptions.ValidationError):
         response = Response(
             error_body("The request is not valid.", "invalid_request", _validation_errors(exc.detail)),

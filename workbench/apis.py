@@ -21,16 +21,14 @@ class CredentialOutSerializer(serializers.Serializer):
 class CredentialCreateSerializer(StrictSerializer):
     # Credentials that manage credentials are issued only in the Workbench, by an owner.
     role = serializers.ChoiceField(choices=[CredentialRole.EVENTS.value, CredentialRole.WORKBENCH.value])
-    label = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    # The stubs know Serializer.label as the field label; here it is a payload field.
+    label = serializers.CharField(max_length=200, required=False, allow_blank=True)  # type: ignore[assignment]
 
 
 class CredentialListApi(EnvironmentAPIView):
-    allowed_roles = AUTH + WORKBENCH
-
-    def initial(self, request: Request, *args: object, **kwargs: object) -> None:
-        # Reading the list is open to workbench credentials too; issuing is auth only.
-        self.allowed_roles = AUTH + WORKBENCH if request.method == "GET" else AUTH
-        super().initial(request, *args, **kwargs)
+    allowed_roles = AUTH
+    # Reading the list is open to workbench credentials too; issuing is auth only.
+    read_roles = AUTH + WORKBENCH
 
     @extend_schema(responses=CredentialOutSerializer(many=True))
     def get(self, request: Request, env: str) -> Response:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.http import Http404
 
 from .models import ApiCredential, Environment, Membership
 
 
-def membership_list_for_user(*, user: AbstractBaseUser | AnonymousUser) -> QuerySet[Membership]:
+def membership_list_for_user(*, user: User | AnonymousUser) -> QuerySet[Membership]:
     if not user.is_authenticated:
         return Membership.objects.none()
     return Membership.objects.filter(user=user).select_related("environment").order_by("environment__name")
 
 
-def membership_get(*, user: AbstractBaseUser | AnonymousUser, environment_slug: str) -> Membership:
+def membership_get(*, user: User | AnonymousUser, environment_slug: str) -> Membership:
     """The user's membership of the environment; 404 when there is none (or no such slug)."""
     membership = membership_list_for_user(user=user).filter(environment__slug=environment_slug).first()
     if membership is None:

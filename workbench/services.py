@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.generators import generate_client_secret
@@ -20,7 +20,7 @@ def environment_create(*, slug: str, name: str) -> Environment:
     return environment
 
 
-def membership_set(*, environment: Environment, user: AbstractBaseUser, role: str) -> Membership:
+def membership_set(*, environment: Environment, user: User, role: str) -> Membership:
     """Make `user` a member of `environment` with `role` (changing the role if already one)."""
     membership, _ = Membership.objects.update_or_create(environment=environment, user=user, defaults={"role": role})
     return membership
@@ -33,7 +33,7 @@ class IssuedCredential:
 
 
 def credential_create(
-    *, environment: Environment, role: str, label: str = "", by: AbstractBaseUser | None = None
+    *, environment: Environment, role: str, label: str = "", by: User | None = None
 ) -> IssuedCredential:
     """Issue a client-credentials OAuth2 client for one environment and role.
 
@@ -61,7 +61,7 @@ def credential_create(
     return IssuedCredential(credential=credential, client_secret=secret)
 
 
-def credential_revoke(*, credential: ApiCredential, by: AbstractBaseUser | None = None) -> ApiCredential:
+def credential_revoke(*, credential: ApiCredential, by: User | None = None) -> ApiCredential:
     """Revoke a credential: its OAuth2 application and every token it holds are deleted at once."""
     with transaction.atomic():
         locked = ApiCredential.objects.select_for_update().get(pk=credential.pk)

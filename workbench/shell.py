@@ -10,7 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 
-from .models import Role
+from .models import Membership, Role
 from .selectors import membership_get
 
 View = Callable[..., HttpResponse]
@@ -37,6 +37,11 @@ def environment_page(minimum_role: str = Role.VIEWER) -> Callable[[View], View]:
         return wrapper
 
     return decorate
+
+
+def current_membership(request: HttpRequest) -> Membership:
+    """The membership `environment_page` resolved for this request."""
+    return request.membership  # type: ignore[attr-defined]
 
 
 def can_edit(request: HttpRequest) -> bool:

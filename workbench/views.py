@@ -14,7 +14,7 @@ from customers.selectors import customer_list, testuser_list
 from . import selectors, services
 from .forms import CredentialCreateForm
 from .models import Role
-from .shell import environment_page
+from .shell import current_membership, environment_page
 
 
 @login_required
@@ -69,7 +69,10 @@ def credential_create(request: HttpRequest) -> HttpResponse:
         context = {"credentials": selectors.credential_list(environment=environment), "form": form}
         return render(request, "workbench/credentials.html", context, status=400)
     issued = services.credential_create(
-        environment=environment, role=form.cleaned_data["role"], label=form.cleaned_data["label"], by=request.user
+        environment=environment,
+        role=form.cleaned_data["role"],
+        label=form.cleaned_data["label"],
+        by=current_membership(request).user,
     )
     # The secret is rendered into this one response and never stored in clear.
     context = {
@@ -85,6 +88,6 @@ def credential_create(request: HttpRequest) -> HttpResponse:
 def credential_revoke(request: HttpRequest, client_id: str) -> HttpResponse:
     environment = request.environment  # type: ignore[attr-defined]
     credential = selectors.credential_get(environment=environment, client_id=client_id)
-    services.credential_revoke(credential=credential, by=request.user)
+    services.credential_revoke(credential=credential, by=current_membership(request).user)
     messages.success(request, f"Credential {credential.client_id} was revoked; its tokens no longer work.")
     return redirect("credential_list", env=environment.slug)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from django.contrib.auth import get_user_model
@@ -14,7 +15,7 @@ from workbench.models import Environment, Role
 from workbench.services import environment_create, membership_set
 
 DEMO_PASSWORD = "workbench-demo"
-DEMO_CUSTOMERS = [
+DEMO_CUSTOMERS: list[dict[str, Any]] = [
     {
         "user_id": "76DHG129387",
         "name": "Lars Nilsen",
@@ -64,7 +65,7 @@ class Command(BaseCommand):
         membership_set(environment=demo, user=self._user("viewer"), role=Role.VIEWER)
 
         now = timezone.now()
-        profiles = [{**profile, "last_seen_at": now} for profile in DEMO_CUSTOMERS]
+        profiles: list[Mapping[str, Any]] = [{**profile, "last_seen_at": now} for profile in DEMO_CUSTOMERS]
         customers_upsert(environment=demo, profiles=profiles)
         if not TestUser.objects.filter(membership=owner_membership).exists():
             member_test_user_set(membership=owner_membership, user_id="demo-tester")
