@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -106,15 +106,25 @@ def customer_representation(customer: Customer) -> dict[str, Any]:
     }
 
 
+class CustomerEnvelope(serializers.Serializer):
+    data = CustomerProfileSerializer()
+
+
+class BatchUpsertEnvelope(serializers.Serializer):
+    data = inline_serializer(
+        "BatchUpsertResult", {"created": serializers.IntegerField(), "updated": serializers.IntegerField()}
+    )
+
+
 class CustomerDetailApi(EnvironmentAPIView):
     allowed_roles = EVENTS
 
-    @extend_schema(request=None, responses=CustomerProfileSerializer)
+    @extend_schema(request=None, responses=CustomerEnvelope)
     def get(self, request: Request, env: str, user_id: str) -> Response:
         customer = selectors.customer_get(environment=self.environment, user_id=user_id)
         return Response(envelope(customer_representation(customer)))
 
-    @extend_schema(request=CustomerPutSerializer, responses=CustomerProfileSerializer)
+    @extend_schema(request=CustomerPutSerializer, responses={200: CustomerEnvelope, 201: CustomerEnvelope})
     def put(self, request: Request, env: str, user_id: str) -> Response:
         serializer = CustomerPutSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -131,7 +141,7 @@ class CustomerDetailApi(EnvironmentAPIView):
 class CustomerBatchApi(EnvironmentAPIView):
     allowed_roles = EVENTS
 
-    @extend_schema(request=CustomerProfileSerializer(many=True))
+    @extend_schema(request=CustomerProfileSerializer(many=True), responses=BatchUpsertEnvelope)
     def post(self, request: Request, env: str) -> Response:
         limit = settings.BATCH_UPSERT_MAX_PROFILES
         if not isinstance(request.data, list):
@@ -190,6 +200,7 @@ class TestUserDetailApi(EnvironmentAPIView):
         test_user = services.testuser_update(test_user=test_user, **serializer.validated_data)
         return Response(_test_user_data(test_user))
 
+    @extend_schema(request=None, responses={204: None})
     def delete(self, request: Request, env: str, test_user_id: int) -> Response:
         test_user = selectors.testuser_get(environment=self.environment, test_user_id=test_user_id)
         services.testuser_delete(test_user=test_user)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -25,17 +25,34 @@ class CredentialCreateSerializer(StrictSerializer):
     label = serializers.CharField(max_length=200, required=False, allow_blank=True)  # type: ignore[assignment]
 
 
+class CredentialListEnvelope(serializers.Serializer):
+    data = CredentialOutSerializer(many=True)
+
+
+class IssuedCredentialSerializer(serializers.Serializer):
+    clientId = serializers.CharField()
+    clientSecret = serializers.CharField(help_text="Shown only in this answer; store it safely.")
+
+
+class IssuedCredentialEnvelope(serializers.Serializer):
+    data = IssuedCredentialSerializer()
+
+
+class RevokedCredentialEnvelope(serializers.Serializer):
+    data = inline_serializer("RevokedCredential", {"clientId": serializers.CharField()})
+
+
 class CredentialListApi(EnvironmentAPIView):
     allowed_roles = AUTH
     # Reading the list is open to workbench credentials too; issuing is auth only.
     read_roles = AUTH + WORKBENCH
 
-    @extend_schema(responses=CredentialOutSerializer(many=True))
+    @extend_schema(responses=CredentialListEnvelope)
     def get(self, request: Request, env: str) -> Response:
         credentials = selectors.credential_list(environment=self.environment)
         return Response(envelope(CredentialOutSerializer(credentials, many=True).data))
 
-    @extend_schema(request=CredentialCreateSerializer)
+    @extend_schema(request=CredentialCreateSerializer, responses={201: IssuedCredentialEnvelope})
     def post(self, request: Request, env: str) -> Response:
         serializer = CredentialCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -51,7 +68,7 @@ class CredentialListApi(EnvironmentAPIView):
 class CredentialDetailApi(EnvironmentAPIView):
     allowed_roles = AUTH
 
-    @extend_schema(request=None)
+    @extend_schema(request=None, responses=RevokedCredentialEnvelope)
     def delete(self, request: Request, env: str, client_id: str) -> Response:
         credential: ApiCredential = selectors.credential_get(environment=self.environment, client_id=client_id)
         services.credential_revoke(credential=credential)

@@ -10,6 +10,7 @@ os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "*")
 
 from .settings import *  # noqa: F403
 
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECURE_COOKIES = False
 SESSION_COOKIE_SECURE = False
