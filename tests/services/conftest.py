@@ -112,9 +112,7 @@ class WorkerProcess:
 
 
 @pytest.fixture(scope="session")
-def celery_worker_process(
-    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[WorkerProcess]:
+def celery_worker_process(django_db_setup: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     if not _services_configured():
         pytest.fail("celery_worker_process needs DATABASE_URL and CELERY_BROKER_URL") if IN_CI else pytest.skip(
             "needs DATABASE_URL and CELERY_BROKER_URL"
