@@ -82,9 +82,9 @@ def testuser_delete(request: HttpRequest, test_user_id: int) -> HttpResponse:
 
 
 @require_POST
-@environment_page()
+@environment_page(Role.EDITOR)
 def my_test_user_set(request: HttpRequest) -> HttpResponse:
-    """Any member, viewers included, may set the id at which they receive their own tests."""
+    """Set the id at which the member receives their own tests (editors and owners: viewers change nothing)."""
     environment = request.environment  # type: ignore[attr-defined]
     form = MyTestUserForm(request.POST)
     if form.is_valid():
