@@ -39,6 +39,8 @@ class CustomFieldsField(serializers.DictField):
                 errors[key] = "Custom field values are strings, numbers, booleans, dates or null."
             elif isinstance(value, str) and len(value) > 10_000:
                 errors[key] = "Custom field values are at most 10,000 characters."
+            elif "\x00" in key or (isinstance(value, str) and "\x00" in value):
+                errors[key] = "Null characters are not allowed."
         if errors:
             raise serializers.ValidationError(errors)
         return dict(data)
@@ -76,10 +78,6 @@ class CustomerProfileSerializer(StrictSerializer):
         if value is None:
             raise serializers.ValidationError("createdAt cannot be removed.")
         return value
-
-
-class CustomerPutSerializer(CustomerProfileSerializer):
-    userId = StrictCharField(source="user_id", max_length=255, required=False)
 
 
 def customer_representation(customer: Customer) -> dict[str, Any]:
@@ -124,14 +122,16 @@ class CustomerDetailApi(EnvironmentAPIView):
         customer = selectors.customer_get(environment=self.environment, user_id=user_id)
         return Response(envelope(customer_representation(customer)))
 
-    @extend_schema(request=CustomerPutSerializer, responses={200: CustomerEnvelope, 201: CustomerEnvelope})
+    @extend_schema(request=CustomerProfileSerializer, responses={200: CustomerEnvelope, 201: CustomerEnvelope})
     def put(self, request: Request, env: str, user_id: str) -> Response:
-        serializer = CustomerPutSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        profile = dict(serializer.validated_data)
-        if profile.setdefault("user_id", user_id) != user_id:
+        if not isinstance(request.data, dict):
+            raise serializers.ValidationError({"request": ["Expected a JSON object."]})
+        if request.data.get("userId", user_id) != user_id:
             raise serializers.ValidationError({"userId": ["Does not match the userId in the path."]})
-        customer, created = services.customer_upsert(environment=self.environment, profile=profile)
+        # The path's userId is validated like any other (length, characters).
+        serializer = CustomerProfileSerializer(data={**request.data, "userId": user_id})
+        serializer.is_valid(raise_exception=True)
+        customer, created = services.customer_upsert(environment=self.environment, profile=serializer.validated_data)
         return Response(
             envelope(customer_representation(customer)),
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
