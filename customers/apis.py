@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope
+from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 
 from . import selectors, services
 from .models import Customer, TestUser
@@ -104,14 +104,13 @@ def customer_representation(customer: Customer) -> dict[str, Any]:
     }
 
 
-class CustomerEnvelope(serializers.Serializer):
-    data = CustomerProfileSerializer()
-
-
-class BatchUpsertEnvelope(serializers.Serializer):
-    data = inline_serializer(
+CustomerEnvelope = envelope_schema("CustomerAnswer", CustomerProfileSerializer())
+BatchUpsertEnvelope = envelope_schema(
+    "BatchUpsertAnswer",
+    inline_serializer(
         "BatchUpsertResult", {"created": serializers.IntegerField(), "updated": serializers.IntegerField()}
-    )
+    ),
+)
 
 
 class CustomerDetailApi(EnvironmentAPIView):

@@ -112,7 +112,9 @@ def _from_connector(payload: dict[str, Any], errors: dict[str, list[str]]) -> di
     for name in sorted(set(payload) - {"target", "detail", "notificationDetail", "metadata", "cardOptions",
                                        "flowInvocationId"}):  # fmt: skip
         errors[f"payload.{name}"] = ["Unknown field."]
-    canonical = {key: payload[key] for key in ("notificationDetail", "metadata", "cardOptions") if key in payload}
+    canonical: dict[str, Any] = {
+        key: payload[key] for key in ("notificationDetail", "metadata", "cardOptions") if key in payload
+    }
     if "detail" in payload:
         canonical["variables"] = payload["detail"]
     if "flowInvocationId" in payload:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from drf_spectacular.utils import inline_serializer
 from rest_framework import exceptions, serializers
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
@@ -90,3 +91,8 @@ class StrictModelSerializer(serializers.ModelSerializer):
 
 def envelope(data: Any) -> dict[str, Any]:
     return {"data": data}
+
+
+def envelope_schema(name: str, data: serializers.Field) -> serializers.Serializer:
+    """The OpenAPI shape of an answer wrapped as {"data": ...}."""
+    return inline_serializer(name, {"data": data})

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from . import selectors, services
-from .api_base import AUTH, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope
+from .api_base import AUTH, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from .models import ApiCredential, CredentialRole
 
 
@@ -25,8 +25,7 @@ class CredentialCreateSerializer(StrictSerializer):
     label = serializers.CharField(max_length=200, required=False, allow_blank=True)  # type: ignore[assignment]
 
 
-class CredentialListEnvelope(serializers.Serializer):
-    data = CredentialOutSerializer(many=True)
+CredentialListEnvelope = envelope_schema("CredentialList", CredentialOutSerializer(many=True))
 
 
 class IssuedCredentialSerializer(serializers.Serializer):
@@ -34,12 +33,10 @@ class IssuedCredentialSerializer(serializers.Serializer):
     clientSecret = serializers.CharField(help_text="Shown only in this answer; store it safely.")
 
 
-class IssuedCredentialEnvelope(serializers.Serializer):
-    data = IssuedCredentialSerializer()
-
-
-class RevokedCredentialEnvelope(serializers.Serializer):
-    data = inline_serializer("RevokedCredential", {"clientId": serializers.CharField()})
+IssuedCredentialEnvelope = envelope_schema("IssuedCredentialAnswer", IssuedCredentialSerializer())
+RevokedCredentialEnvelope = envelope_schema(
+    "RevokedCredentialAnswer", inline_serializer("RevokedCredential", {"clientId": serializers.CharField()})
+)
 
 
 class CredentialListApi(EnvironmentAPIView):

@@ -50,14 +50,18 @@ def switch_environment(request: HttpRequest) -> HttpResponse:
 
 @environment_page(Role.OWNER)
 def credential_list(request: HttpRequest) -> HttpResponse:
+    return _render_credentials(request, CredentialCreateForm(), status=200)
+
+
+def _render_credentials(request: HttpRequest, form: CredentialCreateForm, status: int) -> HttpResponse:
     environment = request.environment  # type: ignore[attr-defined]
     context = {
         "credentials": selectors.credential_list(environment=environment),
-        "form": CredentialCreateForm(),
+        "form": form,
         "token_url": request.build_absolute_uri(reverse("oauth2_provider:token")),
         "api_base": request.build_absolute_uri(f"/api/v1/{environment.slug}/"),
     }
-    return render(request, "workbench/credentials.html", context)
+    return render(request, "workbench/credentials.html", context, status=status)
 
 
 @require_POST
@@ -66,8 +70,7 @@ def credential_create(request: HttpRequest) -> HttpResponse:
     environment = request.environment  # type: ignore[attr-defined]
     form = CredentialCreateForm(request.POST)
     if not form.is_valid():
-        context = {"credentials": selectors.credential_list(environment=environment), "form": form}
-        return render(request, "workbench/credentials.html", context, status=400)
+        return _render_credentials(request, form, status=400)
     issued = services.credential_create(
         environment=environment,
         role=form.cleaned_data["role"],
