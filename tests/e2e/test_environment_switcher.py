@@ -32,3 +32,18 @@ def test_the_switcher_opens_the_same_section_of_another_environment_and_lists_on
     expect(page.get_by_role("heading", level=1)).to_have_text("Customers")
     expect(page.get_by_label("Environment")).to_have_value("acme-staging")
     expect(page.locator(".account")).to_contain_text("viewer")
+
+
+def test_an_environment_the_user_is_not_a_member_of_looks_like_it_does_not_exist(
+    e2e_log_in, e2e_environment, e2e_make_member
+):
+    environment_create(slug="globex", name="Globex production")
+    page = e2e_log_in(e2e_make_member("eddie", {e2e_environment: "editor"}))
+
+    response = page.goto("/e/globex/customers/")
+
+    assert response is not None
+    assert response.status == 404
+    expect(page.get_by_role("heading", level=1)).to_have_text("Page not found")
+    expect(page.get_by_text("Globex")).to_have_count(0)
+    expect(page.get_by_label("Environment").locator("option")).to_have_text(["Acme production"])
