@@ -40,7 +40,8 @@ def test_a_wrong_password_keeps_the_user_out(owner):
     response = client.post("/login/", {"username": "olivia", "password": "wrong"})
 
     assert response.status_code == 200
-    assert b"do not match" in response.content
+    assert response.context["form"].errors
+    assert b'role="alert"' in response.content
     assert client.get("/e/acme/").status_code == 302
 
 
