@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from workbench.models import Role
@@ -25,9 +26,14 @@ def customer_list(request: HttpRequest) -> HttpResponse:
     paginator = Paginator(selectors.customer_list(environment=environment, search=search), CUSTOMERS_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
     context = {"page": page, "search": search}
-    # htmx asks for the table alone while the user types in the search box.
-    template = "customers/_customer_table.html" if request.htmx else "customers/customer_list.html"  # type: ignore[attr-defined]
-    return render(request, template, context)
+    # htmx asks for the table alone while the user types in the search box; a history restore
+    # (back button after the snapshot cache was evicted) needs the whole page.
+    htmx = request.htmx  # type: ignore[attr-defined]
+    partial = bool(htmx) and not htmx.history_restore_request
+    template = "customers/_customer_table.html" if partial else "customers/customer_list.html"
+    response = render(request, template, context)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
 
 
 @environment_page()
