@@ -143,6 +143,20 @@ def test_a_profile_with_a_wrong_type_or_unknown_field_is_refused_and_nothing_is_
     assert snapshot() == before
 
 
+def test_a_path_userid_longer_than_255_characters_is_refused(events_a):
+    response = events_a.put(url("x" * 256), {"name": "Ada"}, format="json")
+
+    assert_invalid(response, "userId")
+    assert not Customer.objects.exists()
+
+
+def test_a_userid_of_255_characters_is_fine(events_a):
+    response = events_a.put(url("x" * 255), {"name": "Ada"}, format="json")
+
+    assert response.status_code == 201
+    assert Customer.objects.get().user_id == "x" * 255
+
+
 @pytest.mark.parametrize("body", [[{"name": "Ada"}], "Ada", 42])
 def test_a_put_body_that_is_not_an_object_is_refused(events_a, body):
     response = events_a.put(url("u1"), body, format="json")

@@ -127,3 +127,21 @@ def test_a_revoked_credentials_token_gets_401_at_once(auth_a):
 
     assert response.status_code == 401
     assert set(response.json()) == {"detail", "code"}
+
+
+def test_a_request_without_a_token_is_told_to_bring_a_bearer_token(db):
+    response = Client().get(CREDENTIALS_URL)
+
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    assert response.json()["code"] == "not_authenticated"
+
+
+def test_another_environments_token_cannot_tell_our_environment_exists(api_client, env_a, env_b):
+    theirs = api_client(env_b, "auth")
+
+    ours = theirs.get(CREDENTIALS_URL)
+    nowhere = theirs.get("/api/v1/no-such-env/credentials")
+
+    assert ours.status_code == nowhere.status_code == 404
+    assert ours.json() == nowhere.json()
