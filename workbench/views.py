@@ -44,6 +44,8 @@ def switch_environment(request: HttpRequest) -> HttpResponse:
     section = request.GET.get("section", "environment_home")
     membership = selectors.membership_get(user=request.user, environment_slug=slug)
     allowed_sections = {"environment_home", "customer_list", "credential_list", "test_user_list"}
+    # A page about one object (a customer) has no twin in the other environment: open its list.
+    section = {"customer_detail": "customer_list"}.get(section, section)
     target = section if section in allowed_sections else "environment_home"
     return redirect(reverse(target, kwargs={"env": membership.environment.slug}))
 
