@@ -15,6 +15,8 @@ from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
+from .errors import Refused
+
 logger = logging.getLogger(__name__)
 
 API_PREFIXES = ("/api/",)
@@ -70,7 +72,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
 
-    if isinstance(exc, ApiError):
+    if isinstance(exc, Refused):
+        response = Response(error_body(exc.detail, exc.code, exc.errors), status=exc.status)
+    elif isinstance(exc, ApiError):
         response = Response(error_body(str(exc.detail), str(exc.get_codes()), exc.errors), status=exc.status_code)
     elif isinstance(exc, exceptions.ValidationError):
         response = Response(

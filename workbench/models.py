@@ -29,6 +29,8 @@ class Environment(models.Model):
     manual_send_limit = models.PositiveIntegerField(
         default=settings.DEFAULT_MANUAL_SEND_LIMIT, validators=[MinValueValidator(1)]
     )
+    # Whether analytics figures count test invocations, runs and cards with live ones.
+    analytics_include_test_data = models.BooleanField(default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

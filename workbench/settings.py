@@ -198,8 +198,6 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "workbench.api_errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
-    "PAGE_SIZE": 100,
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -248,6 +246,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEO
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "workbench")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "workbench.record_worker_heartbeat", "schedule": 60.0},
+    "flows-sweep": {"task": "flows.sweep", "schedule": 10.0},
 }
 
 # --- Product limits -------------------------------------------------------------------

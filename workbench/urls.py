@@ -10,6 +10,8 @@ from oauth2_provider import views as oauth2_views
 
 from customers import apis as customer_apis
 from customers import views as customer_views
+from flows import apis as flow_apis
+from triggers import apis as trigger_apis
 
 from . import apis, views
 
@@ -28,6 +30,16 @@ api_urlpatterns = [
     path("customers/<str:user_id>", customer_apis.CustomerDetailApi.as_view(), name="api_customer"),
     path("test-users", customer_apis.TestUserListApi.as_view(), name="api_test_users"),
     path("test-users/<int:test_user_id>", customer_apis.TestUserDetailApi.as_view(), name="api_test_user"),
+    path("action-flow/<str:flow_id>/start", trigger_apis.ActionFlowStartApi.as_view(), name="api_flow_start"),
+    path("action-flow/<str:flow_id>/test", trigger_apis.ActionFlowTestApi.as_view(), name="api_flow_test"),
+    path("users/<str:user_id>/cards", flow_apis.UserCardsApi.as_view(), name="api_user_cards"),
+    path("invocations/<str:flow_invocation_id>", flow_apis.InvocationApi.as_view(), name="api_invocation"),
+    path("flows", flow_apis.FlowListApi.as_view(), name="api_flows"),
+    path("flows/<int:flow_id>", flow_apis.FlowDetailApi.as_view(), name="api_flow"),
+    path("flows/<int:flow_id>/publish", flow_apis.FlowPublishApi.as_view(), name="api_flow_publish"),
+    path("flows/<int:flow_id>/archive", flow_apis.FlowArchiveApi.as_view(), name="api_flow_archive"),
+    path("flows/<int:flow_id>/triggers", trigger_apis.FlowTriggerListApi.as_view(), name="api_flow_triggers"),
+    path("triggers/<int:trigger_id>", trigger_apis.TriggerDetailApi.as_view(), name="api_trigger"),
 ]
 
 environment_pages = [

@@ -1,0 +1,187 @@
+"""Flows over the API: the configuration resource (role workbench), cards and invocations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
+
+from . import selectors, services
+from .models import Card, Flow, Invocation
+
+
+class FlowSerializer(StrictSerializer):
+    """A flow as the configuration API shows it; variables and steps are the draft."""
+
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(max_length=200)
+    status = serializers.CharField(read_only=True)
+    variables = serializers.JSONField(required=False)
+    steps = serializers.JSONField(required=False)
+    publishedVersion = serializers.IntegerField(source="published_version", read_only=True, allow_null=True)
+
+    def to_representation(self, flow: Flow) -> dict[str, Any]:
+        return {
+            "id": flow.pk,
+            "name": flow.name,
+            "status": flow.status,
+            "variables": flow.draft.get("variables", []),
+            "steps": flow.draft.get("steps", []),
+            "publishedVersion": flow.published_version,
+        }
+
+
+class PublishSerializer(StrictSerializer):
+    triggerExistingSegmentMembers = serializers.BooleanField(required=False, default=False)
+
+
+class FlowListApi(EnvironmentAPIView):
+    allowed_roles = WORKBENCH
+
+    @extend_schema(responses=FlowSerializer(many=True))
+    def get(self, request: Request, env: str) -> Response:
+        flows = selectors.flow_list(environment=self.environment)
+        return Response([FlowSerializer().to_representation(flow) for flow in flows])
+
+    @extend_schema(request=FlowSerializer, responses={201: FlowSerializer})
+    def post(self, request: Request, env: str) -> Response:
+        serializer = FlowSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        flow = services.flow_create(
+            environment=self.environment,
+            name=data["name"],
+            variables=data.get("variables"),
+            steps=data.get("steps"),
+        )
+        return Response(FlowSerializer().to_representation(flow), status=status.HTTP_201_CREATED)
+
+
+class FlowDetailApi(EnvironmentAPIView):
+    allowed_roles = WORKBENCH
+
+    @extend_schema(responses=FlowSerializer)
+    def get(self, request: Request, env: str, flow_id: int) -> Response:
+        flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
+        return Response(FlowSerializer().to_representation(flow))
+
+    @extend_schema(request=FlowSerializer, responses=FlowSerializer)
+    def patch(self, request: Request, env: str, flow_id: int) -> Response:
+        flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
+        serializer = FlowSerializer(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        flow = services.flow_update(
+            flow=flow, name=data.get("name"), variables=data.get("variables"), steps=data.get("steps")
+        )
+        return Response(FlowSerializer().to_representation(flow))
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, env: str, flow_id: int) -> Response:
+        flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
+        services.flow_delete(flow=flow)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class FlowPublishApi(EnvironmentAPIView):
+    allowed_roles = WORKBENCH
+
+    @extend_schema(request=PublishSerializer, responses=FlowSerializer)
+    def post(self, request: Request, env: str, flow_id: int) -> Response:
+        flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
+        serializer = PublishSerializer(data=request.data or {})
+        serializer.is_valid(raise_exception=True)
+        result = services.flow_publish(flow=flow)
+        return Response(FlowSerializer().to_representation(result.flow))
+
+
+class FlowArchiveApi(EnvironmentAPIView):
+    allowed_roles = WORKBENCH
+
+    @extend_schema(request=None, responses=FlowSerializer)
+    def post(self, request: Request, env: str, flow_id: int) -> Response:
+        flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
+        return Response(FlowSerializer().to_representation(services.flow_archive(flow=flow)))
+
+
+class CardSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    flowId = serializers.IntegerField(source="flow_id")
+    flowInvocationId = serializers.CharField(source="flow_invocation_id")
+    title = serializers.CharField()
+    body = serializers.CharField()
+    actions = serializers.JSONField()
+    test = serializers.BooleanField()
+    publishedAt = serializers.DateTimeField(source="published_at")
+
+
+def card_json(card: Card) -> dict[str, Any]:
+    return {
+        "id": card.pk,
+        "flowId": card.flow_id,
+        "flowInvocationId": card.flow_invocation_id,
+        "userId": card.user_id,
+        "title": card.title,
+        "body": card.body,
+        "actions": card.actions,
+        "test": card.test,
+        "publishedAt": serializers.DateTimeField().to_representation(card.published_at),
+    }
+
+
+def invocation_json(invocation: Invocation) -> dict[str, Any]:
+    return {
+        "flowInvocationId": invocation.flow_invocation_id,
+        "flowId": invocation.flow_id,
+        "mode": invocation.mode,
+        "source": invocation.source,
+        "status": invocation.status,
+        "targetUserIds": invocation.target_user_ids,
+        "ignoredUserIds": invocation.ignored_user_ids,
+        "runs": [
+            {"userId": run.user_id, "status": run.status, **({"error": run.error} if run.error else {})}
+            for run in invocation.runs.all()
+        ],
+        "cards": [card_json(card) for card in invocation.cards.all()],
+    }
+
+
+class UserCardsApi(EnvironmentAPIView):
+    allowed_roles = EVENTS
+
+    @extend_schema(
+        parameters=[OpenApiParameter("test", bool, description="Only test (true) or live (false) cards")],
+        responses=envelope_schema("CardFeed", CardSerializer(many=True)),
+    )
+    def get(self, request: Request, env: str, user_id: str) -> Response:
+        test = _optional_bool(request.query_params.get("test"))
+        cards = selectors.card_feed(environment=self.environment, user_id=user_id, test=test)[:200]
+        return Response(envelope([card_json(card) for card in cards]))
+
+
+class InvocationApi(EnvironmentAPIView):
+    allowed_roles = EVENTS
+    read_roles = EVENTS + WORKBENCH
+
+    @extend_schema(responses=envelope_schema("Invocations", serializers.ListField(child=serializers.DictField())))
+    def get(self, request: Request, env: str, flow_invocation_id: str) -> Response:
+        invocations = selectors.invocations_by_key(environment=self.environment, flow_invocation_id=flow_invocation_id)
+        data = [invocation_json(invocation) for invocation in invocations]
+        if not data:
+            return Response({"detail": "No invocation with that flowInvocationId.", "code": "not_found"}, status=404)
+        return Response(envelope(data))
+
+
+def _optional_bool(value: str | None) -> bool | None:
+    if value is None or value == "":
+        return None
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise serializers.ValidationError({"test": ["Use true or false."]})

@@ -1,0 +1,577 @@
+"""Writes for action flows: editing and publishing, the start pipeline, and run execution.
+
+Every trigger ends in `invocations_accept`: it validates a start request, makes the accepted
+starts durable in one transaction, and only then lets the caller answer 2xx. Execution is
+asynchronous and idempotent: `invocation_fan_out` creates one run per target user (a unique
+constraint makes a second impossible), `runs_execute` claims runs with row locks and executes
+their steps, and `flows_sweep` resends whatever was committed but never picked up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+
+from customers.models import Customer, TestUser
+from workbench.celery import enqueue
+from workbench.errors import Refused
+from workbench.models import Environment
+
+from . import hooks
+from .definitions import InvalidDefinition, describe_changes, render_card, resolve_variables, validate_definition
+from .models import (
+    AnalyticsEvent,
+    Card,
+    Flow,
+    FlowRun,
+    FlowStatus,
+    FlowVersion,
+    Invocation,
+    InvocationStatus,
+    Mode,
+    RunStatus,
+)
+from .start_requests import InvalidStartRequest, StartRequest, parse_start_requests
+
+RUN_CHUNK_SIZE = 500
+# Work committed but not picked up for this long is sent again by the sweep.
+STALE_AFTER = timedelta(seconds=30)
+
+
+class FlowRefused(Refused):
+    """A refusal of a flow operation, raised before anything is written."""
+
+
+# --- Editing and publishing -------------------------------------------------------------
+
+
+def _clean_definition(variables: Any, steps: Any) -> dict[str, Any]:
+    try:
+        return validate_definition(variables, steps)
+    except InvalidDefinition as invalid:
+        raise FlowRefused(400, "invalid_request", "The flow definition is not valid.", invalid.errors) from None
+
+
+def flow_create(
+    *, environment: Environment, name: str, variables: Any = None, steps: Any = None, by: User | None = None
+) -> Flow:
+    definition = _clean_definition(variables or [], steps or [])
+    with transaction.atomic():
+        flow = Flow.objects.create(environment=environment, name=name, draft=definition, created_by=by)
+        hooks.flow_created.announce(flow=flow)
+    return flow
+
+
+def flow_update(*, flow: Flow, name: str | None = None, variables: Any = None, steps: Any = None) -> Flow:
+    """Change the name or the draft; published versions never change."""
+    if flow.status == FlowStatus.ARCHIVED:
+        raise FlowRefused(409, "flow_archived", "This flow is archived; it can no longer be edited.")
+    definition = _clean_definition(
+        flow.draft["variables"] if variables is None else variables,
+        flow.draft["steps"] if steps is None else steps,
+    )
+    if name is not None:
+        flow.name = name
+    flow.draft = definition
+    flow.save(update_fields=["name", "draft", "updated_at"])
+    return flow
+
+
+def flow_latest_version(*, flow: Flow) -> FlowVersion | None:
+    return FlowVersion.objects.filter(flow=flow).order_by("-number").first()
+
+
+def flow_pending_changes(*, flow: Flow) -> list[str]:
+    """What publishing now would change, in sentences, for the confirmation."""
+    latest = flow_latest_version(flow=flow)
+    return describe_changes(latest.definition if latest else None, flow.draft)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    flow: Flow
+    version: FlowVersion
+    changes: list[str]
+
+
+def flow_publish(*, flow: Flow, by: User | None = None) -> PublishResult:
+    """Snapshot the draft as the next numbered version and make it the live one."""
+    with transaction.atomic():
+        locked = Flow.objects.select_for_update().get(pk=flow.pk)
+        if locked.status == FlowStatus.ARCHIVED:
+            raise FlowRefused(409, "flow_archived", "This flow is archived; it cannot be published.")
+        if not locked.draft.get("steps"):
+            raise FlowRefused(400, "invalid_request", "Add at least one step before publishing.", {"steps": ["Empty."]})
+        latest = flow_latest_version(flow=locked)
+        changes = describe_changes(latest.definition if latest else None, locked.draft)
+        version = FlowVersion.objects.create(
+            flow=locked, number=(latest.number + 1) if latest else 1, definition=locked.draft, published_by=by
+        )
+        locked.status = FlowStatus.PUBLISHED
+        locked.published_version = version.number
+        locked.save(update_fields=["status", "published_version", "updated_at"])
+    return PublishResult(flow=locked, version=version, changes=changes)
+
+
+def flow_archive(*, flow: Flow) -> Flow:
+    """Archived flows start nothing; runs already accepted still finish."""
+    flow.status = FlowStatus.ARCHIVED
+    flow.save(update_fields=["status", "updated_at"])
+    return flow
+
+
+def flow_delete(*, flow: Flow) -> None:
+    flow.delete()
+
+
+# --- The start pipeline -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartOutcome:
+    flow_invocation_id: str
+    status: str  # "accepted" or "duplicate"
+    target_count: int
+    ignored_user_ids: list[str]
+    invocation_id: int
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "flowInvocationId": self.flow_invocation_id,
+            "status": self.status,
+            "targetCount": self.target_count,
+            "ignoredUserIds": self.ignored_user_ids,
+        }
+
+
+@dataclass
+class AcceptResult:
+    outcomes: list[StartOutcome] = field(default_factory=list)
+
+    @property
+    def any_accepted(self) -> bool:
+        return any(outcome.status == "accepted" for outcome in self.outcomes)
+
+
+def _content_hash(start: StartRequest) -> str:
+    content = {**start.as_canonical(), "flowInvocationId": None}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _definition_for(flow: Flow, mode: str) -> tuple[dict[str, Any], int | None]:
+    """Test starts run the draft; live starts the latest published version."""
+    if flow.status == FlowStatus.ARCHIVED:
+        raise FlowRefused(409, "flow_archived", "This flow is archived; it starts nothing.")
+    if mode == Mode.TEST:
+        return flow.draft, None
+    latest = flow_latest_version(flow=flow) if flow.published_version else None
+    if latest is None:
+        raise FlowRefused(409, "flow_not_published", "Live starts need a published flow; publish it first.")
+    return latest.definition, latest.number
+
+
+def _location(index: int, count: int) -> str:
+    return "variables" if count == 1 else f"{index}.variables"
+
+
+def invocations_accept(*, flow: Flow, mode: str, body: Any, source: str, trigger_id: int | None = None) -> AcceptResult:
+    """Accept every start of a start request, or none of them.
+
+    1. Parse and validate the whole request (400 invalid_request / missing_variables).
+    2. Pick the definition: the draft for tests, the latest version for live (409s).
+    3. In one transaction, per start: insert the invocation under its idempotency key; an
+       existing one with the same content is a duplicate, with other content a 409.
+    4. Test starts keep only test users; live starts create missing profiles.
+    5. After commit, send the fan-out; if the broker is down the sweep sends it later.
+    """
+    try:
+        starts = parse_start_requests(body)
+    except InvalidStartRequest as invalid:
+        raise FlowRefused(400, "invalid_request", "The start request is not valid.", invalid.errors) from None
+    definition, version_number = _definition_for(flow, mode)
+
+    resolved: list[dict[str, Any]] = []
+    missing_errors: dict[str, list[str]] = {}
+    for index, start in enumerate(starts):
+        variables, missing = resolve_variables(definition, start.variables)
+        if missing:
+            missing_errors[_location(index, len(starts))] = [f"Missing required variable: {name}." for name in missing]
+        resolved.append(variables)
+    if missing_errors:
+        raise FlowRefused(400, "missing_variables", "Required variables have no value and no default.", missing_errors)
+
+    test_users = _test_user_ids(flow.environment_id) if mode == Mode.TEST else set()
+    result = AcceptResult()
+    accepted: list[Invocation] = []
+    with transaction.atomic():
+        for start, variables in zip(starts, resolved, strict=True):
+            invocation = _new_invocation(flow, mode, start, variables, definition, version_number, source, trigger_id)
+            _keep_test_users_only(invocation, test_users)
+            outcome = _insert_once(invocation, start.flow_invocation_id is not None)
+            result.outcomes.append(outcome)
+            if outcome.status == "accepted":
+                accepted.append(invocation)
+        if accepted:
+            _record_acceptance(accepted)
+            if mode == Mode.LIVE:
+                _create_missing_profiles(flow.environment_id, accepted)
+            accepted_ids = [invocation.pk for invocation in accepted]
+            transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
+    return result
+
+
+def _test_user_ids(environment_id: int) -> set[str]:
+    return set(TestUser.objects.filter(environment_id=environment_id).values_list("user_id", flat=True))
+
+
+def _new_invocation(
+    flow: Flow,
+    mode: str,
+    start: StartRequest,
+    variables: dict[str, Any],
+    definition: dict[str, Any],
+    version_number: int | None,
+    source: str,
+    trigger_id: int | None,
+) -> Invocation:
+    flow_invocation_id = start.flow_invocation_id or uuid.uuid4().hex
+    return Invocation(
+        environment_id=flow.environment_id,
+        flow=flow,
+        mode=mode,
+        flow_invocation_id=flow_invocation_id,
+        source=source,
+        trigger_id=trigger_id,
+        content_hash=_content_hash(start),
+        request={**start.as_canonical(), "flowInvocationId": flow_invocation_id},
+        definition=definition,
+        version_number=version_number,
+        variables=variables,
+        notification_detail=start.notification_detail,
+        metadata=start.metadata,
+        card_options=start.card_options,
+        target_user_ids=start.target_user_ids,
+        ignored_user_ids=[],
+    )
+
+
+def _keep_test_users_only(invocation: Invocation, test_users: set[str]) -> None:
+    """Test starts deliver only to test users; every other id is listed as ignored."""
+    if invocation.mode != Mode.TEST:
+        return
+    targets = invocation.target_user_ids
+    invocation.target_user_ids = [user_id for user_id in targets if user_id in test_users]
+    invocation.ignored_user_ids = [user_id for user_id in targets if user_id not in test_users]
+
+
+def _insert_once(invocation: Invocation, key_was_given: bool) -> StartOutcome:
+    """Insert under the idempotency key: accepted, a duplicate, or 409 for other content."""
+    if not key_was_given:
+        invocation.save()  # a freshly generated key cannot collide
+        return _outcome(invocation, "accepted")
+    try:
+        # A savepoint, so that losing the race for a key leaves the transaction usable;
+        # a concurrent insert of the same key waits for the winner and then fails here.
+        with transaction.atomic():
+            invocation.save()
+    except IntegrityError:
+        existing = Invocation.objects.get(
+            flow_id=invocation.flow_id, mode=invocation.mode, flow_invocation_id=invocation.flow_invocation_id
+        )
+        if existing.content_hash != invocation.content_hash:
+            raise FlowRefused(
+                409,
+                "idempotency_mismatch",
+                f"flowInvocationId {invocation.flow_invocation_id!r} was already used with different content.",
+            ) from None
+        return _outcome(existing, "duplicate")
+    return _outcome(invocation, "accepted")
+
+
+def _outcome(invocation: Invocation, status: str) -> StartOutcome:
+    return StartOutcome(
+        flow_invocation_id=invocation.flow_invocation_id,
+        status=status,
+        target_count=len(invocation.target_user_ids),
+        ignored_user_ids=list(invocation.ignored_user_ids),
+        invocation_id=invocation.pk,
+    )
+
+
+def _record_acceptance(invocations: list[Invocation]) -> None:
+    AnalyticsEvent.objects.bulk_create(
+        AnalyticsEvent(
+            environment_id=invocation.environment_id,
+            name="flow-invocation-accepted",
+            flow_id=invocation.flow_id,
+            flow_invocation_id=invocation.flow_invocation_id,
+            test=invocation.is_test,
+            properties={"source": invocation.source, "targetCount": len(invocation.target_user_ids)},
+            occurred_at=invocation.created_at,
+        )
+        for invocation in invocations
+    )
+
+
+def _create_missing_profiles(environment_id: int, invocations: list[Invocation]) -> None:
+    """A live start to a userId with no profile creates a minimal one."""
+    user_ids = {user_id for invocation in invocations for user_id in invocation.target_user_ids}
+    now = timezone.now()
+    Customer.objects.bulk_create(
+        [
+            Customer(environment_id=environment_id, user_id=user_id, created_at=now, updated_at=now)
+            for user_id in user_ids
+        ],
+        ignore_conflicts=True,
+        batch_size=1000,
+    )
+
+
+def _send_fan_outs(invocation_ids: Iterable[int]) -> None:
+    from .tasks import fan_out_invocation  # tasks import services; import here to avoid a cycle
+
+    for invocation_id in invocation_ids:
+        enqueue(fan_out_invocation, invocation_id)
+
+
+# --- Execution ----------------------------------------------------------------------------
+
+
+def invocation_fan_out(*, invocation_id: int) -> list[list[int]]:
+    """Create one run per target user (at most once, whatever happens) and return run chunks.
+
+    Idempotent: a second call finds the invocation already running and only returns the
+    chunks of runs still queued, so a redelivered message resends their execution.
+    """
+    with transaction.atomic():
+        invocation = Invocation.objects.select_for_update().filter(pk=invocation_id).first()
+        if invocation is None:
+            return []
+        if invocation.status == InvocationStatus.ACCEPTED:
+            now = timezone.now()
+            FlowRun.objects.bulk_create(
+                [
+                    FlowRun(
+                        environment_id=invocation.environment_id,
+                        invocation=invocation,
+                        flow_id=invocation.flow_id,
+                        user_id=user_id,
+                        test=invocation.is_test,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    for user_id in invocation.target_user_ids
+                ],
+                ignore_conflicts=True,
+                batch_size=1000,
+            )
+            invocation.status = InvocationStatus.RUNNING if invocation.target_user_ids else InvocationStatus.COMPLETED
+            invocation.fanned_out_at = now
+            invocation.completed_at = None if invocation.target_user_ids else now
+            invocation.save(update_fields=["status", "fanned_out_at", "completed_at"])
+    run_ids = list(
+        FlowRun.objects.filter(invocation_id=invocation_id, status=RunStatus.QUEUED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return [run_ids[i : i + RUN_CHUNK_SIZE] for i in range(0, len(run_ids), RUN_CHUNK_SIZE)]
+
+
+@dataclass
+class _RunProgress:
+    """What executing one run produced, applied to the database in bulk."""
+
+    run: FlowRun
+    cards: list[Card] = field(default_factory=list)
+    events: list[AnalyticsEvent] = field(default_factory=list)
+
+
+def runs_execute(*, run_ids: Sequence[int]) -> list[tuple[int, float]]:
+    """Execute the given runs that are due, each exactly once; return (run id, delay) of waits.
+
+    1. Lock the due runs (queued, or waiting with resume_at passed), skipping rows another
+       worker holds: whoever holds the lock executes the run.
+    2. Execute each run's steps from its step_index until a wait step or the end.
+    3. Write cards (unique per run and step), events and run states, then commit: a worker
+       killed before the commit leaves every run as it was, to be executed again.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        runs = list(
+            FlowRun.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(pk__in=list(run_ids))
+            .filter(Q(status=RunStatus.QUEUED) | Q(status=RunStatus.WAITING, resume_at__lte=now))
+            .select_related("invocation")
+        )
+        if not runs:
+            return []
+        progress = [_execute_run(run, now) for run in runs]
+        Card.objects.bulk_create([card for item in progress for card in item.cards], ignore_conflicts=True)
+        AnalyticsEvent.objects.bulk_create([event for item in progress for event in item.events])
+        _save_run_states([item.run for item in progress], now)
+    _complete_finished_invocations({run.invocation_id for run in runs})
+    return [
+        (run.pk, max(0.0, (run.resume_at - now).total_seconds()))
+        for run in runs
+        if run.status == RunStatus.WAITING and run.resume_at is not None
+    ]
+
+
+def _execute_run(run: FlowRun, now: Any) -> _RunProgress:
+    invocation = run.invocation
+    progress = _RunProgress(run=run)
+    steps = invocation.definition.get("steps", [])
+
+    def event(name: str, **properties: Any) -> None:
+        progress.events.append(
+            AnalyticsEvent(
+                environment_id=run.environment_id,
+                name=name,
+                user_id=run.user_id,
+                flow_id=run.flow_id,
+                flow_invocation_id=invocation.flow_invocation_id,
+                test=run.test,
+                properties=properties,
+                occurred_at=now,
+            )
+        )
+
+    if run.step_index == 0 and run.status == RunStatus.QUEUED:
+        event("flow-run-started")
+    try:
+        while run.step_index < len(steps):
+            step = steps[run.step_index]
+            if step["type"] == "wait":
+                run.step_index += 1
+                run.status = RunStatus.WAITING
+                run.resume_at = now + timedelta(seconds=int(step["seconds"]))
+                return progress
+            if step["type"] == "send_card":
+                progress.cards.append(_card_for(run, invocation, step, now))
+                event("card-published", stepIndex=run.step_index)
+            else:
+                raise ValueError(f"Unknown step type {step['type']!r}")
+            run.step_index += 1
+    except Exception as error:  # a run that fails records why; the others go on
+        run.status = RunStatus.FAILED
+        run.error = f"Step {run.step_index + 1}: {error}"
+        run.finished_at = now
+        event("flow-run-failed", error=run.error)
+        return progress
+    run.status = RunStatus.COMPLETED
+    run.resume_at = None
+    run.finished_at = now
+    event("flow-run-completed")
+    return progress
+
+
+def _card_for(run: FlowRun, invocation: Invocation, step: dict[str, Any], now: Any) -> Card:
+    content = render_card(step["card"], invocation.variables)
+    return Card(
+        environment_id=run.environment_id,
+        flow_id=run.flow_id,
+        invocation=invocation,
+        run=run,
+        flow_invocation_id=invocation.flow_invocation_id,
+        step_index=run.step_index,
+        user_id=run.user_id,
+        title=content["title"],
+        body=content["body"],
+        actions=content["actions"],
+        test=run.test,
+        version_number=invocation.version_number,
+        published_at=now,
+    )
+
+
+def _save_run_states(runs: list[FlowRun], now: Any) -> None:
+    """Write run states with one UPDATE per distinct outcome rather than one per run."""
+    groups: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    failed: list[FlowRun] = []
+    for run in runs:
+        if run.status == RunStatus.FAILED:
+            failed.append(run)
+        else:
+            groups[(run.status, run.step_index, run.resume_at, run.finished_at)].append(run.pk)
+    for (status, step_index, resume_at, finished_at), ids in groups.items():
+        FlowRun.objects.filter(pk__in=ids).update(
+            status=status, step_index=step_index, resume_at=resume_at, finished_at=finished_at, updated_at=now
+        )
+    for run in failed:
+        FlowRun.objects.filter(pk=run.pk).update(
+            status=run.status, step_index=run.step_index, error=run.error[:2000], finished_at=now, updated_at=now
+        )
+
+
+def _complete_finished_invocations(invocation_ids: Iterable[int]) -> None:
+    unfinished = FlowRun.objects.filter(invocation_id=OuterRef("pk"), status__in=[RunStatus.QUEUED, RunStatus.WAITING])
+    Invocation.objects.filter(pk__in=list(invocation_ids), status=InvocationStatus.RUNNING).exclude(
+        Exists(unfinished)
+    ).update(status=InvocationStatus.COMPLETED, completed_at=timezone.now())
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    invocations: list[int]
+    run_chunks: list[list[int]]
+
+
+def flows_sweep(*, now: Any = None) -> SweepResult:
+    """Find committed work nobody picked up, and waits that are due.
+
+    1. Invocations accepted but not fanned out for a while (the broker was down, or the
+       message was lost with a worker).
+    2. Runs queued but untouched for a while; their updated_at is moved forward so that the
+       next sweep does not send them again while they wait in a busy queue.
+    3. Waiting runs whose resume_at has passed become queued.
+    4. Running invocations whose runs have all finished are completed.
+    """
+    now = now or timezone.now()
+    stale = now - STALE_AFTER
+    invocations = list(
+        Invocation.objects.filter(status=InvocationStatus.ACCEPTED, created_at__lte=stale).values_list("pk", flat=True)[
+            :1000
+        ]
+    )
+    with transaction.atomic():
+        due = list(
+            FlowRun.objects.select_for_update(skip_locked=True)
+            .filter(Q(status=RunStatus.QUEUED, updated_at__lte=stale) | Q(status=RunStatus.WAITING, resume_at__lte=now))
+            .order_by("pk")
+            .values_list("pk", flat=True)[:20_000]
+        )
+        FlowRun.objects.filter(pk__in=due).update(status=RunStatus.QUEUED, updated_at=now)
+    running = Invocation.objects.filter(status=InvocationStatus.RUNNING).values_list("pk", flat=True)[:1000]
+    _complete_finished_invocations(list(running))
+    chunks = [due[i : i + RUN_CHUNK_SIZE] for i in range(0, len(due), RUN_CHUNK_SIZE)]
+    return SweepResult(invocations=invocations, run_chunks=chunks)
+
+
+# --- Test data ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeletedTestData:
+    invocations: int
+    cards: int
+    events: int
+
+
+def environment_test_data_delete(*, environment: Environment) -> DeletedTestData:
+    """Delete every test invocation, run, card and analytics event of the environment."""
+    with transaction.atomic():
+        cards = Card.objects.filter(environment=environment, test=True).count()
+        invocations, _ = Invocation.objects.filter(environment=environment, mode=Mode.TEST).delete()
+        events, _ = AnalyticsEvent.objects.filter(environment=environment, test=True).delete()
+    return DeletedTestData(invocations=invocations, cards=cards, events=events)
