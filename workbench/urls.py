@@ -53,6 +53,7 @@ environment_pages = [
     path("test-users/new", customer_views.testuser_create, name="test_user_create"),
     path("test-users/mine", customer_views.my_test_user_set, name="my_test_user_set"),
     path("test-users/<int:test_user_id>/delete", customer_views.testuser_delete, name="test_user_delete"),
+    path("flows/", include("flows.urls")),
 ]
 
 urlpatterns = [

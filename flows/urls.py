@@ -1,0 +1,7 @@
+"""Workbench pages for flows, under /e/<env>/flows/."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern
+
+urlpatterns: list[URLPattern] = []
