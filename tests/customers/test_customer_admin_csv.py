@@ -15,7 +15,7 @@ from django.utils import timezone
 from customers import resources
 from customers.models import Customer
 from customers.resources import CustomerResource
-from tests.factories import CustomerFactory, UserFactory
+from tests.factories import CustomerFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -41,13 +41,6 @@ COLUMNS = [
     "last_seen_android_at",
     "last_seen_web_at",
 ]
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    client = Client()
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    return client
 
 
 @pytest.fixture

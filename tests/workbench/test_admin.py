@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from django.test import Client
 
-from tests.factories import UserFactory
 from workbench.models import ApiCredential
 
 pytestmark = pytest.mark.django_db
 
 CHANGELIST = "/admin/workbench/apicredential/"
-
-
-@pytest.fixture
-def admin_client(db) -> Client:
-    client = Client()
-    client.force_login(UserFactory(username="root", is_staff=True, is_superuser=True))
-    return client
 
 
 def test_the_revoke_action_stops_the_credentials_tokens_at_once(admin_client, api_client, env_a):
