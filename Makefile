@@ -22,7 +22,7 @@ migrate: venv
 
 run: migrate
 	$(RUN_ENV) $(BIN)/python manage.py seed_demo
-	$(RUN_ENV) $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+	$(RUN_ENV) WORKBENCH_INPROCESS_BEAT=1 $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # The whole suite. With DATABASE_URL and CELERY_BROKER_URL set it also runs the tests
 # that need PostgreSQL, the broker and a real Celery worker (CI always sets them).

@@ -244,6 +244,8 @@ CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 330)
 MAX_TASK_COUNTDOWN_SECONDS = CELERY_VISIBILITY_TIMEOUT // 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "workbench")
+# Without a broker there is no `celery beat`: `make run` runs the schedule in-process.
+INPROCESS_BEAT = envbool("WORKBENCH_INPROCESS_BEAT", False)
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "workbench.record_worker_heartbeat", "schedule": 60.0},
     "flows-sweep": {"task": "flows.sweep", "schedule": 10.0},
