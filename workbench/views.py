@@ -73,6 +73,13 @@ def credential_create(request: HttpRequest) -> HttpResponse:
     form = CredentialCreateForm(request.POST)
     if not form.is_valid():
         return _render_credentials(request, form, status=400)
+    used_nonces: list[str] = request.session.get("used_credential_nonces", [])
+    nonce = form.cleaned_data["nonce"]
+    if nonce and nonce in used_nonces:
+        messages.info(request, "That credential was already created; its secret is shown only once.")
+        return redirect("credential_list", env=environment.slug)
+    if nonce:
+        request.session["used_credential_nonces"] = [*used_nonces[-19:], nonce]
     issued = services.credential_create(
         environment=environment,
         role=form.cleaned_data["role"],
