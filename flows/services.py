@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef, Q
@@ -45,8 +46,6 @@ from .models import (
 from .start_requests import InvalidStartRequest, StartRequest, parse_start_requests
 
 RUN_CHUNK_SIZE = 500
-# Work committed but not picked up for this long is sent again by the sweep.
-STALE_AFTER = timedelta(seconds=30)
 
 
 class FlowRefused(Refused):
@@ -538,7 +537,7 @@ def flows_sweep(*, now: Any = None) -> SweepResult:
     4. Running invocations whose runs have all finished are completed.
     """
     now = now or timezone.now()
-    stale = now - STALE_AFTER
+    stale = now - timedelta(seconds=settings.SWEEP_STALE_SECONDS)
     invocations = list(
         Invocation.objects.filter(status=InvocationStatus.ACCEPTED, created_at__lte=stale).values_list("pk", flat=True)[
             :1000

@@ -251,6 +251,9 @@ CELERY_BEAT_SCHEDULE = {
     "flows-sweep": {"task": "flows.sweep", "schedule": 10.0},
 }
 
+# Committed work that nobody picked up for this long is sent again by the sweep.
+SWEEP_STALE_SECONDS = envint("SWEEP_STALE_SECONDS", 30)
+
 # --- Product limits -------------------------------------------------------------------
 DEFAULT_MANUAL_SEND_LIMIT = 10_000
 

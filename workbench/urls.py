@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from oauth2_provider import views as oauth2_views
 
@@ -42,7 +42,7 @@ api_urlpatterns = [
     path("triggers/<int:trigger_id>", trigger_apis.TriggerDetailApi.as_view(), name="api_trigger"),
 ]
 
-environment_pages = [
+environment_pages: list[URLPattern | URLResolver] = [
     path("", views.environment_home, name="environment_home"),
     path("credentials/", views.credential_list, name="credential_list"),
     path("credentials/new", views.credential_create, name="credential_create"),
