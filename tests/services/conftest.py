@@ -9,6 +9,7 @@ and at a queue of its own, so stray messages of other runs cannot reach it.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,19 @@ def _broker_reachable() -> None:
             pytest.fail(f"The broker at {settings.CELERY_BROKER_URL} is unreachable: {error}")
 
 
+def service_environment(database_name: str, queue: str, **overrides: str) -> dict[str, str]:
+    """The environment of a worker or server process that shares this test run's database."""
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "workbench.settings_test",
+        "DATABASE_URL": _database_url(database_name),
+        "CELERY_QUEUE": queue,
+        # Tests cannot wait the production 30 s for the sweep to consider work stale.
+        "SWEEP_STALE_SECONDS": "1",
+        **overrides,
+    }
+
+
 class WorkerProcess:
     """A `celery worker` subprocess that tests can kill and restart."""
 
@@ -66,12 +80,7 @@ class WorkerProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "workbench.settings_test",
-            "DATABASE_URL": _database_url(self.database_name),
-            "CELERY_QUEUE": self.queue,
-        }
+        env = service_environment(self.database_name, self.queue)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -134,3 +143,57 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30, interval: float
             return True
         time.sleep(interval)
     return condition()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ApiServer:
+    """gunicorn serving the project against the test database, as in production."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2, threads: int = 8):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        log = log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable, "-m", "gunicorn", "workbench.wsgi", "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(workers), "--threads", str(threads), "--timeout", "60",
+            ],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.log_path = log_path
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn exited at start-up; see {log_path}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        pytest.fail(f"gunicorn did not listen in 30 s; see {log_path}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def api_server(celery_worker_process: WorkerProcess, tmp_path: Path) -> Iterator[Callable[..., ApiServer]]:
+    """Start gunicorn processes; `api_server(CELERY_BROKER_URL="redis://127.0.0.1:1/0")` overrides settings."""
+    servers: list[ApiServer] = []
+
+    def start(**overrides: str) -> ApiServer:
+        env = service_environment(celery_worker_process.database_name, celery_worker_process.queue, **overrides)
+        server = ApiServer(env, tmp_path / f"gunicorn-{len(servers)}.log")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
