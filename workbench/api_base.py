@@ -24,12 +24,9 @@ class EnvironmentCredentialPermission(BasePermission):
         application = getattr(token, "application", None)
         if token is None or application is None:
             raise exceptions.NotAuthenticated("A bearer token from /oauth/token is required.")
-        credential = (
-            ApiCredential.objects.filter(application=application, revoked_at__isnull=True)
-            .select_related("environment")
-            .first()
-        )
-        if credential is None:
+        # Loaded with the token (workbench.oauth); revoking deletes the application.
+        credential: ApiCredential | None = getattr(application, "credential", None)
+        if credential is None or credential.revoked_at is not None:
             raise exceptions.AuthenticationFailed("This credential has been revoked.")
         if credential.environment.slug != view.kwargs.get("env"):
             raise exceptions.NotFound()
