@@ -65,7 +65,8 @@ def _clean_definition(variables: Any, steps: Any) -> dict[str, Any]:
 def flow_create(
     *, environment: Environment, name: str, variables: Any = None, steps: Any = None, by: User | None = None
 ) -> Flow:
-    definition = _clean_definition(variables or [], steps or [])
+    # Only an omitted field means empty: a wrong type (even a falsy one, "" or {}) is refused.
+    definition = _clean_definition([] if variables is None else variables, [] if steps is None else steps)
     with transaction.atomic():
         flow = Flow.objects.create(environment=environment, name=name, draft=definition, created_by=by)
         hooks.flow_created.announce(flow=flow)
