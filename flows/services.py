@@ -572,6 +572,8 @@ def environment_test_data_delete(*, environment: Environment) -> DeletedTestData
     """Delete every test invocation, run, card and analytics event of the environment."""
     with transaction.atomic():
         cards = Card.objects.filter(environment=environment, test=True).count()
-        invocations, _ = Invocation.objects.filter(environment=environment, mode=Mode.TEST).delete()
+        # delete() counts the cascaded runs and cards too; report the invocations alone.
+        _, deleted = Invocation.objects.filter(environment=environment, mode=Mode.TEST).delete()
+        invocations = deleted.get(Invocation._meta.label, 0)
         events, _ = AnalyticsEvent.objects.filter(environment=environment, test=True).delete()
     return DeletedTestData(invocations=invocations, cards=cards, events=events)

@@ -434,3 +434,54 @@ def test_the_queries_of_a_start_do_not_grow_with_its_targets(events_a, flow, sta
     assert response.status_code == 202
     assert Card.objects.count() == targets
     assert allowed < targets / 5  # the bound itself is far from one query per target
+
+
+# --- who may call -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["live", "test"])
+@pytest.mark.parametrize("env", ["acme", "globex"], ids=["on A's path", "on its own path"])
+def test_another_environments_credential_gets_404_and_starts_nothing(
+    session_with, flow, start_flow, test_user, mode, env
+):
+    before = row_counts()
+
+    response = start_flow(session_with("outsider", "events"), flow, {"targetUserIds": ["tester-1"]}, mode, env)
+
+    assert_refused(response, 404, "not_found")
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("mode", ["live", "test"])
+@pytest.mark.parametrize("role", ["workbench", "auth"])
+def test_a_role_other_than_events_gets_403_and_starts_nothing(
+    api_client, env_a, flow, start_flow, test_user, mode, role
+):
+    before = row_counts()
+
+    response = start_flow(api_client(env_a, role), flow, {"targetUserIds": ["tester-1"]}, mode)
+
+    assert_refused(response, 403, "permission_denied")
+    assert row_counts() == before
+
+
+@pytest.mark.parametrize("mode", ["live", "test"])
+@pytest.mark.parametrize("kind", ["missing", "invalid", "expired", "revoked"])
+def test_a_missing_invalid_expired_or_revoked_token_gets_401_and_starts_nothing(
+    session_with, env_a, flow, start_flow, test_user, mode, kind
+):
+    client = session_with(kind, "events", env_a)
+    before = row_counts()
+
+    response = start_flow(client, flow, {"targetUserIds": ["tester-1"]}, mode)
+
+    assert response.status_code == 401
+    assert set(response.json()) == {"detail", "code"}
+    assert row_counts() == before
+
+
+def test_an_unknown_flow_id_answers_404(events_a, flow, start_flow):
+    response = events_a.post("/api/v1/acme/action-flow/not-a-number/start", {"targetUserIds": ["u1"]}, format="json")
+
+    assert_refused(response, 404, "not_found")
+    assert not Invocation.objects.exists()
