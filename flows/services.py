@@ -577,3 +577,13 @@ def environment_test_data_delete(*, environment: Environment) -> DeletedTestData
         invocations = deleted.get(Invocation._meta.label, 0)
         events, _ = AnalyticsEvent.objects.filter(environment=environment, test=True).delete()
     return DeletedTestData(invocations=invocations, cards=cards, events=events)
+
+
+# --- Environment settings -----------------------------------------------------------------
+
+
+def environment_analytics_setting_set(*, environment: Environment, include_test_data: bool) -> Environment:
+    """Whether the environment's analytics count test data (shown apart from live data)."""
+    environment.analytics_include_test_data = include_test_data
+    environment.save(update_fields=["analytics_include_test_data"])
+    return environment

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from . import views
+
+urlpatterns: list[URLPattern] = [
+    path("", views.flow_list, name="flow_list"),
+    path("new", views.flow_new, name="flow_new"),
+    path("feed/", views.flow_feed, name="flow_feed"),
+    path("settings/", views.flow_settings, name="flow_settings"),
+    path("settings/analytics", views.flow_analytics_setting, name="flow_analytics_setting"),
+    path("settings/test-data/delete", views.flow_test_data_delete, name="flow_test_data_delete"),
+    path("invocations/<int:invocation_id>/", views.flow_invocation_detail, name="flow_invocation_detail"),
+    path("<int:flow_id>/", views.flow_detail, name="flow_detail"),
+    path("<int:flow_id>/preview", views.flow_preview, name="flow_preview"),
+    path("<int:flow_id>/publish", views.flow_publish, name="flow_publish"),
+    path("<int:flow_id>/archive", views.flow_archive, name="flow_archive"),
+    path("<int:flow_id>/test", views.flow_send_test, name="flow_send_test"),
+    path("<int:flow_id>/invocations/", views.flow_invocations, name="flow_invocations"),
+]

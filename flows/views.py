@@ -1,0 +1,363 @@
+"""Workbench pages for action flows: list, builder, publish and archive, tests, invocations,
+the feed preview, and the environment's analytics and test data settings.
+
+Every view is a thin edge: it reads through `selectors`, writes through `services`, and
+picks the template: the whole page, or the partial an htmx request asks for.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from customers.selectors import testuser_list
+from workbench.models import Environment, Role
+from workbench.shell import can_edit, current_membership, environment_page
+
+from . import selectors, services
+from .forms import WAIT_UNITS, BuilderState, FlowCreateForm, SendTestForm, safe_href
+from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowStatus, Invocation, Mode
+
+INVOCATIONS_PER_PAGE = 50
+FEED_LENGTH = 100
+
+
+def _environment(request: HttpRequest) -> Environment:
+    return request.environment  # type: ignore[attr-defined]
+
+
+def _user(request: HttpRequest) -> Any:
+    return current_membership(request).user
+
+
+# --- The flows list and a new flow ------------------------------------------------------
+
+
+@require_GET
+@environment_page()
+def flow_list(request: HttpRequest) -> HttpResponse:
+    environment = _environment(request)
+    flows = selectors.flow_list(environment=environment).annotate(
+        live_invocations=Count("invocations", filter=Q(invocations__mode=Mode.LIVE)),
+        test_invocations=Count("invocations", filter=Q(invocations__mode=Mode.TEST)),
+    )
+    return render(request, "flows/flow_list.html", {"flows": flows})
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.EDITOR)
+def flow_new(request: HttpRequest) -> HttpResponse:
+    environment = _environment(request)
+    form = FlowCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        flow = services.flow_create(environment=environment, name=form.cleaned_data["name"], by=_user(request))
+        messages.success(
+            request, f"“{flow.name}” was created. Add its steps, save, send yourself a test, then publish."
+        )
+        return redirect("flow_detail", env=environment.slug, flow_id=flow.pk)
+    return render(request, "flows/flow_new.html", {"form": form}, status=400 if form.errors else 200)
+
+
+# --- The flow page and its builder ------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page()
+def flow_detail(request: HttpRequest, flow_id: int) -> HttpResponse:
+    """The flow page. A POST (editors) either edits the builder's rows or saves the draft.
+
+    1. `op=save` (also pressing Enter): save through `flow_update`; on success redirect,
+       on refusal show the page again with each error next to its field.
+    2. Any other op (add, remove, move a row) changes the rows without saving; htmx asks
+       for the builder alone, a browser without JavaScript gets the whole page.
+    """
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    if request.method == "GET":
+        return _render_flow_page(request, flow, BuilderState.from_definition(flow.name, flow.draft))
+    if not can_edit(request):
+        raise PermissionDenied("Viewers cannot change flows.")
+    state = BuilderState.from_post(request.POST)
+    op = request.POST.get("op", "save")
+    if op != "save":
+        state.apply(op)
+        if request.htmx:  # type: ignore[attr-defined]
+            return render(request, "flows/_builder.html", _builder_context(request, flow, state, unsaved=True))
+        return _render_flow_page(request, flow, state, unsaved=True)
+    name = state.name.strip()
+    if not name:
+        state.attach_errors({"name": ["Give the flow a name."]})
+    else:
+        try:
+            services.flow_update(
+                flow=flow, name=name, variables=state.variables_definition(), steps=state.steps_definition()
+            )
+        except services.FlowRefused as refused:
+            state.attach_errors(refused.errors or {"form": [refused.detail]})
+        else:
+            messages.success(request, "Draft saved. Send yourself a test, or publish it when it is ready.")
+            return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
+    return _render_flow_page(request, flow, state, unsaved=True, status=400)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def flow_preview(request: HttpRequest, flow_id: int) -> HttpResponse:
+    """The cards of the posted (unsaved) draft, rendered with the variables' defaults."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    state = BuilderState.from_post(request.POST)
+    return render(request, "flows/_preview.html", {"flow": flow, "preview_cards": state.preview_cards()})
+
+
+def _builder_context(request: HttpRequest, flow: Flow, state: BuilderState, *, unsaved: bool) -> dict[str, Any]:
+    editable = can_edit(request) and flow.status != FlowStatus.ARCHIVED
+    return {
+        "flow": flow,
+        "state": state,
+        "editable": editable,
+        "unsaved": unsaved,
+        "wait_units": WAIT_UNITS,
+        "preview_cards": state.preview_cards(),
+    }
+
+
+def _render_flow_page(
+    request: HttpRequest, flow: Flow, state: BuilderState, *, unsaved: bool = False, status: int = 200
+) -> HttpResponse:
+    environment = _environment(request)
+    latest = services.flow_latest_version(flow=flow)
+    context = {
+        **_builder_context(request, flow, state, unsaved=unsaved),
+        "draft_differs": latest is not None and latest.definition != flow.draft,
+        "api": _api_trigger(request, flow),
+        "send_test": _send_test_context(request, flow),
+        "stats": selectors.flow_stats(flow=flow),
+        "recent_invocations": selectors.invocation_list(environment=environment, flow=flow)[:5],
+    }
+    return render(request, "flows/flow_detail.html", context, status=status)
+
+
+def _api_trigger(request: HttpRequest, flow: Flow) -> dict[str, Any]:
+    """The flow's API trigger: every flow has one, it cannot be removed, and it needs only
+    the flow's id, so this page does not ask the triggers app (flows never imports it)."""
+    environment = flow.environment
+    start_url = request.build_absolute_uri(f"/api/v1/{environment.slug}/action-flow/{flow.pk}/start")
+    test_url = request.build_absolute_uri(f"/api/v1/{environment.slug}/action-flow/{flow.pk}/test")
+    token_url = request.build_absolute_uri(reverse("oauth2_provider:token"))
+    example_variables = {
+        variable["name"]: variable["default"] if variable.get("default") is not None else f"<{variable['name']}>"
+        for variable in flow.draft.get("variables", [])
+    }
+    body = json.dumps({"targetUserIds": ["<userId>"], "variables": example_variables}, ensure_ascii=False)
+    curl = (
+        "# 1. A token for an API credential with the events role (valid one hour)\n"
+        'TOKEN=$(curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials '
+        f"{shlex.quote(token_url)} \\\n"
+        "  | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')\n\n"
+        "# 2. Start the flow (use the /test URL to reach test users only)\n"
+        f"curl -X POST {shlex.quote(start_url)} \\\n"
+        '  -H "Authorization: Bearer $TOKEN" -H "Content-Type: application/json" \\\n'
+        f"  -d {shlex.quote(body)}"
+    )
+    return {"start_url": start_url, "test_url": test_url, "token_url": token_url, "curl": curl}
+
+
+def _send_test_context(request: HttpRequest, flow: Flow, form: SendTestForm | None = None) -> dict[str, Any]:
+    test_users = list(testuser_list(environment=_environment(request)))
+    own = next((t for t in test_users if t.membership_id == current_membership(request).pk), None)
+    if form is None:
+        form = SendTestForm(
+            initial={"user_ids": [own.user_id] if own else []},
+            test_user_ids=[t.user_id for t in test_users],
+            variables=flow.draft.get("variables", []),
+        )
+    return {"form": form, "test_users": test_users, "own": own}
+
+
+# --- Publish, archive, send a test ------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.EDITOR)
+def flow_publish(request: HttpRequest, flow_id: int) -> HttpResponse:
+    """GET: what changed since the last version, to confirm. POST: publish the saved draft."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    error = None
+    if request.method == "POST":
+        try:
+            result = services.flow_publish(flow=flow, by=_user(request))
+        except services.FlowRefused as refused:
+            error = refused.detail
+        else:
+            messages.success(request, f"Version {result.version.number} published. Live starts now use it.")
+            return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
+    latest = services.flow_latest_version(flow=flow)
+    context = {
+        "flow": flow,
+        "changes": services.flow_pending_changes(flow=flow),
+        "latest": latest,
+        "next_number": latest.number + 1 if latest else 1,
+        "identical": latest is not None and latest.definition == flow.draft,
+        "error": error,
+    }
+    return render(request, "flows/flow_publish.html", context, status=409 if error else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.EDITOR)
+def flow_archive(request: HttpRequest, flow_id: int) -> HttpResponse:
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    if request.method == "POST":
+        services.flow_archive(flow=flow)
+        messages.success(request, f"“{flow.name}” is archived; it starts nothing any more.")
+        return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
+    return render(request, "flows/flow_archive.html", {"flow": flow})
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def flow_send_test(request: HttpRequest, flow_id: int) -> HttpResponse:
+    """Start the saved draft as a test for the chosen test users, then open the invocation."""
+    environment = _environment(request)
+    flow = selectors.flow_get(environment=environment, flow_id=flow_id)
+    form = SendTestForm(
+        request.POST,
+        test_user_ids=[t.user_id for t in testuser_list(environment=environment)],
+        variables=flow.draft.get("variables", []),
+    )
+    if not form.is_valid():
+        for errors in form.errors.values():
+            messages.error(request, " ".join(str(error) for error in errors))
+        return redirect(reverse("flow_detail", kwargs={"env": environment.slug, "flow_id": flow.pk}) + "#send-test")
+    try:
+        result = services.invocations_accept(flow=flow, mode=Mode.TEST, body=form.start_request(), source="workbench")
+    except services.FlowRefused as refused:
+        details = [message for errors in (refused.errors or {}).values() for message in errors]
+        messages.error(request, " ".join([refused.detail, *details]))
+        return redirect(reverse("flow_detail", kwargs={"env": environment.slug, "flow_id": flow.pk}) + "#send-test")
+    outcome = result.outcomes[0]
+    messages.success(request, f"Test sent to {', '.join(form.cleaned_data['user_ids'])}.")
+    return redirect("flow_invocation_detail", env=environment.slug, invocation_id=outcome.invocation_id)
+
+
+# --- Invocations ------------------------------------------------------------------------
+
+
+@require_GET
+@environment_page()
+def flow_invocations(request: HttpRequest, flow_id: int) -> HttpResponse:
+    environment = _environment(request)
+    flow = selectors.flow_get(environment=environment, flow_id=flow_id)
+    paginator = Paginator(selectors.invocation_list(environment=environment, flow=flow), INVOCATIONS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "flows/invocation_list.html", {"flow": flow, "page": page})
+
+
+@require_GET
+@environment_page()
+def flow_invocation_detail(request: HttpRequest, invocation_id: int) -> HttpResponse:
+    invocation = selectors.invocation_get(environment=_environment(request), invocation_id=invocation_id)
+    context = {
+        "invocation": invocation,
+        "runs": list(invocation.runs.all()),
+        "cards": [_card_view(card) for card in invocation.cards.all()],
+        "request_json": json.dumps(invocation.request, indent=2, ensure_ascii=False),
+        "variables_json": json.dumps(invocation.variables, indent=2, ensure_ascii=False),
+    }
+    return render(request, "flows/invocation_detail.html", context)
+
+
+# --- The feed preview -------------------------------------------------------------------
+
+
+@require_GET
+@environment_page()
+def flow_feed(request: HttpRequest) -> HttpResponse:
+    """A user's cards the way an app shows them; by default the member's own test user."""
+    environment = _environment(request)
+    user_id = request.GET.get("user", "").strip()
+    own = testuser_list(environment=environment).filter(membership=current_membership(request)).first()
+    if not user_id and own is not None:
+        user_id = own.user_id
+    test = {"true": True, "false": False}.get(request.GET.get("test", "").lower())
+    cards = []
+    if user_id:
+        cards = [_card_view(card) for card in selectors.card_feed(environment=environment, user_id=user_id, test=test)]
+    context = {
+        "feed_user": user_id,
+        "test": test,
+        "cards": cards[:FEED_LENGTH],
+        "own": own,
+        "is_test_user": bool(user_id) and testuser_list(environment=environment).filter(user_id=user_id).exists(),
+    }
+    return render(request, "flows/feed.html", context)
+
+
+def _card_view(card: Card) -> dict[str, Any]:
+    """A card with hrefs only for web and app links (a variable could hold javascript:)."""
+    return {
+        "card": card,
+        "title": card.title,
+        "body": card.body,
+        "test": card.test,
+        "published_at": card.published_at,
+        "actions": [{**action, "href": safe_href(action.get("url", ""))} for action in card.actions],
+    }
+
+
+# --- The environment's analytics and test data settings (owners) -------------------------
+
+
+@require_GET
+@environment_page(Role.OWNER)
+def flow_settings(request: HttpRequest) -> HttpResponse:
+    return render(request, "flows/settings.html", {"test_data": _test_data_counts(_environment(request))})
+
+
+@require_POST
+@environment_page(Role.OWNER)
+def flow_analytics_setting(request: HttpRequest) -> HttpResponse:
+    environment = _environment(request)
+    include = request.POST.get("include_test_data") == "on"
+    services.environment_analytics_setting_set(environment=environment, include_test_data=include)
+    if include:
+        messages.success(request, "Analytics now show test data too, apart from live data.")
+    else:
+        messages.success(request, "Analytics now show live data only.")
+    return redirect("flow_settings", env=environment.slug)
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.OWNER)
+def flow_test_data_delete(request: HttpRequest) -> HttpResponse:
+    """GET: what would be deleted, to confirm. POST: delete it."""
+    environment = _environment(request)
+    if request.method == "POST":
+        deleted = services.environment_test_data_delete(environment=environment)
+        messages.success(
+            request,
+            f"Deleted {deleted.invocations} test invocation(s), {deleted.cards} test card(s) "
+            f"and {deleted.events} test analytics event(s).",
+        )
+        return redirect("flow_settings", env=environment.slug)
+    return render(request, "flows/test_data_delete.html", {"test_data": _test_data_counts(environment)})
+
+
+def _test_data_counts(environment: Environment) -> dict[str, int]:
+    """What "Delete test data" removes. There is no selector for these counts yet; they are
+    plain environment-scoped counts, kept here until flows.selectors offers one."""
+    return {
+        "invocations": Invocation.objects.filter(environment=environment, mode=Mode.TEST).count(),
+        "runs": FlowRun.objects.filter(environment=environment, test=True).count(),
+        "cards": Card.objects.filter(environment=environment, test=True).count(),
+        "events": AnalyticsEvent.objects.filter(environment=environment, test=True).count(),
+    }
