@@ -68,8 +68,11 @@ def _json_moment(value: Any) -> str:
     return value.isoformat()
 
 
-def _upsert_postgresql(environment: Environment, rows: list[dict[str, Any]]) -> None:
-    """One INSERT ... ON CONFLICT DO UPDATE that reads its rows from a single jsonb parameter.
+def _write_postgresql(environment: Environment, rows: list[dict[str, Any]], *, update: bool) -> set[str]:
+    """One INSERT that reads its rows from a single jsonb parameter; returns the userIds written.
+
+    With `update`, a conflicting row is updated (ON CONFLICT DO UPDATE); without, it is left
+    alone (DO NOTHING) and its userId is not returned, so the caller can merge into it.
 
     jsonb_populate_recordset types each value by the table's own columns, so PostgreSQL does
     the conversions that would otherwise cost a model instance and a field prep per value in
@@ -80,6 +83,7 @@ def _upsert_postgresql(environment: Environment, rows: list[dict[str, Any]]) -> 
     table = quote(Customer._meta.db_table)
     columns = ", ".join(quote(_COLUMNS[field]) for field in ("environment", "user_id", *UPSERT_FIELDS))
     updates = ", ".join(f"{quote(_COLUMNS[field])} = EXCLUDED.{quote(_COLUMNS[field])}" for field in UPSERT_FIELDS)
+    conflict = f"DO UPDATE SET {updates}" if update else "DO NOTHING"
     records = []
     for row in rows:
         record: dict[str, Any] = {_COLUMNS["environment"]: environment.pk}
@@ -92,9 +96,40 @@ def _upsert_postgresql(environment: Environment, rows: list[dict[str, Any]]) -> 
         cursor.execute(
             f"INSERT INTO {table} ({columns}) "  # noqa: S608
             f"SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) "
-            f"ON CONFLICT ({quote(_COLUMNS['environment'])}, {quote(_COLUMNS['user_id'])}) DO UPDATE SET {updates}",
+            f"ON CONFLICT ({quote(_COLUMNS['environment'])}, {quote(_COLUMNS['user_id'])}) {conflict} "
+            f"RETURNING {quote(_COLUMNS['user_id'])}",
             [json.dumps(records)],
         )
+        return {user_id for (user_id,) in cursor.fetchall()}
+
+
+def _lock_stored(environment: Environment, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Lock the stored rows of these userIds and read back what a merge may keep."""
+    stored = (
+        Customer.objects.select_for_update()
+        .filter(environment=environment, user_id__in=user_ids)
+        .order_by("user_id")
+        .values_list("user_id", *_STORED_FIELDS)
+    )
+    return {values[0]: dict(zip(_STORED_FIELDS, values[1:], strict=True)) for values in stored}
+
+
+def _merged_rows(
+    grouped: dict[str, list[Mapping[str, Any]]], existing: dict[str, dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Each userId's stored row (or a blank one) with its profiles applied in order."""
+    blank = dict.fromkeys(_STORED_FIELDS)
+    rows = []
+    for user_id, versions in grouped.items():
+        row = dict(existing.get(user_id) or {**blank, "tags": [], "custom_fields": {}, "created_at": now})
+        for profile in versions:
+            _apply_profile(row, profile)
+        if row["created_at"] is None:
+            row["created_at"] = now
+        row["user_id"] = user_id
+        row["updated_at"] = now
+        rows.append(row)
+    return rows
 
 
 def customers_upsert(*, environment: Environment, profiles: list[Mapping[str, Any]]) -> UpsertResult:
@@ -104,35 +139,31 @@ def customers_upsert(*, environment: Environment, profiles: list[Mapping[str, An
        columns a merge may keep, as plain values rather than model instances.
     2. Merge each profile into its row in Python (omitted fields keep their values; several
        profiles for one userId apply in order).
-    3. Write every row with one INSERT ... ON CONFLICT DO UPDATE: on PostgreSQL a statement of
-       our own fed by one JSON parameter (see _upsert_postgresql), elsewhere bulk_create.
-    A row created concurrently between 1 and 3 is overwritten with the merged values of
-    this batch, never duplicated: the unique constraint decides.
+    3. Write the rows: on PostgreSQL with statements of our own fed by one JSON parameter
+       (see _write_postgresql): new rows with ON CONFLICT DO NOTHING, then existing rows,
+       and rows a concurrent batch created since step 1 (locked and merged again), with
+       ON CONFLICT DO UPDATE. Nothing a concurrent batch wrote is lost. Elsewhere (SQLite,
+       whose immediate transactions admit one writer at a time) one bulk_create.
+    Rows are handled in userId order, so concurrent batches lock them alike: no deadlock.
     """
-    grouped = _merge_duplicates(profiles)
+    grouped = dict(sorted(_merge_duplicates(profiles).items()))
     if not grouped:
         return UpsertResult(created=[], updated=[])
     now = timezone.now()
     with transaction.atomic():
-        stored = (
-            Customer.objects.select_for_update()
-            .filter(environment=environment, user_id__in=list(grouped))
-            .values_list("user_id", *_STORED_FIELDS)
-        )
-        existing = {values[0]: dict(zip(_STORED_FIELDS, values[1:], strict=True)) for values in stored}
-        rows: list[dict[str, Any]] = []
-        blank = dict.fromkeys(_STORED_FIELDS)
-        for user_id, versions in grouped.items():
-            row = existing.get(user_id) or {**blank, "tags": [], "custom_fields": {}, "created_at": now}
-            for profile in versions:
-                _apply_profile(row, profile)
-            if row["created_at"] is None:
-                row["created_at"] = now
-            row["user_id"] = user_id
-            row["updated_at"] = now
-            rows.append(row)
+        existing = _lock_stored(environment, list(grouped))
+        rows = _merged_rows(grouped, existing, now)
         if connection.vendor == "postgresql":
-            _upsert_postgresql(environment, rows)
+            new_rows = [row for row in rows if row["user_id"] not in existing]
+            old_rows = [row for row in rows if row["user_id"] in existing]
+            inserted = _write_postgresql(environment, new_rows, update=False) if new_rows else set()
+            raced = [row["user_id"] for row in new_rows if row["user_id"] not in inserted]
+            if raced:
+                stored = _lock_stored(environment, raced)
+                old_rows += _merged_rows({user_id: grouped[user_id] for user_id in raced}, stored, now)
+                existing.update(stored)
+            if old_rows:
+                _write_postgresql(environment, old_rows, update=True)
         else:
             Customer.objects.bulk_create(
                 [Customer(environment=environment, **row) for row in rows],
