@@ -17,6 +17,8 @@ MAX_WAIT_SECONDS = 366 * 24 * 3600
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 SAFE_URL = re.compile(r"^(https?://|[a-z][a-z0-9+.-]*://)\S+$", re.IGNORECASE)
+SAFE_SCHEME = re.compile(r"^(https?://|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
+UNSAFE_SCHEMES = ("javascript:", "data:")
 
 
 class InvalidDefinition(ValueError):
@@ -135,7 +137,7 @@ def _validate_actions(actions: Any, where: str, errors: dict[str, list[str]]) ->
         if (
             not isinstance(url, str)
             or not (SAFE_URL.match(url) or PLACEHOLDER.search(url))
-            or url.lower().startswith(("javascript:", "data:"))
+            or url.lower().startswith(UNSAFE_SCHEMES)
         ):
             errors[f"{where}.{index}.url"] = ["A button needs a URL such as https://… or an app link myapp://…."]
             continue
@@ -200,6 +202,11 @@ def render_card(card: dict[str, Any], variables: dict[str, Any]) -> dict[str, An
             for action in card.get("actions", [])
         ],
     }
+
+
+def is_safe_link(url: str) -> bool:
+    """A web or app link (https://…, myapp://…), never javascript: or data:."""
+    return bool(SAFE_SCHEME.match(url)) and not url.lower().startswith(UNSAFE_SCHEMES)
 
 
 def describe_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:

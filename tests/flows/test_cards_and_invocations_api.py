@@ -201,3 +201,38 @@ def test_a_missing_invalid_expired_or_revoked_token_gets_401(session_with, env_a
     assert response.status_code == 401
     assert set(response.json()) == {"detail", "code"}
     assert Invocation.objects.count() == 3
+
+
+# --- button URLs filled in by variables -----------------------------------------------------
+
+
+@pytest.fixture
+def link_flow(make_flow):
+    """A card whose button URL comes whole from a variable of each start."""
+    return make_flow(
+        name="Linked",
+        variables=[{"name": "link", "required": True}],
+        steps=[{"type": "send_card", "card": {"title": "Open", "actions": [{"label": "Go", "url": "{{link}}"}]}}],
+    )
+
+
+def test_a_button_url_filled_in_from_a_variable_reaches_the_feed(events_a, link_flow, start_flow):
+    start_flow(events_a, link_flow, {"targetUserIds": ["u1"], "variables": {"link": "myapp://offers/7"}})
+
+    [card] = events_a.get(feed_url("u1")).json()["data"]
+
+    assert card["actions"] == [{"label": "Go", "url": "myapp://offers/7"}]
+
+
+@pytest.mark.parametrize("link", ["javascript:alert(document.cookie)", "JavaScript://%0Aalert(1)", "data:text/html,x"])
+def test_a_button_that_a_variable_made_unsafe_never_reaches_the_feed_or_the_invocation(
+    events_a, link_flow, start_flow, link
+):
+    start_flow(events_a, link_flow, {"targetUserIds": ["u1"], "flowInvocationId": "k", "variables": {"link": link}})
+
+    [card] = events_a.get(feed_url("u1")).json()["data"]
+    [invocation] = events_a.get(invocation_url("k")).json()["data"]
+
+    assert card["title"] == "Open"
+    assert card["actions"] == []
+    assert invocation["cards"][0]["actions"] == []
