@@ -312,3 +312,14 @@ def test_runs_that_were_never_executed_are_resent_by_the_sweep(flow, frozen_now)
 
     assert set(FlowRun.objects.values_list("status", flat=True)) == {RunStatus.COMPLETED}
     assert Card.objects.count() == 2
+
+
+def test_runs_accepted_before_the_flow_was_archived_still_finish(flow):
+    invocation = accept(flow, ["u1"])
+
+    services.flow_archive(flow=flow)
+    run_all(invocation)
+
+    assert list(Card.objects.values_list("user_id", flat=True)) == ["u1"]
+    invocation.refresh_from_db()
+    assert invocation.status == InvocationStatus.COMPLETED
