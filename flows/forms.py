@@ -17,7 +17,7 @@ from typing import Any
 
 from django import forms
 
-from .definitions import MAX_ACTIONS, MAX_STEPS, MAX_VARIABLES, PLACEHOLDER, render_card
+from .definitions import MAX_ACTIONS, MAX_STEPS, MAX_VARIABLES, PLACEHOLDER, render_card, render_text
 
 # Wait steps are typed as an amount and a unit, and stored as seconds.
 WAIT_UNITS: list[tuple[int, str]] = [(86400, "days"), (3600, "hours"), (60, "minutes"), (1, "seconds")]
@@ -302,12 +302,14 @@ class BuilderState:
         cards = []
         for number, step in enumerate(self.steps, start=1):
             if step.is_card:
-                card = step.as_definition()["card"]
-                rendered = render_card(card, values)
+                # Buttons are rendered here rather than by render_card, which may refuse a
+                # half-typed URL; the preview must show whatever the marketer has typed so far.
+                rendered = render_card({"title": step.title, "body": step.body, "actions": []}, values)
                 rendered["actions"] = [
-                    {**action, "href": safe_href(action["url"])}
-                    for action in rendered["actions"]
-                    if action["label"].strip()
+                    {"label": label, "url": url, "href": safe_href(url)}
+                    for action in step.actions
+                    if (label := render_text(action.label, values)).strip()
+                    for url in [render_text(action.url.strip(), values)]
                 ]
                 cards.append({"step": number, **rendered})
         return cards
