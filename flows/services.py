@@ -188,7 +188,8 @@ def _location(index: int, count: int) -> str:
 def invocations_accept(*, flow: Flow, mode: str, body: Any, source: str, trigger_id: int | None = None) -> AcceptResult:
     """Accept every start of a start request, or none of them.
 
-    1. Parse and validate the whole request (400 invalid_request / missing_variables).
+    1. Parse and validate the whole request (400 invalid_request / missing_variables); a
+       request that only repeats accepted starts gets their original results at once.
     2. Pick the definition: the draft for tests, the latest version for live (409s).
     3. In one transaction, per start: insert the invocation under its idempotency key; an
        existing one with the same content is a duplicate, with other content a 409.
@@ -199,6 +200,9 @@ def invocations_accept(*, flow: Flow, mode: str, body: Any, source: str, trigger
         starts = parse_start_requests(body)
     except InvalidStartRequest as invalid:
         raise FlowRefused(400, "invalid_request", "The start request is not valid.", invalid.errors) from None
+    repeats = _repeated_outcomes(flow, mode, starts)
+    if repeats is not None:
+        return AcceptResult(outcomes=repeats)
     definition, version_number = _definition_for(flow, mode)
 
     resolved: list[dict[str, Any]] = []
@@ -229,6 +233,30 @@ def invocations_accept(*, flow: Flow, mode: str, body: Any, source: str, trigger
             accepted_ids = [invocation.pk for invocation in accepted]
             transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
     return result
+
+
+def _repeated_outcomes(flow: Flow, mode: str, starts: list[StartRequest]) -> list[StartOutcome] | None:
+    """The original results when every start repeats an accepted one with the same content.
+
+    A client retrying a start it was already answered for gets that answer again, even if
+    the flow has been archived or its variables changed since; anything else is checked.
+    """
+    keys = {start.flow_invocation_id for start in starts}
+    if None in keys:
+        return None
+    existing = {
+        invocation.flow_invocation_id: invocation
+        for invocation in Invocation.objects.filter(flow=flow, mode=mode, flow_invocation_id__in=keys).only(
+            "flow_invocation_id", "content_hash", "target_user_ids", "ignored_user_ids"
+        )
+    }
+    outcomes = []
+    for start in starts:
+        original = existing.get(start.flow_invocation_id or "")
+        if original is None or original.content_hash != _content_hash(start):
+            return None
+        outcomes.append(_outcome(original, "duplicate"))
+    return outcomes
 
 
 def _test_user_ids(environment_id: int) -> set[str]:

@@ -228,6 +228,36 @@ def test_a_repeat_with_other_content_is_refused_with_409_and_starts_nothing(even
     assert not Invocation.objects.filter(flow_invocation_id="order-2").exists()
 
 
+def test_a_repeat_after_the_flow_was_archived_still_returns_the_original_result(events_a, flow, start_flow):
+    body = {"targetUserIds": ["u1"], "flowInvocationId": "order-1"}
+    start_flow(events_a, flow, body)
+    services.flow_archive(flow=flow)
+    before = row_counts()
+
+    repeat = start_flow(events_a, flow, body)
+    new_key = start_flow(events_a, flow, {**body, "flowInvocationId": "order-2"})
+
+    assert repeat.status_code == 200, repeat.content
+    assert invocations_of(repeat) == [
+        {"flowInvocationId": "order-1", "status": "duplicate", "targetCount": 1, "ignoredUserIds": []}
+    ]
+    assert_refused(new_key, 409, "flow_archived")
+    assert row_counts() == before
+
+
+def test_a_repeat_after_a_required_variable_was_published_still_returns_the_original_result(events_a, flow, start_flow):
+    body = {"targetUserIds": ["u1"], "flowInvocationId": "order-1"}
+    start_flow(events_a, flow, body)
+    services.flow_update(flow=flow, variables=[{"name": "firstName", "required": True}])
+    services.flow_publish(flow=flow)
+
+    repeat = start_flow(events_a, flow, body)
+
+    assert repeat.status_code == 200, repeat.content
+    assert invocations_of(repeat)[0]["status"] == "duplicate"
+    assert Invocation.objects.count() == 1
+
+
 def test_the_same_key_in_test_and_live_modes_are_separate_starts(events_a, flow, start_flow, test_user):
     body = {"targetUserIds": ["tester-1"], "flowInvocationId": "k1"}
 
