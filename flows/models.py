@@ -188,7 +188,8 @@ class AnalyticsEvent(models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="analytics_events")
     name = models.CharField(max_length=100)
     user_id = models.CharField(max_length=255, blank=True)
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    # Append-only: deleting a flow keeps its events (their flowId becomes null).
+    flow = models.ForeignKey(Flow, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     flow_invocation_id = models.CharField(max_length=255, blank=True)
     test = models.BooleanField(default=False)
     properties = models.JSONField(default=dict)

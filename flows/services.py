@@ -121,6 +121,8 @@ def flow_publish(*, flow: Flow, by: User | None = None) -> PublishResult:
         locked.status = FlowStatus.PUBLISHED
         locked.published_version = version.number
         locked.save(update_fields=["status", "published_version", "updated_at"])
+    # The caller's instance is current too, whichever of the two it goes on using.
+    flow.status, flow.published_version = locked.status, locked.published_version
     return PublishResult(flow=locked, version=version, changes=changes)
 
 

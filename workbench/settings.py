@@ -233,8 +233,10 @@ SPECTACULAR_SETTINGS = {
 
 # --- Background work ------------------------------------------------------------------
 # Without a broker, tasks run in-process (the embedded default for `make run`).
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL")
-CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
+_broker_url = envstr("CELERY_BROKER_URL")
+CELERY_TASK_ALWAYS_EAGER = not _broker_url
+# Never used in eager mode; named so that Celery does not look for a broker on localhost.
+CELERY_BROKER_URL = _broker_url or "memory://"
 CELERY_TASK_EAGER_PROPAGATES = True
 # Redis and SQS redeliver an unacknowledged message after this long; no countdown or eta
 # may ever be longer, or the message would be delivered twice.
@@ -263,4 +265,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    # In-process tasks would log every success into the server's console.
+    "loggers": {"celery.app.trace": {"level": "WARNING" if CELERY_TASK_ALWAYS_EAGER else "INFO"}},
 }

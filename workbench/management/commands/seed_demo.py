@@ -1,4 +1,7 @@
-"""Seed a demo workspace for `make run`: idempotent, safe to run on every start."""
+"""Seed a demo workspace for `make run`: idempotent, safe to run on every start.
+
+Project-level tooling, like the root URLconf: it seeds every app, so it imports them all.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ from django.utils import timezone
 
 from customers.models import TestUser
 from customers.services import customers_upsert, member_test_user_set
+from flows.models import Flow
+from flows.services import flow_create, flow_publish, invocations_accept
 from workbench.models import Environment, Role
 from workbench.services import environment_create, membership_set
 
@@ -69,12 +74,57 @@ class Command(BaseCommand):
         customers_upsert(environment=demo, profiles=profiles)
         if not TestUser.objects.filter(membership=owner_membership).exists():
             member_test_user_set(membership=owner_membership, user_id="demo-tester")
+        if not Flow.objects.filter(environment=demo).exists():
+            self._demo_flow(demo)
         if not quiet:
             self.stdout.write(
                 "\nDemo ready. Log in at http://127.0.0.1:8000/login/ as\n"
                 f"  owner / {DEMO_PASSWORD}   (owner of 'Acme demo' and 'Acme staging'; Django admin at /admin/)\n"
                 f"  editor / {DEMO_PASSWORD}  viewer / {DEMO_PASSWORD}\n"
             )
+
+    def _demo_flow(self, environment: Environment) -> None:
+        """A published welcome flow, started once live and once as a test, so pages have content."""
+        flow = flow_create(
+            environment=environment,
+            name="Welcome journey",
+            variables=[
+                {"name": "firstName", "default": "there", "required": False},
+                {"name": "plan", "default": "basic", "required": False},
+            ],
+            steps=[
+                {
+                    "type": "send_card",
+                    "card": {
+                        "title": "Welcome, {{firstName}}!",
+                        "body": "Your {{plan}} plan is ready. Take the two-minute tour to get the most out of it.",
+                        "actions": [{"label": "Start the tour", "url": "https://example.com/tour"}],
+                    },
+                },
+                {"type": "wait", "seconds": 60},
+                {
+                    "type": "send_card",
+                    "card": {
+                        "title": "Set up payments",
+                        "body": "Connect your bank in a few taps, {{firstName}}.",
+                        "actions": [{"label": "Connect", "url": "https://example.com/connect"}],
+                    },
+                },
+            ],
+        )
+        flow_publish(flow=flow)
+        invocations_accept(
+            flow=flow,
+            mode="live",
+            body={"targetUserIds": ["76DHG129387", "C0FFEE42"], "variables": {"firstName": "Lars", "plan": "premium"}},
+            source="workbench",
+        )
+        invocations_accept(
+            flow=flow,
+            mode="test",
+            body={"targetUserIds": ["demo-tester"], "variables": {"firstName": "Tester"}},
+            source="workbench",
+        )
 
     def _user(self, username: str, is_staff: bool = False) -> Any:
         user_model = get_user_model()
