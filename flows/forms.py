@@ -141,6 +141,7 @@ class BuilderState:
     variables: list[VariableRow]
     steps: list[StepRow]
     errors: Errors = field(default_factory=dict)  # what no field shows: "steps", "variables", "name"
+    focus: str = ""  # the field to focus after an edit: the first field of a row just added
 
     # Reading ---------------------------------------------------------------------------
 
@@ -229,14 +230,18 @@ class BuilderState:
     def _add(self, what: str, numbers: list[int]) -> None:
         if what == "variable" and len(self.variables) < MAX_VARIABLES:
             self.variables.append(VariableRow())
+            self.focus = f"variables-{len(self.variables) - 1}-name"
         elif what == "card" and len(self.steps) < MAX_STEPS:
             self.steps.append(StepRow(type="send_card"))
+            self.focus = f"steps-{len(self.steps) - 1}-title"
         elif what == "wait" and len(self.steps) < MAX_STEPS:
             self.steps.append(StepRow(type="wait"))
+            self.focus = f"steps-{len(self.steps) - 1}-amount"
         elif what == "action" and numbers and 0 <= numbers[0] < len(self.steps):
             step = self.steps[numbers[0]]
             if step.is_card and step.can_add_action:
                 step.actions.append(ActionRow())
+                self.focus = f"steps-{numbers[0]}-actions-{len(step.actions) - 1}-label"
 
     def _remove(self, what: str, numbers: list[int]) -> None:
         if what == "variable" and numbers and 0 <= numbers[0] < len(self.variables):

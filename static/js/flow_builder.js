@@ -6,3 +6,10 @@ document.addEventListener("input", (event) => {
   const note = form.querySelector(".unsaved-note");
   if (note) note.hidden = false;
 });
+
+// After adding a row, put the cursor in its first field (the server names it in data-focus).
+document.addEventListener("htmx:afterSettle", (event) => {
+  const builder = document.getElementById("builder");
+  if (!builder || !builder.dataset.focus || !builder.contains(event.target)) return;
+  builder.querySelector(`[name="${CSS.escape(builder.dataset.focus)}"]`)?.focus();
+});

@@ -28,6 +28,7 @@ def test_an_editor_builds_a_flow_previews_it_saves_and_sees_the_test_in_the_feed
 
     # A variable and a card step; the preview renders the card with the variable's default.
     page.get_by_role("button", name="+ Add variable").click()
+    expect(page.get_by_label("Variable 1 name")).to_be_focused()
     page.get_by_label("Variable 1 name").fill("firstName")
     page.get_by_label("Variable 1 default").fill("Lars")
     page.get_by_role("button", name="+ Send a card").click()

@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from customers.services import member_test_user_set
-from flows.models import Card, Flow, FlowStatus, Invocation, Mode
+from flows.models import AnalyticsEvent, Card, Flow, FlowStatus, Invocation, Mode
 from flows.services import flow_create, flow_publish, invocations_accept
-from tests.factories import TestUserFactory
+from tests.factories import CustomerFactory, TestUserFactory
 from workbench.models import Membership
 
 pytestmark = pytest.mark.django_db
@@ -456,8 +456,6 @@ def test_a_card_link_that_a_variable_turned_into_javascript_is_not_a_link(
 
 
 def test_the_customer_profile_links_to_the_feed(login, viewer, env_a):
-    from tests.factories import CustomerFactory
-
     CustomerFactory(environment=env_a, user_id="76DHG129387")
 
     page = login(viewer).get("/e/acme/customers/76DHG129387").content.decode()
@@ -514,3 +512,39 @@ def test_the_side_navigation_links_the_flows(login, viewer, env_a):
     page = login(viewer).get(BASE).content.decode()
 
     assert f'<a href="{BASE}" aria-current="page">Flows</a>' in page
+
+
+# --- Django admin ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["flow", "flowversion", "invocation", "flowrun", "card", "analyticsevent"])
+def test_the_admin_lists_every_flow_model(admin_client, env_a, flow, model, django_capture_on_commit_callbacks):
+    TestUserFactory(environment=env_a, user_id="tester-1")
+    flow_publish(flow=flow)
+    with django_capture_on_commit_callbacks(execute=True):
+        invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1"]}, source="api")
+
+    response = admin_client.get(f"/admin/flows/{model}/")
+
+    assert response.status_code == 200
+    assert response.context["cl"].result_count >= 1
+
+
+def test_analytics_events_are_append_only_in_the_admin(admin_client, env_a, flow):
+    invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["someone"]}, source="api")
+    event = AnalyticsEvent.objects.get()
+
+    assert admin_client.get("/admin/flows/analyticsevent/add/").status_code == 403
+    assert admin_client.post(f"/admin/flows/analyticsevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    view = admin_client.get(f"/admin/flows/analyticsevent/{event.pk}/change/")
+    assert view.status_code == 200
+    assert view.context["has_change_permission"] is False
+    assert b'name="_save"' not in view.content
+    assert AnalyticsEvent.objects.count() == 1
+
+
+def test_the_admin_lists_triggers(admin_client, flow):
+    response = admin_client.get("/admin/triggers/trigger/")
+
+    assert response.status_code == 200
+    assert b"Welcome" in response.content
