@@ -194,13 +194,16 @@ def render_text(text: str, variables: dict[str, Any]) -> str:
 
 
 def render_card(card: dict[str, Any], variables: dict[str, Any]) -> dict[str, Any]:
+    """The card as a user receives it. A button whose URL a variable made unsafe (such as
+    javascript:) is left out here, at delivery, so no feed or app ever holds it."""
+    actions = [
+        {"label": render_text(action["label"], variables), "url": render_text(action["url"], variables)}
+        for action in card.get("actions", [])
+    ]
     return {
         "title": render_text(card["title"], variables),
         "body": render_text(card.get("body", ""), variables),
-        "actions": [
-            {"label": render_text(action["label"], variables), "url": render_text(action["url"], variables)}
-            for action in card.get("actions", [])
-        ],
+        "actions": [action for action in actions if is_safe_link(action["url"])],
     }
 
 

@@ -123,3 +123,13 @@ def analytics_events(*, environment: Environment, flow: Flow | None = None) -> Q
     if not environment.analytics_include_test_data:
         events = events.filter(test=False)
     return events.order_by("-occurred_at", "-id")
+
+
+def environment_test_data_counts(*, environment: Environment) -> dict[str, int]:
+    """What "Delete test data" would remove: test invocations, runs, cards and events."""
+    return {
+        "invocations": Invocation.objects.filter(environment=environment, mode=Mode.TEST).count(),
+        "runs": FlowRun.objects.filter(environment=environment, test=True).count(),
+        "cards": Card.objects.filter(environment=environment, test=True).count(),
+        "events": AnalyticsEvent.objects.filter(environment=environment, test=True).count(),
+    }

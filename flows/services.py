@@ -62,13 +62,19 @@ def _clean_definition(variables: Any, steps: Any) -> dict[str, Any]:
         raise FlowRefused(400, "invalid_request", "The flow definition is not valid.", invalid.errors) from None
 
 
+def _clean_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise FlowRefused(400, "invalid_request", "The flow needs a name.", {"name": ["Use 1 to 200 characters."]})
+    return name.strip()
+
+
 def flow_create(
     *, environment: Environment, name: str, variables: Any = None, steps: Any = None, by: User | None = None
 ) -> Flow:
     # Only an omitted field means empty: a wrong type (even a falsy one, "" or {}) is refused.
     definition = _clean_definition([] if variables is None else variables, [] if steps is None else steps)
     with transaction.atomic():
-        flow = Flow.objects.create(environment=environment, name=name, draft=definition, created_by=by)
+        flow = Flow.objects.create(environment=environment, name=_clean_name(name), draft=definition, created_by=by)
         hooks.flow_created.announce(flow=flow)
     return flow
 
@@ -82,7 +88,7 @@ def flow_update(*, flow: Flow, name: str | None = None, variables: Any = None, s
         flow.draft["steps"] if steps is None else steps,
     )
     if name is not None:
-        flow.name = name
+        flow.name = _clean_name(name)
     flow.draft = definition
     flow.save(update_fields=["name", "draft", "updated_at"])
     return flow

@@ -26,7 +26,7 @@ from workbench.shell import can_edit, current_membership, environment_page
 
 from . import selectors, services
 from .forms import WAIT_UNITS, BuilderState, FlowCreateForm, SendTestForm, safe_href
-from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowStatus, Invocation, Mode
+from .models import Card, Flow, FlowStatus, Mode
 
 INVOCATIONS_PER_PAGE = 50
 FEED_LENGTH = 100
@@ -353,11 +353,4 @@ def flow_test_data_delete(request: HttpRequest) -> HttpResponse:
 
 
 def _test_data_counts(environment: Environment) -> dict[str, int]:
-    """What "Delete test data" removes. There is no selector for these counts yet; they are
-    plain environment-scoped counts, kept here until flows.selectors offers one."""
-    return {
-        "invocations": Invocation.objects.filter(environment=environment, mode=Mode.TEST).count(),
-        "runs": FlowRun.objects.filter(environment=environment, test=True).count(),
-        "cards": Card.objects.filter(environment=environment, test=True).count(),
-        "events": AnalyticsEvent.objects.filter(environment=environment, test=True).count(),
-    }
+    return selectors.environment_test_data_counts(environment=environment)

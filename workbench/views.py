@@ -43,9 +43,16 @@ def switch_environment(request: HttpRequest) -> HttpResponse:
     slug = request.GET.get("env", "")
     section = request.GET.get("section", "environment_home")
     membership = selectors.membership_get(user=request.user, environment_slug=slug)
-    allowed_sections = {"environment_home", "customer_list", "credential_list", "test_user_list"}
+    allowed_sections = {
+        "environment_home", "customer_list", "credential_list", "test_user_list", "flow_list", "flow_feed",
+        "flow_settings",
+    }  # fmt: skip
     # A page about one object (a customer) has no twin in the other environment: open its list.
-    section = {"customer_detail": "customer_list"}.get(section, section)
+    # A page about one object of this environment maps to its list in the other one.
+    if section == "customer_detail":
+        section = "customer_list"
+    elif section.startswith("flow_") and section not in allowed_sections:
+        section = "flow_list"
     target = section if section in allowed_sections else "environment_home"
     return redirect(reverse(target, kwargs={"env": membership.environment.slug}))
 

@@ -413,3 +413,15 @@ def test_a_missing_invalid_expired_or_revoked_token_gets_401(
     assert response.status_code == 401
     assert set(response.json()) == {"detail", "code"}
     assert snapshot() == before
+
+
+@pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+def test_a_flow_needs_a_name_of_1_to_200_characters(workbench_a, flow, name):
+    created = workbench_a.post("/api/v1/acme/flows", {"name": name}, format="json")
+    patched = workbench_a.patch(f"/api/v1/acme/flows/{flow.pk}", {"name": name}, format="json")
+
+    assert (created.status_code, patched.status_code) == (400, 400)
+    assert "name" in created.json()["errors"]
+    assert "name" in patched.json()["errors"]
+    flow.refresh_from_db()
+    assert flow.name == "Welcome"
