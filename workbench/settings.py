@@ -236,7 +236,7 @@ SPECTACULAR_SETTINGS = {
 _broker_url = envstr("CELERY_BROKER_URL")
 CELERY_TASK_ALWAYS_EAGER = not _broker_url
 # Never used in eager mode; named so that Celery does not look for a broker on localhost.
-CELERY_BROKER_URL = _broker_url or "memory://"
+CELERY_BROKER_URL = _broker_url or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
 # Redis and SQS redeliver an unacknowledged message after this long; no countdown or eta
 # may ever be longer, or the message would be delivered twice.
