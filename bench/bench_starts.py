@@ -1,0 +1,167 @@
+"""Live single-target starts per second through gunicorn, against a bare DRF endpoint.
+
+The measured side is `POST /api/v1/{env}/action-flow/{flowId}/start` with an events token:
+a published flow of one send_card step, one distinct userId per request, no flowInvocationId,
+so every request is accepted, made durable (invocation, analytics event, customer profile)
+and its fan-out published to Redis after the commit. No Celery worker runs: the runs are not
+part of this figure, and the messages are dropped with the run's own queue afterwards.
+
+The reference is `POST /bench/bare` (bench/bare_urls.py) served by the same gunicorn
+processes: DRF parses the same JSON and answers 202 with the same envelope, with no
+authentication and no database. wrk (one thread, keep-alive) drives both in turn; its own
+CPU time is measured to show it is not the bottleneck.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.parse
+import urllib.request
+import uuid
+from typing import Any
+
+from bench.harness import BenchError, Result
+from bench.processes import GunicornConfig, LoadResult, drop_queue, gunicorn, new_queue, service_environment, wrk
+
+GOAL = 0.5
+ENVIRONMENT_SLUG = "bench-starts"
+# gthread, 2 workers x 4 threads served both sides best of the configurations tried on this
+# 2-core machine (see the report in the commit); BENCH_GUNICORN="gthread:3:2" tries another.
+CONFIG = GunicornConfig(worker_class="gthread", workers=2, threads=4)
+CONNECTIONS = 8
+WARMUP_SECONDS = 2.0
+SECONDS = 5.0
+REPEATS = 2
+
+CARD_STEP = {
+    "type": "send_card",
+    "card": {
+        "title": "Hello {{firstName}}",
+        "body": "Welcome aboard.",
+        "actions": [{"label": "Open", "url": "https://example.com/welcome"}],
+    },
+}
+
+
+def config_from_environment() -> GunicornConfig:
+    raw = os.environ.get("BENCH_GUNICORN")
+    if not raw:
+        return CONFIG
+    worker_class, workers, threads = [*raw.split(":"), "1", "1"][:3]
+    return GunicornConfig(worker_class=worker_class, workers=int(workers), threads=int(threads))
+
+
+def prepare_flow() -> tuple[Any, Any, str, str]:
+    """A scratch environment with a published one-card flow and an events credential."""
+    from flows.services import flow_create, flow_publish
+    from workbench.models import CredentialRole, Environment
+    from workbench.services import credential_create
+
+    environment, _ = Environment.objects.get_or_create(slug=ENVIRONMENT_SLUG, defaults={"name": "Benchmark starts"})
+    clean_up(environment)
+    flow = flow_create(
+        environment=environment,
+        name="Bench welcome",
+        variables=[{"name": "firstName", "default": "there", "required": False}],
+        steps=[CARD_STEP],
+    )
+    flow_publish(flow=flow)
+    issued = credential_create(environment=environment, role=CredentialRole.EVENTS, label="bench")
+    return environment, flow, issued.credential.client_id, issued.client_secret
+
+
+def clean_up(environment: Any) -> None:
+    """Remove everything earlier runs left in the scratch environment (and its credentials)."""
+    from django.db import connection, transaction
+    from oauth2_provider.models import Application
+
+    from workbench.models import ApiCredential
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table in ("flows_card", "flows_analyticsevent", "flows_flowrun", "flows_invocation"):
+            cursor.execute(f"DELETE FROM {table} WHERE environment_id = %s", [environment.pk])
+        cursor.execute("DELETE FROM customers_customer WHERE environment_id = %s", [environment.pk])
+    from flows.models import Flow
+
+    Flow.objects.filter(environment=environment).delete()
+    application_ids = list(
+        ApiCredential.objects.filter(environment=environment).values_list("application_id", flat=True)
+    )
+    ApiCredential.objects.filter(environment=environment).delete()
+    Application.objects.filter(pk__in=[pk for pk in application_ids if pk]).delete()
+
+
+def request_token(base: str, client_id: str, client_secret: str) -> str:
+    """POST /oauth/token with the client credentials grant, as an integration does."""
+    basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+    request = urllib.request.Request(  # noqa: S310 (loopback)
+        f"{base}/oauth/token",
+        data=urllib.parse.urlencode({"grant_type": "client_credentials"}).encode(),
+        headers={"Authorization": f"Basic {basic}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 (loopback)
+        return str(json.load(answer)["access_token"])
+
+
+def check_accepted(flow: Any, load: LoadResult, before: int) -> None:
+    """Every answered start was a 2xx and is durable: one new invocation per request."""
+    from flows.models import Invocation
+
+    if load.errors:
+        raise BenchError(f"{load.errors} of {load.requests} starts were not answered 2xx")
+    count = Invocation.objects.filter(flow=flow).count() - before
+    # wrk stops the clock with requests in flight; those may still commit.
+    if not load.requests <= count <= load.requests + CONNECTIONS:
+        raise BenchError(f"{load.requests} starts answered but {count} invocations were written")
+
+
+def run() -> list[Result]:
+    from flows.models import Invocation
+
+    config = config_from_environment()
+    environment, flow, client_id, client_secret = prepare_flow()
+    queue = new_queue("bench-starts")
+    env = service_environment(queue, settings_module="bench.bare_site")
+    print(f"  {config}, wrk -t1 -c{CONNECTIONS}, {SECONDS:g} s x {REPEATS}, no Celery worker", flush=True)
+    starts: list[LoadResult] = []
+    bare: list[LoadResult] = []
+    try:
+        with gunicorn(config, env) as base:
+            token = request_token(base, client_id, client_secret)
+            start_url = f"{base}/api/v1/{environment.slug}/action-flow/{flow.pk}/start"
+            bare_url = f"{base}/bench/bare"
+            headers = {"Authorization": f"Bearer {token}"}
+            tag = uuid.uuid4().hex[:8]
+            for url, seconds in ((bare_url, WARMUP_SECONDS), (start_url, WARMUP_SECONDS)):
+                wrk(url, seconds=seconds, connections=CONNECTIONS, headers=headers, tag=f"warm-{tag}")
+            for repeat in range(REPEATS):
+                bare.append(wrk(bare_url, seconds=SECONDS, connections=CONNECTIONS, headers=headers, tag=tag))
+                if bare[-1].errors:
+                    raise BenchError(f"the bare endpoint answered {bare[-1].errors} errors")
+                before = Invocation.objects.filter(flow=flow).count()
+                starts.append(
+                    wrk(start_url, seconds=SECONDS, connections=CONNECTIONS, headers=headers, tag=f"{tag}-{repeat}")
+                )
+                check_accepted(flow, starts[-1], before)
+    finally:
+        drop_queue(queue)
+        clean_up(environment)
+
+    for label, loads in (("bare", bare), ("starts", starts)):
+        rates = ", ".join(f"{load.rate:,.0f}/s (wrk {load.client_cpu_share:.0%} of a core)" for load in loads)
+        print(f"  {label}: {rates}", flush=True)
+    best_starts = max(load.rate for load in starts)
+    best_bare = max(load.rate for load in bare)
+    print(f"  starts/s {best_starts:,.0f}, bare/s {best_bare:,.0f}, ratio {best_starts / best_bare:.3f}", flush=True)
+    return [
+        Result(
+            name=f"live starts, 1 target ({config})",
+            unit="requests/s",
+            measured=best_starts,
+            reference=best_bare,
+            reference_name="bare DRF 202",
+            goal=GOAL,
+        )
+    ]
