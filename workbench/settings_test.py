@@ -12,6 +12,9 @@ from . import settings
 from .settings import *  # noqa: F403
 
 STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# The suite runs tasks in-process (eagerly) even when a broker is configured; the service
+# tests switch that off and talk to a real worker, whose processes get WORKBENCH_TEST_EAGER=0.
+CELERY_TASK_ALWAYS_EAGER = os.environ.get("WORKBENCH_TEST_EAGER", "1") == "1"
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 SECURE_COOKIES = False
 SESSION_COOKIE_SECURE = False

@@ -29,18 +29,24 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 def _services_configured() -> bool:
-    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and not settings.CELERY_TASK_ALWAYS_EAGER
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql") and bool(os.environ.get("CELERY_BROKER_URL"))
 
 
 @pytest.fixture(autouse=True)
-def _require_services(request: pytest.FixtureRequest) -> None:
+def _require_services(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Service tests send tasks through the real broker (the rest of the suite runs them
+    in-process); unconfigured services skip them, or fail them in CI."""
     if request.node.get_closest_marker("services") is None:
+        yield
         return
     if not _services_configured():
         message = "needs DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL"
         if IN_CI:
             pytest.fail(f"CI must run the service tests: {message}")
         pytest.skip(message)
+    celery_app.conf.task_always_eager = False
+    yield
+    celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
 
 
 def _database_url(name: str) -> str:
@@ -66,6 +72,7 @@ def service_environment(database_name: str, queue: str, **overrides: str) -> dic
         "CELERY_QUEUE": queue,
         # Tests cannot wait the production 30 s for the sweep to consider work stale.
         "SWEEP_STALE_SECONDS": "1",
+        "WORKBENCH_TEST_EAGER": "0",
         **overrides,
     }
 
