@@ -1,17 +1,49 @@
-"""Django admin for triggers."""
+"""Django admin for triggers, their mode history and webhook request logs."""
 
 from __future__ import annotations
 
-from django.contrib import admin
+from typing import Any
 
-from .models import Trigger
+from django.contrib import admin
+from django.http import HttpRequest
+
+from .models import Trigger, TriggerModeChange, WebhookRequest
+
+
+class ModeChangeInline(admin.TabularInline):
+    model = TriggerModeChange
+    extra = 0
+    can_delete = False
+    readonly_fields = ("from_mode", "to_mode", "reason", "changed_by", "changed_at")
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
 
 
 @admin.register(Trigger)
 class TriggerAdmin(admin.ModelAdmin):
     list_display = ("id", "type", "mode", "flow", "environment", "paused_reason", "updated_at")
     list_filter = ("type", "mode", "environment")
-    search_fields = ("flow__name", "paused_reason")
+    search_fields = ("flow__name", "paused_reason", "token")
     list_select_related = ("flow", "environment")
     raw_id_fields = ("environment", "flow", "created_by")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("created_at", "updated_at", "token", "capture_until", "mode_before_pause")
+    inlines = [ModeChangeInline]
+
+
+@admin.register(WebhookRequest)
+class WebhookRequestAdmin(admin.ModelAdmin):
+    """The request log is evidence: read it here, replay it in the Workbench."""
+
+    list_display = ("received_at", "trigger", "method", "source_ip", "outcome", "status_code", "code", "held_state")
+    list_filter = ("outcome", "held_state", "status_code", "environment")
+    search_fields = ("flow_invocation_id", "source_ip", "code")
+    list_select_related = ("trigger__flow",)
+    date_hierarchy = "received_at"
+    readonly_fields = [field.name for field in WebhookRequest._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

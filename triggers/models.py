@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from flows.models import Flow
 from workbench.models import Environment
@@ -33,8 +34,16 @@ class Trigger(models.Model):
     # The api trigger's mode is per request (/start is live, /test is test); it shows "live".
     mode = models.CharField(max_length=10, choices=TriggerMode.choices, default=TriggerMode.TEST)
     paused_reason = models.TextField(blank=True)
-    # Type-specific configuration (sections 4 and 5 of the SPEC).
+    # The mode a paused trigger returns to when a member reactivates it.
+    mode_before_pause = models.CharField(max_length=10, choices=TriggerMode.choices, blank=True)
+    # Type-specific configuration (sections 4 and 5 of the SPEC). For webhooks:
+    # {"mapping": {...}, "shapeCheck": bool, "security": {"allowedIps": [...], "signature": {...} | None}}.
     config = models.JSONField(default=dict, blank=True)
+    # Webhooks: the unguessable token of /hooks/{token}, the sample payload, and until when
+    # the next request is captured as the sample.
+    token = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    sample = models.JSONField(null=True, blank=True)
+    capture_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     created_by = models.ForeignKey(
@@ -49,3 +58,69 @@ class Trigger(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} trigger of {self.flow.name}"
+
+
+class TriggerModeChange(models.Model):
+    """Every mode change, by a member or by the system (auto-pause), with when and why."""
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="mode_changes")
+    from_mode = models.CharField(max_length=10, choices=TriggerMode.choices)
+    to_mode = models.CharField(max_length=10, choices=TriggerMode.choices)
+    reason = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_mode} → {self.to_mode}"
+
+
+class RequestOutcome(models.TextChoices):
+    ACCEPTED = "accepted", "Accepted"
+    DUPLICATE = "duplicate", "Duplicate"
+    HELD = "held", "Held"
+    REFUSED = "refused", "Refused"
+    SAMPLE_CAPTURED = "sample_captured", "Sample captured"
+
+
+class HeldState(models.TextChoices):
+    HELD = "held", "Held"
+    REPLAYED = "replayed", "Replayed"
+    DISCARDED = "discarded", "Discarded"
+
+
+class WebhookRequest(models.Model):
+    """One request to a webhook trigger's URL, refused or not: the trigger's request log."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="requests")
+    received_at = models.DateTimeField(default=timezone.now)
+    source_ip = models.CharField(max_length=64, blank=True)
+    method = models.CharField(max_length=10)
+    headers = models.JSONField(default=dict)  # selected headers, names lower-case
+    query = models.JSONField(default=dict)
+    body = models.TextField(blank=True)  # the raw body as text (UTF-8, undecodable bytes replaced)
+    outcome = models.CharField(max_length=20, choices=RequestOutcome.choices)
+    status_code = models.PositiveSmallIntegerField()
+    code = models.CharField(max_length=50, blank=True)  # the machine code of a refusal
+    detail = models.TextField(blank=True)
+    errors = models.JSONField(null=True, blank=True)
+    mode = models.CharField(max_length=10, blank=True)  # test or live, when it started something
+    flow_invocation_id = models.CharField(max_length=255, blank=True)
+    held_state = models.CharField(max_length=10, choices=HeldState.choices, blank=True)
+    replay_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="replays")
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(fields=["trigger", "-received_at"]),
+            models.Index(fields=["trigger", "held_state", "received_at"]),
+            models.Index(fields=["environment", "received_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.outcome} at {self.received_at:%Y-%m-%d %H:%M:%S}"

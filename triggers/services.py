@@ -1,13 +1,29 @@
-"""Writes for triggers."""
+"""Writes for triggers: the api trigger, webhook triggers' configuration, modes, samples and logs."""
 
 from __future__ import annotations
 
-from django.db import transaction
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
 
-from flows.models import Flow
+from django.contrib.auth.models import User
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from flows.models import AnalyticsEvent, Flow
 from workbench.errors import Refused
 
-from .models import Trigger, TriggerMode, TriggerType
+from .ip_allowlist import InvalidAllowlist, validate_allowlist
+from .mapping import InvalidMappingConfig, validate_mapping_config
+from .models import HeldState, Trigger, TriggerMode, TriggerModeChange, TriggerType, WebhookRequest
+from .signatures import InvalidSignatureConfig, validate_signature_config
+
+CAPTURE_WINDOW = timedelta(minutes=15)
+MEMBER_MODES = (TriggerMode.TEST, TriggerMode.LIVE, TriggerMode.DISABLED)
+# What the API shows instead of a signature secret; sent back unchanged, it keeps the secret.
+SECRET_MASK = "********"
 
 
 class TriggerRefused(Refused):
@@ -31,3 +47,198 @@ def trigger_delete(*, trigger: Trigger) -> None:
         raise TriggerRefused(409, "trigger_not_disabled", "Disable the trigger before deleting it.")
     with transaction.atomic():
         trigger.delete()
+
+
+# --- Webhook configuration ----------------------------------------------------------------
+
+
+DEFAULT_MAPPING: dict[str, Any] = {"type": "none"}
+
+
+def webhook_config_clean(
+    *, mapping: Any = None, shape_check: Any = None, security: Any = None, current: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A webhook trigger's config from what was given over what it had; 400 with every problem."""
+    current = current or {}
+    errors: dict[str, list[str]] = {}
+    config = {
+        "mapping": current.get("mapping", DEFAULT_MAPPING),
+        "shapeCheck": current.get("shapeCheck", False),
+        "security": current.get("security", {"allowedIps": [], "signature": None}),
+    }
+    if mapping is not None:
+        try:
+            config["mapping"] = validate_mapping_config(mapping)
+        except InvalidMappingConfig as invalid:
+            errors.update({f"mapping.{key}": value for key, value in invalid.errors.items()})
+    if shape_check is not None:
+        if not isinstance(shape_check, bool):
+            errors["shapeCheck"] = ["Expected true or false."]
+        config["shapeCheck"] = shape_check
+    if security is not None:
+        config["security"] = _clean_security(security, config["security"], errors)
+    if errors:
+        raise TriggerRefused(400, "invalid_request", "The trigger configuration is not valid.", errors)
+    return config
+
+
+def _clean_security(security: Any, current: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
+    if not isinstance(security, dict) or set(security) - {"allowedIps", "signature"}:
+        errors["security"] = ['Expected {"allowedIps": [...], "signature": {...} or null}.']
+        return current
+    clean = dict(current)
+    if "allowedIps" in security:
+        try:
+            clean["allowedIps"] = validate_allowlist(security["allowedIps"])
+        except InvalidAllowlist as invalid:
+            errors.update({f"security.{key}": value for key, value in invalid.errors.items()})
+    if "signature" in security:
+        signature = security["signature"]
+        if isinstance(signature, dict) and signature.get("secret") == SECRET_MASK and current.get("signature"):
+            signature = {**signature, "secret": current["signature"]["secret"]}
+        try:
+            clean["signature"] = None if signature is None else validate_signature_config(signature)
+        except InvalidSignatureConfig as invalid:
+            errors.update({f"security.signature.{key}": value for key, value in invalid.errors.items()})
+    return clean
+
+
+def webhook_trigger_create(
+    *,
+    flow: Flow,
+    by: User | None = None,
+    sample: Any = None,
+    mapping: Any = None,
+    shape_check: Any = None,
+    security: Any = None,
+) -> Trigger:
+    """A new webhook trigger, in test mode, with its unguessable URL token."""
+    config = webhook_config_clean(mapping=mapping, shape_check=shape_check, security=security)
+    return Trigger.objects.create(
+        environment_id=flow.environment_id,
+        flow=flow,
+        type=TriggerType.WEBHOOK,
+        mode=TriggerMode.TEST,
+        config=config,
+        token=secrets.token_urlsafe(32),
+        sample=sample,
+        created_by=by,
+    )
+
+
+def webhook_trigger_update(
+    *,
+    trigger: Trigger,
+    by: User | None = None,
+    sample: Any = None,
+    sample_given: bool = False,
+    mapping: Any = None,
+    shape_check: Any = None,
+    security: Any = None,
+    mode: str | None = None,
+) -> Trigger:
+    """Change a webhook trigger's configuration and, optionally, its mode (recorded)."""
+    config = webhook_config_clean(mapping=mapping, shape_check=shape_check, security=security, current=trigger.config)
+    with transaction.atomic():
+        trigger.config = config
+        if sample_given:
+            trigger.sample = sample
+        trigger.save(update_fields=["config", "sample", "updated_at"])
+        if mode is not None and mode != trigger.mode:
+            trigger_mode_set(trigger=trigger, mode=mode, by=by)
+    return trigger
+
+
+def _record_mode_change(trigger: Trigger, from_mode: str, to_mode: str, by: User | None, reason: str) -> None:
+    TriggerModeChange.objects.create(
+        trigger=trigger, from_mode=from_mode, to_mode=to_mode, changed_by=by, reason=reason
+    )
+
+
+def trigger_mode_set(*, trigger: Trigger, mode: str, by: User | None = None) -> Trigger:
+    """A member's mode change: test, live or disabled (paused is the system's to set)."""
+    if trigger.type == TriggerType.API:
+        raise TriggerRefused(409, "api_trigger_mode", "The API trigger's mode is chosen per request (/start or /test).")
+    if mode not in MEMBER_MODES:
+        raise TriggerRefused(
+            400, "invalid_request", "A member sets test, live or disabled.", {"mode": ["Use test, live or disabled."]}
+        )
+    with transaction.atomic():
+        locked = Trigger.objects.select_for_update().get(pk=trigger.pk)
+        if locked.mode == mode:
+            return locked
+        _record_mode_change(locked, locked.mode, mode, by, "")
+        locked.mode, locked.mode_before_pause, locked.paused_reason = mode, "", ""
+        locked.save(update_fields=["mode", "mode_before_pause", "paused_reason", "updated_at"])
+    trigger.mode, trigger.mode_before_pause, trigger.paused_reason = locked.mode, "", ""
+    return locked
+
+
+def trigger_pause(*, trigger: Trigger, reason: str) -> bool:
+    """The system pauses a test or live trigger; True when this call paused it."""
+    with transaction.atomic():
+        paused = Trigger.objects.filter(pk=trigger.pk, mode__in=[TriggerMode.TEST, TriggerMode.LIVE]).update(
+            mode=TriggerMode.PAUSED, mode_before_pause=F("mode"), paused_reason=reason, updated_at=timezone.now()
+        )
+        if paused:
+            _record_mode_change(trigger, trigger.mode, TriggerMode.PAUSED, None, reason)
+            AnalyticsEvent.objects.create(
+                environment_id=trigger.environment_id,
+                name="trigger-paused",
+                flow_id=trigger.flow_id,
+                test=trigger.mode == TriggerMode.TEST,
+                properties={"triggerId": trigger.pk, "reason": reason},
+            )
+    return bool(paused)
+
+
+def trigger_reactivate(*, trigger: Trigger, by: User | None = None) -> Trigger:
+    """Paused → the mode it had before the pause."""
+    with transaction.atomic():
+        locked = Trigger.objects.select_for_update().get(pk=trigger.pk)
+        if locked.mode != TriggerMode.PAUSED:
+            raise TriggerRefused(409, "trigger_not_paused", "Only a paused trigger can be reactivated.")
+        restored = locked.mode_before_pause or TriggerMode.TEST
+        _record_mode_change(locked, locked.mode, restored, by, "Reactivated")
+        locked.mode, locked.mode_before_pause, locked.paused_reason = restored, "", ""
+        locked.save(update_fields=["mode", "mode_before_pause", "paused_reason", "updated_at"])
+    return locked
+
+
+def trigger_capture_arm(*, trigger: Trigger) -> Trigger:
+    """The next request to the URL (within 15 minutes) becomes the sample and starts nothing."""
+    _require_webhook(trigger)
+    trigger.capture_until = timezone.now() + CAPTURE_WINDOW
+    trigger.save(update_fields=["capture_until", "updated_at"])
+    return trigger
+
+
+def _require_webhook(trigger: Trigger) -> None:
+    if trigger.type != TriggerType.WEBHOOK:
+        raise TriggerRefused(409, "not_a_webhook", "Only webhook triggers have this action.")
+
+
+@dataclass(frozen=True)
+class PrunedLog:
+    deleted: int
+
+
+def request_log_prune(*, now: Any = None) -> PrunedLog:
+    """Delete request log entries older than their environment's retention; held ones stay."""
+    now = now or timezone.now()
+    deleted = 0
+    retention_days = (
+        Trigger.objects.filter(type=TriggerType.WEBHOOK)
+        .values_list("environment__request_log_retention_days", flat=True)
+        .distinct()
+    )
+    for days in retention_days:
+        count, _ = (
+            WebhookRequest.objects.filter(
+                environment__request_log_retention_days=days, received_at__lt=now - timedelta(days=days)
+            )
+            .exclude(held_state=HeldState.HELD)
+            .delete()
+        )
+        deleted += count
+    return PrunedLog(deleted=deleted)

@@ -19,7 +19,7 @@ from .errors import Refused
 
 logger = logging.getLogger(__name__)
 
-API_PREFIXES = ("/api/",)
+API_PREFIXES = ("/api/", "/hooks/")
 
 
 class ApiError(exceptions.APIException):

@@ -12,7 +12,7 @@ from .api_errors import is_api_path, json_error_response
 
 
 def body_limit_for(path: str) -> int | None:
-    if path.startswith("/hooks/") or (is_api_path(path) and "/csv-task" not in path):
+    if is_api_path(path) and "/csv-task" not in path:
         return settings.API_MAX_BODY_BYTES
     if is_api_path(path):
         return settings.CSV_MAX_BODY_BYTES

@@ -31,6 +31,8 @@ class Environment(models.Model):
     )
     # Whether analytics figures count test invocations, runs and cards with live ones.
     analytics_include_test_data = models.BooleanField(default=False)
+    # How long webhook request logs are kept (held requests are kept until handled).
+    request_log_retention_days = models.PositiveIntegerField(default=30, validators=[MinValueValidator(1)])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

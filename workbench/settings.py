@@ -251,6 +251,7 @@ INPROCESS_BEAT = envbool("WORKBENCH_INPROCESS_BEAT", False)
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "workbench.record_worker_heartbeat", "schedule": 60.0},
     "flows-sweep": {"task": "flows.sweep", "schedule": 10.0},
+    "triggers-prune-request-log": {"task": "triggers.prune_request_log", "schedule": 3600.0},
 }
 
 # Committed work that nobody picked up for this long is sent again by the sweep.

@@ -12,6 +12,7 @@ from customers import apis as customer_apis
 from customers import views as customer_views
 from flows import apis as flow_apis
 from triggers import apis as trigger_apis
+from triggers import receiver as trigger_receiver
 
 from . import apis, views
 
@@ -40,6 +41,16 @@ api_urlpatterns = [
     path("flows/<int:flow_id>/archive", flow_apis.FlowArchiveApi.as_view(), name="api_flow_archive"),
     path("flows/<int:flow_id>/triggers", trigger_apis.FlowTriggerListApi.as_view(), name="api_flow_triggers"),
     path("triggers/<int:trigger_id>", trigger_apis.TriggerDetailApi.as_view(), name="api_trigger"),
+    path("triggers/<int:trigger_id>/capture-sample", trigger_apis.CaptureSampleApi.as_view()),
+    path("triggers/<int:trigger_id>/preview", trigger_apis.PreviewApi.as_view()),
+    path("triggers/<int:trigger_id>/mappable-properties", trigger_apis.MappablePropertiesApi.as_view()),
+    path("triggers/<int:trigger_id>/send-test", trigger_apis.SendTestApi.as_view()),
+    path("triggers/<int:trigger_id>/reactivate", trigger_apis.ReactivateApi.as_view()),
+    path("triggers/<int:trigger_id>/requests", trigger_apis.RequestLogApi.as_view()),
+    path("triggers/<int:trigger_id>/requests/<int:request_id>", trigger_apis.RequestDetailApi.as_view()),
+    path("triggers/<int:trigger_id>/requests/<int:request_id>/replay", trigger_apis.RequestReplayApi.as_view()),
+    path("triggers/<int:trigger_id>/held/replay", trigger_apis.HeldReplayApi.as_view()),
+    path("triggers/<int:trigger_id>/held/discard", trigger_apis.HeldDiscardApi.as_view()),
 ]
 
 environment_pages: list[URLPattern | URLResolver] = [
@@ -67,4 +78,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
     path("api/v1/<slug:env>/", include(api_urlpatterns)),
+    path("hooks/<str:token>", trigger_receiver.webhook_endpoint, name="webhook"),
 ]
