@@ -65,6 +65,7 @@ environment_pages: list[URLPattern | URLResolver] = [
     path("test-users/mine", customer_views.my_test_user_set, name="my_test_user_set"),
     path("test-users/<int:test_user_id>/delete", customer_views.testuser_delete, name="test_user_delete"),
     path("flows/", include("flows.urls")),
+    path("triggers/", include("triggers.urls")),
 ]
 
 urlpatterns = [
