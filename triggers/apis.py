@@ -253,7 +253,7 @@ def request_log_json(logged: WebhookRequest) -> dict[str, Any]:
 
 
 class RequestLogApi(WebhookActionApi):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="triggers_requests_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = self.webhook(trigger_id)
         entries = selectors.webhook_request_list(trigger=trigger)[:200]
