@@ -51,6 +51,15 @@ SHOPIFY_ORDER_SCRIPT = """\
 // the order's customer id (Shopify's numeric id, as a string). Shopify sends the same
 // X-Shopify-Webhook-Id on every retry of one delivery, so it starts the flow once; without
 // it, the topic and order id do.
+
+// Shopify's ids are larger than the integers JavaScript numbers hold exactly (2^53), so they
+// are read from the GraphQL id, "gid://shopify/Customer/115310627314723954", which is text.
+function shopifyId(object) {
+  const gid = object.admin_graphql_api_id;
+  if (typeof gid === "string" && gid.indexOf("/") >= 0) return gid.slice(gid.lastIndexOf("/") + 1);
+  return String(object.id);
+}
+
 function transform(request) {
   const order = request.body;
   if (!order.customer || order.customer.id === undefined || order.customer.id === null) {
@@ -60,8 +69,8 @@ function transform(request) {
   const webhookId = request.headers["x-shopify-webhook-id"];
   const items = order.line_items || [];
   return {
-    targetUserIds: [String(order.customer.id)],
-    flowInvocationId: webhookId || "shopify-" + topic + "-" + order.id,
+    targetUserIds: [shopifyId(order.customer)],
+    flowInvocationId: webhookId || "shopify-" + topic + "-" + shopifyId(order),
     variables: {
       firstName: order.customer.first_name || "",
       orderName: order.name,

@@ -46,6 +46,10 @@ Sandbox, and how it is kept:
    the usual ones (constructor, name, message, toString, toLocaleString, valueOf, toJSON) an
    accessor keeps plain assignment on instances working.
    Promise callbacks are never run (nothing drains the job queue): `transform` is synchronous.
+
+Numbers cross as JSON into JavaScript numbers, so integers beyond 2^53 (Shopify's ids, for
+one) lose precision inside a script; read such ids from a string field, or map them with a
+structured mapping, which keeps Python's exact integers.
 """
 
 from __future__ import annotations
