@@ -241,16 +241,19 @@ def _stored_request(logged: WebhookRequest) -> IncomingRequest:
 
 def request_replay(*, trigger: Trigger, logged: WebhookRequest) -> Answer:
     """Replay one logged request through the current mapping, as a member vouching for it
-    (no IP, signature or shape check). The replay gets its own log entry."""
+    (no IP, signature or shape check). The replay gets its own log entry. A held request
+    replayed on its own leaves the held ones, so that held_replay does not start it again."""
     mode = _effective_mode(trigger)
     request = _stored_request(logged)
     body = _parse_json(request.body)
-    if body is _NOT_JSON:
-        answer = Answer.refused(400, "invalid_payload", "The logged body is not JSON.")
-    else:
-        answer = _map_and_accept(trigger, request, logged.source_ip, body, mode=mode, replay_of=logged)
-    if answer.outcome not in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
-        _log(trigger, request, logged.source_ip, answer, replay_of=logged)
+    with transaction.atomic():
+        WebhookRequest.objects.filter(pk=logged.pk, held_state=HeldState.HELD).update(held_state=HeldState.REPLAYED)
+        if body is _NOT_JSON:
+            answer = Answer.refused(400, "invalid_payload", "The logged body is not JSON.")
+        else:
+            answer = _map_and_accept(trigger, request, logged.source_ip, body, mode=mode, replay_of=logged)
+        if answer.outcome not in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
+            _log(trigger, request, logged.source_ip, answer, replay_of=logged)
     return answer
 
 

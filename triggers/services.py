@@ -94,7 +94,11 @@ def _clean_security(security: Any, current: dict[str, Any], errors: dict[str, li
             errors.update({f"security.{key}": value for key, value in invalid.errors.items()})
     if "signature" in security:
         signature = security["signature"]
-        if isinstance(signature, dict) and signature.get("secret") == SECRET_MASK and current.get("signature"):
+        if isinstance(signature, dict) and signature.get("secret") == SECRET_MASK:
+            if not current.get("signature"):
+                # The mask stands for a saved secret; with none saved it would become the secret.
+                errors["security.signature.secret"] = ["There is no saved secret to keep: enter the signing secret."]
+                return clean
             signature = {**signature, "secret": current["signature"]["secret"]}
         try:
             clean["signature"] = None if signature is None else validate_signature_config(signature)
@@ -230,6 +234,7 @@ def request_log_prune(*, now: Any = None) -> PrunedLog:
     retention_days = (
         Trigger.objects.filter(type=TriggerType.WEBHOOK)
         .values_list("environment__request_log_retention_days", flat=True)
+        .order_by()  # the default ordering's columns would make every trigger a distinct row
         .distinct()
     )
     for days in retention_days:
