@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
-from django.urls import URLPattern
+from django.urls import URLPattern, path
 
-urlpatterns: list[URLPattern] = []
+from . import views
+
+urlpatterns: list[URLPattern] = [
+    path("", views.trigger_panel, name="trigger_panel"),
+    path("new", views.trigger_create, name="trigger_create"),
+    path("<int:trigger_id>/", views.trigger_detail, name="trigger_detail"),
+    path("<int:trigger_id>/preview", views.trigger_preview, name="trigger_preview"),
+    path("<int:trigger_id>/mode", views.trigger_mode, name="trigger_mode"),
+    path("<int:trigger_id>/reactivate", views.trigger_reactivate, name="trigger_reactivate"),
+    path("<int:trigger_id>/held/replay", views.trigger_held_replay, name="trigger_held_replay"),
+    path("<int:trigger_id>/held/discard", views.trigger_held_discard, name="trigger_held_discard"),
+    path("<int:trigger_id>/delete", views.trigger_delete, name="trigger_delete"),
+    path("<int:trigger_id>/sample", views.trigger_sample, name="trigger_sample"),
+    path("<int:trigger_id>/capture", views.trigger_capture, name="trigger_capture"),
+    path("<int:trigger_id>/capture/status", views.trigger_capture_status, name="trigger_capture_status"),
+    path("<int:trigger_id>/send-test", views.trigger_send_test, name="trigger_send_test"),
+    path("<int:trigger_id>/security", views.trigger_security, name="trigger_security"),
+    path("<int:trigger_id>/requests/", views.request_list, name="trigger_request_list"),
+    path("<int:trigger_id>/requests/<int:request_id>/", views.request_detail, name="trigger_request_detail"),
+]

@@ -1,0 +1,618 @@
+"""The Workbench pages of webhook triggers: the flow's triggers panel, the setup page (sample,
+capture, mapping builder with its live preview, test card, security, mode, pause, held
+requests, delete) and the request log, as each persona sees them."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.utils import timezone
+
+from flows.models import Invocation
+from tests.triggers.conftest import STRIPE_SIGNATURE, STRUCTURED_MAPPING, delivery
+from triggers import services
+from triggers.models import HeldState, Trigger, TriggerModeChange, WebhookRequest
+
+pytestmark = pytest.mark.django_db
+
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+def setup_url(trigger: Trigger, tail: str = "") -> str:
+    return f"/e/acme/triggers/{trigger.pk}/{tail}"
+
+
+def text(response: Any) -> str:
+    return response.content.decode()
+
+
+def builder_post(**fields: Any) -> dict[str, Any]:
+    """The mapping builder's fields for the flow's one variable (firstName) and one blank
+    metadata row, mapped like STRUCTURED_MAPPING; `fields` replace some."""
+    data = {
+        "mapping_type": "structured",
+        "target-kind": "path",
+        "target-value": "$.customer.id",
+        "fid-kind": "path",
+        "fid-value": "$.delivery.id",
+        "var-0-name": "firstName",
+        "var-0-kind": "path",
+        "var-0-value": "$.customer.first_name",
+        "meta-0-name": "",
+        "meta-0-kind": "path",
+        "meta-0-value": "",
+        "script": "",
+    }
+    data.update(fields)
+    return data
+
+
+@pytest.fixture
+def pages_trigger(webhook_trigger) -> Trigger:
+    """A test-mode webhook trigger of the published "Welcome" flow, with a delivery as its sample."""
+    return webhook_trigger(sample=delivery("sample-1"))
+
+
+@pytest.fixture
+def pages_mapped_trigger(webhook_trigger, test_user) -> Trigger:
+    """The same, mapped like STRUCTURED_MAPPING, with tester-1 a test user."""
+    return webhook_trigger(sample=delivery("sample-1"), mapping=STRUCTURED_MAPPING)
+
+
+# --- The flow's triggers panel --------------------------------------------------------------
+
+
+def test_the_flow_page_loads_its_triggers_panel_from_the_triggers_app(login, editor, flow):
+    response = login(editor).get(f"/e/acme/flows/{flow.pk}/")
+
+    assert f'hx-get="/e/acme/triggers/?flow={flow.pk}"' in text(response)
+    assert 'hx-trigger="load"' in text(response)
+
+
+def test_an_editor_adds_a_webhook_trigger_from_the_panel_and_lands_on_its_setup_page(login, editor, flow):
+    client = login(editor)
+    panel = client.get(f"/e/acme/triggers/?flow={flow.pk}", **HTMX)
+    assert panel.status_code == 200
+    assert "No webhook triggers yet" in text(panel)
+    assert "Add webhook trigger" in text(panel)
+    assert "<html" not in text(panel)  # the partial, not a page
+
+    response = client.post("/e/acme/triggers/new", {"flow": flow.pk})
+
+    trigger = Trigger.objects.get(flow=flow, type="webhook")
+    assert trigger.mode == "test"
+    assert response.status_code == 302
+    assert response["Location"] == setup_url(trigger)
+    page = client.get(response["Location"])
+    assert f"/hooks/{trigger.token}" in text(page)
+    assert "Webhook trigger added, in test mode." in text(page)
+    panel = client.get(f"/e/acme/triggers/?flow={flow.pk}", **HTMX)
+    assert f"Webhook #{trigger.pk}" in text(panel)
+    assert 'class="badge mode-test"' in text(panel)
+
+
+def test_the_panel_shows_a_paused_trigger_with_its_reason_and_held_count(login, viewer, pages_trigger, post_hook):
+    services.trigger_pause(trigger=pages_trigger, reason="A request was not shaped like the sample")
+    post_hook(pages_trigger, delivery("held-1"))
+
+    panel = text(login(viewer).get(f"/e/acme/triggers/?flow={pages_trigger.flow_id}", **HTMX))
+
+    assert "paused" in panel
+    assert "A request was not shaped like the sample" in panel
+    assert "1 held" in panel
+    assert "Add webhook trigger" not in panel
+
+
+# --- Sample ---------------------------------------------------------------------------------
+
+
+def test_a_pasted_sample_is_saved_and_its_fields_are_offered_in_the_picker(login, editor, webhook_trigger):
+    trigger = webhook_trigger()
+    client = login(editor)
+    assert "No sample yet" in text(client.get(setup_url(trigger)))
+
+    response = client.post(setup_url(trigger, "sample"), {"sample": '{"customer": {"id": "c-1", "tier": "gold"}}'})
+
+    assert response.status_code == 302
+    trigger.refresh_from_db()
+    assert trigger.sample == {"customer": {"id": "c-1", "tier": "gold"}}
+    page = text(client.get(setup_url(trigger)))
+    assert '<option value="$.customer.tier">' in page  # the picker and the datalist
+    assert '<option value="$.customer.id"></option>' in page
+
+
+def test_a_pasted_sample_that_is_not_json_is_refused_with_where_it_breaks(login, editor, pages_trigger):
+    response = login(editor).post(setup_url(pages_trigger, "sample"), {"sample": '{"customer": {"id": "c-1",}}'})
+
+    assert response.status_code == 400
+    assert "This is not valid JSON" in text(response)
+    assert "line 1, column" in text(response)
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.sample == delivery("sample-1")
+
+
+def test_capture_polling_shows_waiting_then_the_captured_sample(login, editor, pages_trigger, post_hook):
+    client = login(editor)
+
+    armed = client.post(setup_url(pages_trigger, "capture"), **HTMX)
+
+    assert armed.status_code == 200
+    assert "Waiting for a request" in text(armed)
+    assert 'hx-trigger="every 2s"' in text(armed)
+    poll_url = re.search(r'hx-get="([^"]+)"', text(armed)).group(1).replace("&amp;", "&")
+    waiting = client.get(poll_url, **HTMX)
+    assert "Waiting for a request" in text(waiting)
+    assert "every 2s" in text(waiting)
+
+    assert post_hook(pages_trigger, {"order": {"id": 7, "email": "ada@example.com"}}).status_code == 202
+
+    captured = client.get(poll_url, **HTMX)
+    body = text(captured)
+    assert "Captured a POST request from 203.0.113.7" in body
+    assert "every 2s" not in body  # polling stops
+    assert 'id="sample-current" hx-swap-oob="true"' in body
+    assert "ada@example.com" in body
+    assert '<option value="$.order.email"></option>' in body
+    assert captured["HX-Trigger"] == "sample-changed"
+
+
+def test_capture_polling_stops_when_the_window_expired(login, editor, pages_trigger):
+    client = login(editor)
+    client.post(setup_url(pages_trigger, "capture"), **HTMX)
+    since = (timezone.now() - timedelta(minutes=1)).timestamp()
+    Trigger.objects.filter(pk=pages_trigger.pk).update(capture_until=timezone.now() - timedelta(seconds=1))
+
+    response = client.get(setup_url(pages_trigger, f"capture/status?since={since}"), **HTMX)
+
+    assert "No request arrived within 15 minutes" in text(response)
+    assert "every 2s" not in text(response)
+
+
+# --- Mapping and preview --------------------------------------------------------------------
+
+
+def test_a_structured_mapping_is_saved_from_the_builder(login, editor, pages_trigger):
+    client = login(editor)
+
+    metadata = {"meta-0-name": "source", "meta-0-kind": "literal", "meta-0-value": "shop"}
+    response = client.post(setup_url(pages_trigger), builder_post(**metadata))
+
+    assert response.status_code == 302
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["mapping"] == {
+        "type": "structured",
+        "structured": {
+            "targetUserIds": "$.customer.id",
+            "flowInvocationId": "$.delivery.id",
+            "variables": {"firstName": "$.customer.first_name"},
+            "metadata": {"source": {"value": "shop"}},
+        },
+    }
+    page = text(client.get(setup_url(pages_trigger)))
+    assert 'value="$.customer.first_name"' in page
+    assert "Mapping saved." in page
+
+
+def test_a_mapping_error_is_shown_next_to_its_field_and_nothing_is_saved(login, editor, pages_trigger):
+    response = login(editor).post(setup_url(pages_trigger), builder_post(**{"target-value": "customer.id"}))
+
+    assert response.status_code == 400
+    page = text(response)
+    assert "Not saved." in page
+    row = page[page.index('id="target-value"') :]
+    row = row[: row.index("</tr>")]
+    assert "is not a JSONPath: paths start with $" in row
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["mapping"] == {"type": "none"}
+
+
+def test_a_structured_mapping_needs_its_target(login, editor, pages_trigger):
+    response = login(editor).post(setup_url(pages_trigger), builder_post(**{"target-value": ""}))
+
+    assert response.status_code == 400
+    assert "Map the target userIds" in text(response)
+
+
+def test_the_preview_partial_shows_the_mapped_output_of_the_unsaved_mapping(login, editor, pages_trigger):
+    response = login(editor).post(setup_url(pages_trigger, "preview"), builder_post(), **HTMX)
+
+    assert response.status_code == 200
+    page = text(response)
+    assert page.lstrip().startswith('<div id="mapping-preview"')
+    assert "A valid start request" in page
+    assert "&quot;firstName&quot;: &quot;Lars&quot;" in page
+    assert "&quot;flowInvocationId&quot;: &quot;sample-1&quot;" in page
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["mapping"] == {"type": "none"}  # nothing saved
+
+
+def test_the_preview_partial_shows_the_errors(login, editor, pages_trigger):
+    client = login(editor)
+
+    unmatched = text(client.post(setup_url(pages_trigger, "preview"), builder_post(**{"target-value": "$.nobody"})))
+    invalid = text(client.post(setup_url(pages_trigger, "preview"), builder_post(**{"target-value": "$.["})))
+
+    assert "$.nobody matched nothing in the body" in unmatched
+    assert "not a valid JSONPath" in invalid
+    assert "A valid start request" not in unmatched + invalid
+
+
+def test_a_script_preset_fills_the_editor_without_saving(login, editor, pages_trigger):
+    posted = builder_post(op="preset", script_preset="stripe_event", mapping_type="structured")
+    response = login(editor).post(setup_url(pages_trigger), posted, **HTMX)
+
+    assert response.status_code == 200
+    page = text(response)
+    assert page.lstrip().startswith('<section class="card" id="mapping">')
+    assert "A Stripe event" in page  # the preset's script, in the editor
+    assert 'id="mapping-type-script" checked' in page
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["mapping"] == {"type": "none"}
+
+
+def test_a_script_mapping_is_saved_and_its_errors_shown(login, editor, pages_trigger):
+    client = login(editor)
+    broken = client.post(setup_url(pages_trigger), builder_post(mapping_type="script", script="function nope( {"))
+    assert broken.status_code == 400
+    assert 'id="mapping-script"' in text(broken)
+    assert 'aria-invalid="true">function nope( {' in text(broken)
+
+    script = "function transform(request) {\n  return {targetUserIds: [request.body.customer.id]};\n}\n"
+    saved = client.post(setup_url(pages_trigger), builder_post(mapping_type="script", script=script))
+
+    assert saved.status_code == 302
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["mapping"]["type"] == "script"
+    assert pages_trigger.config["mapping"]["script"] == script
+
+
+def test_the_shape_check_is_saved_with_the_mapping(login, editor, pages_trigger):
+    login(editor).post(setup_url(pages_trigger), builder_post(shape_check="on"))
+
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["shapeCheck"] is True
+
+
+# --- Send a test card -----------------------------------------------------------------------
+
+
+def test_send_test_card_creates_a_test_invocation_and_links_to_it_and_the_feed(
+    login, editor, pages_mapped_trigger, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        response = login(editor).post(setup_url(pages_mapped_trigger, "send-test"), **HTMX)
+
+    assert response.status_code == 200
+    invocation = Invocation.objects.get(flow=pages_mapped_trigger.flow, flow_invocation_id="sample-1")
+    assert invocation.mode == "test"
+    page = text(response)
+    assert "Test started." in page
+    assert f'href="/e/acme/flows/invocations/{invocation.pk}/"' in page
+    assert 'href="/e/acme/flows/feed/?user=tester-1&amp;test=true"' in page
+
+
+def test_send_test_card_says_why_it_started_nothing(login, editor, pages_trigger):
+    response = login(editor).post(setup_url(pages_trigger, "send-test"), **HTMX)
+
+    page = text(response)
+    assert "Not started (422)." in page
+    assert not Invocation.objects.exists()
+
+
+def test_send_test_card_warns_when_the_target_is_not_a_test_user(login, editor, webhook_trigger):
+    trigger = webhook_trigger(sample=delivery("s-2", user_id="customer-9"), mapping=STRUCTURED_MAPPING)
+
+    page = text(login(editor).post(setup_url(trigger, "send-test"), **HTMX))
+
+    assert "Not sent to <code>customer-9</code>: tests reach only test users." in page
+
+
+# --- Security -------------------------------------------------------------------------------
+
+
+def test_security_with_a_bad_cidr_and_a_bad_signature_json_shows_both_errors(login, editor, pages_trigger):
+    client = login(editor)
+
+    bad_json = client.post(setup_url(pages_trigger, "security"), {"allowed_ips": "10.0.0.0/8", "signature": "{secret:"})
+    assert bad_json.status_code == 400
+    assert "This is not valid JSON" in text(bad_json)
+
+    bad_both = client.post(
+        setup_url(pages_trigger, "security"),
+        {"allowed_ips": "203.0.113.7\n10.0.0.0/33", "signature": json.dumps({"secret": "s", "algorithm": "md5"})},
+    )
+
+    assert bad_both.status_code == 400
+    page = text(bad_both)
+    assert "10.0.0.0/33" in page
+    assert "algorithm" in page
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["security"] == {"allowedIps": [], "signature": None}
+
+
+def test_security_is_saved_and_the_secret_is_masked_and_kept(login, editor, pages_trigger):
+    client = login(editor)
+    saved = client.post(
+        setup_url(pages_trigger, "security"),
+        {"allowed_ips": "203.0.113.7\n198.51.100.0/24\n", "signature": json.dumps(STRIPE_SIGNATURE)},
+    )
+    assert saved.status_code == 302
+
+    page = text(client.get(setup_url(pages_trigger)))
+    assert STRIPE_SIGNATURE["secret"] not in page
+    assert "&quot;secret&quot;: &quot;********&quot;" in page
+    masked = re.search(r'<textarea name="signature"[^>]*>(.*?)</textarea>', page, re.S).group(1)
+    resubmitted = json.loads(masked.replace("&quot;", '"'))
+    resubmitted["toleranceSeconds"] = 120
+    client.post(
+        setup_url(pages_trigger, "security"), {"allowed_ips": "203.0.113.7", "signature": json.dumps(resubmitted)}
+    )
+
+    pages_trigger.refresh_from_db()
+    security = pages_trigger.config["security"]
+    assert security["allowedIps"] == ["203.0.113.7"]
+    assert security["signature"]["secret"] == STRIPE_SIGNATURE["secret"]
+    assert security["signature"]["toleranceSeconds"] == 120
+
+
+@pytest.mark.parametrize(("preset", "header"), [("stripe", "Stripe-Signature"), ("github", "X-Hub-Signature-256")])
+def test_a_signature_preset_fills_the_json_without_saving(login, editor, pages_trigger, preset, header):
+    posted = {"allowed_ips": "203.0.113.7", "signature": "", "signature_preset": preset}
+    response = login(editor).post(setup_url(pages_trigger, "security"), posted, **HTMX)
+
+    assert response.status_code == 200
+    page = text(response)
+    assert f"&quot;header&quot;: &quot;{header}&quot;" in page
+    assert "Paste your signing secret" in page
+    assert "203.0.113.7" in page  # what was typed stays
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["security"]["signature"] is None
+
+
+# --- Modes, pause, held requests, delete ----------------------------------------------------
+
+
+def test_a_mode_change_is_recorded_in_the_history(login, editor, pages_trigger):
+    client = login(editor)
+
+    response = client.post(setup_url(pages_trigger, "mode"), {"mode": "live"})
+
+    assert response.status_code == 302
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.mode == "live"
+    change = TriggerModeChange.objects.get(trigger=pages_trigger)
+    assert (change.from_mode, change.to_mode, change.changed_by) == ("test", "live", editor)
+    history = text(client.get(setup_url(pages_trigger)))
+    history = history[history.index('id="history"') :]
+    assert "edward" in history
+    assert 'badge mode-test">test' in history
+    assert 'badge mode-live">live' in history
+
+
+def test_a_live_trigger_proposes_switching_to_test_before_its_configuration_is_edited(login, editor, webhook_trigger):
+    trigger = webhook_trigger(sample=delivery(), mode="live")
+    client = login(editor)
+
+    page = text(client.get(setup_url(trigger)))
+    assert "This trigger is live." in page
+    assert "Switch to test" in page
+    mapping = page[page.index('id="mapping-form"') :]
+    assert '<fieldset class="plain" disabled>' in mapping
+    refused = client.post(setup_url(trigger), builder_post())
+    assert refused.status_code == 302
+    trigger.refresh_from_db()
+    assert trigger.config["mapping"] == {"type": "none"}
+
+    editing = text(client.get(setup_url(trigger) + "?edit=live"))
+    assert "Editing a live trigger." in editing
+    assert 'name="edit_live"' in editing
+    client.post(setup_url(trigger), builder_post(edit_live="1"))
+    trigger.refresh_from_db()
+    assert trigger.config["mapping"]["type"] == "structured"
+
+    client.post(setup_url(trigger, "mode"), {"mode": "test"})
+    trigger.refresh_from_db()
+    assert trigger.mode == "test"
+
+
+def test_a_paused_trigger_shows_its_reason_is_reactivated_and_its_held_requests_replayed(
+    login, editor, webhook_trigger, test_user, post_hook, django_capture_on_commit_callbacks
+):
+    trigger = webhook_trigger(sample=delivery("sample"), mapping=STRUCTURED_MAPPING, shape_check=True)
+    assert post_hook(trigger, {"customer": "not an object"}).json() == {"status": "held"}
+    assert post_hook(trigger, delivery("d-2")).json() == {"status": "held"}
+    client = login(editor)
+
+    page = text(client.get(setup_url(trigger)))
+    assert 'id="paused-banner"' in page
+    assert "A request was not shaped like the sample" in page
+    assert "2 held requests." in page
+    assert "Reactivate the trigger first" in page
+
+    client.post(setup_url(trigger, "reactivate"))
+    trigger.refresh_from_db()
+    assert trigger.mode == "test"
+    page = text(client.get(setup_url(trigger)))
+    assert 'id="paused-banner"' not in page
+    assert "Replay 2 held requests" in page
+    assert "data-confirm=" in page[page.index('id="held-banner"') :]
+
+    with django_capture_on_commit_callbacks(execute=True):
+        replayed = client.post(setup_url(trigger, "held/replay"), follow=True)
+
+    assert "Replayed 2 held requests: 1 accepted, 1 refused" in text(replayed)
+    assert Invocation.objects.filter(flow=trigger.flow, flow_invocation_id="d-2", mode="test").exists()
+    assert not WebhookRequest.objects.filter(trigger=trigger, held_state=HeldState.HELD).exists()
+    history = [(c.from_mode, c.to_mode, c.changed_by) for c in TriggerModeChange.objects.filter(trigger=trigger)]
+    assert ("paused", "test", editor) in history
+    assert ("test", "paused", None) in history
+
+
+def test_held_requests_can_be_discarded(login, editor, pages_trigger, post_hook):
+    services.trigger_pause(trigger=pages_trigger, reason="checking")
+    post_hook(pages_trigger, delivery("d-1"))
+
+    response = login(editor).post(setup_url(pages_trigger, "held/discard"), follow=True)
+
+    assert "Discarded 1 held request;" in text(response)
+    assert WebhookRequest.objects.get(trigger=pages_trigger).held_state == HeldState.DISCARDED
+
+
+def test_a_trigger_is_deleted_only_when_disabled(login, editor, pages_trigger):
+    client = login(editor)
+    page = text(client.get(setup_url(pages_trigger)))
+    assert "Only a disabled trigger can be deleted" in page
+
+    refused = client.post(setup_url(pages_trigger, "delete"), follow=True)
+    assert "Disable the trigger before deleting it." in text(refused)
+    assert Trigger.objects.filter(pk=pages_trigger.pk).exists()
+
+    client.post(setup_url(pages_trigger, "mode"), {"mode": "disabled"})
+    page = text(client.get(setup_url(pages_trigger)))
+    assert "Delete this webhook trigger?" in page
+    deleted = client.post(setup_url(pages_trigger, "delete"))
+
+    assert deleted["Location"] == f"/e/acme/flows/{pages_trigger.flow_id}/"
+    assert not Trigger.objects.filter(pk=pages_trigger.pk).exists()
+
+
+# --- The request log ------------------------------------------------------------------------
+
+
+def test_the_request_log_lists_requests_newest_first_with_links(login, viewer, pages_mapped_trigger, post_hook):
+    post_hook(pages_mapped_trigger, delivery("d-1"))
+    post_hook(pages_mapped_trigger, b"not json", remote_addr="198.51.100.9")
+
+    page = text(login(viewer).get(setup_url(pages_mapped_trigger, "requests/")))
+
+    assert page.index("198.51.100.9") < page.index("d-1")
+    assert "<code>invalid_payload</code>" in page
+    assert 'badge outcome-refused">refused' in page
+    assert 'badge outcome-accepted">accepted' in page
+    invocation = Invocation.objects.get(flow_invocation_id="d-1")
+    assert f'<a href="/e/acme/flows/invocations/{invocation.pk}/">d-1</a>' in page
+
+
+def test_the_request_log_is_paginated(login, viewer, pages_trigger, post_hook):
+    for _ in range(51):
+        post_hook(pages_trigger, b"nope")
+
+    first = text(login(viewer).get(setup_url(pages_trigger, "requests/")))
+
+    assert "Page 1 of 2 · 51 requests" in first
+    assert first.count("<code>invalid_payload</code>") == 50
+
+
+def test_a_refused_request_shows_why_and_is_replayed_through_the_current_mapping(
+    login, editor, pages_trigger, test_user, post_hook, django_capture_on_commit_callbacks
+):
+    post_hook(pages_trigger, delivery("d-7"), query="source=shop", HTTP_X_SENDER="shop")
+    logged = WebhookRequest.objects.get(trigger=pages_trigger)
+    client = login(editor)
+
+    page = text(client.get(setup_url(pages_trigger, f"requests/{logged.pk}/")))
+    assert "Why it was refused" in page
+    assert "<code>invalid_request</code>" in page or "mapping_failed" in page
+    assert "x-sender" in page
+    assert "source" in page
+    assert "&quot;first_name&quot;: &quot;Lars&quot;" in page  # pretty JSON
+    assert "Replay through the current mapping" in page
+
+    services.webhook_trigger_update(trigger=pages_trigger, mapping=STRUCTURED_MAPPING)
+    with django_capture_on_commit_callbacks(execute=True):
+        replayed = client.post(setup_url(pages_trigger, f"requests/{logged.pk}/"))
+
+    assert replayed.status_code == 200
+    invocation = Invocation.objects.get(flow_invocation_id="d-7")
+    assert f'href="/e/acme/flows/invocations/{invocation.pk}/"' in text(replayed)
+    assert WebhookRequest.objects.filter(replay_of=logged).exists() or invocation.mode == "test"
+
+
+# --- Who may do what ------------------------------------------------------------------------
+
+EDITOR_BUTTONS = (
+    "Add webhook trigger",
+    "Save sample",
+    "Get new sample",
+    "Save mapping",
+    "Send test card",
+    "Save security",
+    "Reactivate",
+    "Replay through the current mapping",
+    "Delete trigger",
+    "Use preset",
+    "Switch to test",
+)
+
+
+def post_urls(trigger: Trigger, logged: WebhookRequest) -> list[str]:
+    return [
+        "/e/acme/triggers/new",
+        setup_url(trigger),
+        *(
+            setup_url(trigger, tail)
+            for tail in (
+                "preview",
+                "mode",
+                "reactivate",
+                "held/replay",
+                "held/discard",
+                "delete",
+                "sample",
+                "capture",
+                "send-test",
+                "security",
+            )
+        ),
+        setup_url(trigger, f"requests/{logged.pk}/"),
+    ]
+
+
+def test_a_viewer_sees_no_buttons_and_gets_403_on_every_post(login, viewer, pages_trigger, post_hook):
+    services.trigger_pause(trigger=pages_trigger, reason="checking")
+    post_hook(pages_trigger, delivery("d-1"))
+    logged = WebhookRequest.objects.get(trigger=pages_trigger)
+    client = login(viewer)
+
+    pages = [
+        client.get(f"/e/acme/triggers/?flow={pages_trigger.flow_id}", **HTMX),
+        client.get(setup_url(pages_trigger)),
+        client.get(setup_url(pages_trigger, "requests/")),
+        client.get(setup_url(pages_trigger, f"requests/{logged.pk}/")),
+    ]
+    for page in pages:
+        assert page.status_code == 200
+        buttons = re.findall(r"<button[^>]*>\s*([^<]*)", text(page))
+        assert set(buttons) <= {"Log out", "Switch", "Copy URL"}, buttons
+        for button in EDITOR_BUTTONS:
+            assert f">{button}" not in text(page)
+    assert "only editors and owners change triggers" in text(pages[1])
+
+    for url in post_urls(pages_trigger, logged):
+        assert client.post(url, {"flow": pages_trigger.flow_id, "mode": "live"}).status_code == 403, url
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.mode == "paused"
+
+
+def test_an_outsider_gets_404_everywhere(login, outsider, pages_trigger, post_hook):
+    post_hook(pages_trigger, b"nope")
+    logged = WebhookRequest.objects.get(trigger=pages_trigger)
+    client = login(outsider)
+
+    gets = [
+        f"/e/acme/triggers/?flow={pages_trigger.flow_id}",
+        setup_url(pages_trigger),
+        setup_url(pages_trigger, "capture/status"),
+        setup_url(pages_trigger, "requests/"),
+        setup_url(pages_trigger, f"requests/{logged.pk}/"),
+    ]
+    for url in gets:
+        assert client.get(url).status_code == 404, url
+    for url in post_urls(pages_trigger, logged):
+        assert client.post(url, {"flow": pages_trigger.flow_id}).status_code == 404, url
+    # Their own environment does not reach environment A's trigger either.
+    assert client.get(f"/e/globex/triggers/{pages_trigger.pk}/").status_code == 404

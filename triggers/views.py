@@ -1,0 +1,571 @@
+"""Workbench pages for webhook triggers, under /e/<env>/triggers/.
+
+The flow page loads its triggers panel from here (`flows` never imports `triggers`); each
+webhook trigger has one setup page (URL, mode, sample, mapping with a live preview, a test
+card, security, delete) and a request log. Views are thin: they read through `selectors`,
+write through `services` and `intake`, and render the whole page or the partial an htmx
+request asks for; the page includes the same partials.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from flows import selectors as flow_selectors
+from flows.models import FlowStatus, Invocation, Mode
+from workbench.models import Environment, Role
+from workbench.shell import can_edit, current_membership, environment_page
+
+from . import intake, selectors, services
+from .forms import MAPPING_TYPES, MappingState, SampleForm, SecurityForm, parse_json_text, pretty_json
+from .mapping import mappable_properties
+from .models import RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
+from .signatures import SIGNATURE_PRESETS
+
+REQUESTS_PER_PAGE = 50
+SIGNATURE_PRESET_NAMES = ("stripe", "github", "shopify", "slack")
+
+
+def _environment(request: HttpRequest) -> Environment:
+    return request.environment  # type: ignore[attr-defined]
+
+
+def _user(request: HttpRequest) -> Any:
+    return current_membership(request).user
+
+
+def _htmx(request: HttpRequest) -> bool:
+    return bool(getattr(request, "htmx", False))
+
+
+def _webhook(request: HttpRequest, trigger_id: int) -> Trigger:
+    trigger = selectors.trigger_get(environment=_environment(request), trigger_id=trigger_id)
+    if trigger.type != TriggerType.WEBHOOK:
+        raise Http404("Not a webhook trigger")
+    return trigger
+
+
+def _setup_url(trigger: Trigger) -> str:
+    return reverse("trigger_detail", kwargs={"env": trigger.environment.slug, "trigger_id": trigger.pk})
+
+
+# --- The flow page's triggers panel ---------------------------------------------------------
+
+
+@require_GET
+@environment_page()
+def trigger_panel(request: HttpRequest) -> HttpResponse:
+    """The flow's webhook triggers, for the flow page (loaded with htmx) or on their own."""
+    flow = flow_selectors.flow_get(environment=_environment(request), flow_id=request.GET.get("flow", ""))
+    triggers = [
+        {"trigger": trigger, "held": selectors.held_count(trigger=trigger)}
+        for trigger in selectors.trigger_list(flow=flow).filter(type=TriggerType.WEBHOOK).select_related("environment")
+    ]
+    context = {"flow": flow, "triggers": triggers, "archived": flow.status == FlowStatus.ARCHIVED}
+    template = "triggers/_flow_triggers.html" if _htmx(request) else "triggers/trigger_list.html"
+    return render(request, template, context)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_create(request: HttpRequest) -> HttpResponse:
+    flow = flow_selectors.flow_get(environment=_environment(request), flow_id=request.POST.get("flow", ""))
+    if flow.status == FlowStatus.ARCHIVED:
+        messages.error(request, "Archived flows start nothing; they cannot get new triggers.")
+        return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
+    trigger = services.webhook_trigger_create(flow=flow, by=_user(request))
+    messages.success(
+        request,
+        "Webhook trigger added, in test mode. Give it a sample, map it to a start request, then send a test card.",
+    )
+    return redirect(_setup_url(trigger))
+
+
+# --- The setup page -------------------------------------------------------------------------
+
+
+def _flow_variables(trigger: Trigger) -> list[dict[str, Any]]:
+    return list(trigger.flow.draft.get("variables", []))
+
+
+def _editable(request: HttpRequest, trigger: Trigger) -> bool:
+    """Editors change the configuration; a live trigger's only after choosing to edit it live."""
+    if not can_edit(request):
+        return False
+    return trigger.mode != TriggerMode.LIVE or request.GET.get("edit") == "live" or "edit_live" in request.POST
+
+
+def _properties(trigger: Trigger) -> list[str]:
+    return mappable_properties(trigger.sample) if trigger.sample is not None else []
+
+
+def _mapping_context(trigger: Trigger, state: MappingState) -> dict[str, Any]:
+    preview = intake.mapping_preview(trigger=trigger, mapping=state.mapping())
+    return {
+        "state": state,
+        "mapping_types": MAPPING_TYPES,
+        "properties": _properties(trigger),
+        "preview": _preview_view(preview),
+    }
+
+
+def _preview_view(preview: dict[str, Any]) -> dict[str, Any]:
+    output = preview.get("output")
+    return {
+        "output": pretty_json(output) if output is not None else None,
+        "errors": preview.get("errors") or [],
+    }
+
+
+def _security_form(trigger: Trigger) -> SecurityForm:
+    return SecurityForm(initial=SecurityForm.initial_for(trigger.config.get("security") or {}, services.SECRET_MASK))
+
+
+def _capture_context(trigger: Trigger, since: datetime | None = None) -> dict[str, Any]:
+    """Whether the trigger waits for a sample, caught one since `since`, or stopped waiting."""
+    now = timezone.now()
+    if trigger.capture_until is not None and trigger.capture_until > now:
+        armed_at = trigger.capture_until - services.CAPTURE_WINDOW
+        return {"state": "waiting", "until": trigger.capture_until, "since": f"{armed_at.timestamp():.6f}"}
+    if since is None:
+        return {"state": "idle"}
+    captured = (
+        selectors.webhook_request_list(trigger=trigger)
+        .filter(outcome=RequestOutcome.SAMPLE_CAPTURED, received_at__gte=since)
+        .first()
+    )
+    if captured is not None:
+        return {"state": "captured", "request": captured}
+    return {"state": "expired"}
+
+
+def _setup_context(
+    request: HttpRequest,
+    trigger: Trigger,
+    *,
+    state: MappingState | None = None,
+    sample_form: SampleForm | None = None,
+    security_form: SecurityForm | None = None,
+    test_result: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    editable = _editable(request, trigger)
+    if sample_form is None:
+        initial = {"sample": pretty_json(trigger.sample)} if trigger.sample is not None else {}
+        sample_form = SampleForm(initial=initial)
+    if state is None:
+        state = MappingState.from_config(trigger.config, _flow_variables(trigger))
+    return {
+        "trigger": trigger,
+        "flow": trigger.flow,
+        "url": request.build_absolute_uri(f"/hooks/{trigger.token}"),
+        "editable": editable,
+        "edit_live": editable and trigger.mode == TriggerMode.LIVE,
+        "modes": [(mode, label) for mode, label in TriggerMode.choices if mode in services.MEMBER_MODES],
+        "held": selectors.held_count(trigger=trigger),
+        "history": selectors.mode_change_list(trigger=trigger)[:20],
+        "sample_json": pretty_json(trigger.sample) if trigger.sample is not None else None,
+        "sample_form": sample_form,
+        "capture": _capture_context(trigger),
+        "security_form": security_form or _security_form(trigger),
+        "signature_presets": [(name, SIGNATURE_PRESETS[name]) for name in SIGNATURE_PRESET_NAMES],
+        "test_result": test_result,
+        "recent_rows": _log_rows(request, trigger, list(selectors.webhook_request_list(trigger=trigger)[:5])),
+        **_mapping_context(trigger, state),
+        **extra,
+    }
+
+
+def _render_setup(request: HttpRequest, trigger: Trigger, *, status: int = 200, **parts: Any) -> HttpResponse:
+    return render(request, "triggers/trigger_detail.html", _setup_context(request, trigger, **parts), status=status)
+
+
+def _refuse_live_edit(request: HttpRequest, trigger: Trigger) -> HttpResponse | None:
+    """A live trigger's configuration changes only when the member chose to edit it live."""
+    if trigger.mode == TriggerMode.LIVE and "edit_live" not in request.POST:
+        messages.error(
+            request, "This trigger is live. Switch it to test before changing it, or choose to edit it live."
+        )
+        return redirect(_setup_url(trigger))
+    return None
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page()
+def trigger_detail(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    """The setup page. A POST (editors) saves the mapping and the shape check, or fills in a
+    script preset (`op=preset`) without saving."""
+    trigger = _webhook(request, trigger_id)
+    if request.method == "GET":
+        return _render_setup(request, trigger)
+    if not can_edit(request):
+        raise PermissionDenied("Viewers cannot change triggers.")
+    refused = _refuse_live_edit(request, trigger)
+    if refused:
+        return refused
+    state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
+    if request.POST.get("op") == "preset":
+        state.apply_preset(request.POST.get("script_preset", ""))
+        return _render_mapping(request, trigger, state)
+    if state.check_rows():
+        try:
+            services.webhook_trigger_update(
+                trigger=trigger, by=_user(request), mapping=state.mapping(), shape_check=state.shape_check
+            )
+        except services.TriggerRefused as refusal:
+            state.attach_errors(refusal.errors or {"mapping": [refusal.detail]})
+        else:
+            messages.success(request, "Mapping saved. Send a test card to see it end to end.")
+            return redirect(_setup_url(trigger) + "#mapping")
+    return _render_mapping(request, trigger, state, status=400 if state.error_count else 200)
+
+
+def _render_mapping(request: HttpRequest, trigger: Trigger, state: MappingState, status: int = 200) -> HttpResponse:
+    if _htmx(request):
+        context = {**_setup_context(request, trigger, state=state)}
+        return render(request, "triggers/_mapping.html", context, status=status)
+    return _render_setup(request, trigger, state=state, status=status)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_preview(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    """What the sample maps to with the posted (unsaved) mapping, and every problem."""
+    trigger = _webhook(request, trigger_id)
+    state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
+    preview = intake.mapping_preview(trigger=trigger, mapping=state.mapping())
+    return render(request, "triggers/_preview.html", {"trigger": trigger, "preview": _preview_view(preview)})
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_mode(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    trigger = _webhook(request, trigger_id)
+    mode = request.POST.get("mode", "")
+    try:
+        services.trigger_mode_set(trigger=trigger, mode=mode, by=_user(request))
+    except services.TriggerRefused as refusal:
+        messages.error(request, refusal.detail)
+    else:
+        messages.success(request, _MODE_MESSAGES.get(mode, "Mode changed."))
+    return redirect(_setup_url(trigger))
+
+
+_MODE_MESSAGES: dict[str, str] = {
+    TriggerMode.TEST: "The trigger is in test mode: requests start test invocations, delivered to test users only.",
+    TriggerMode.LIVE: "The trigger is live: requests start the published flow for real customers.",
+    TriggerMode.DISABLED: "The trigger is disabled: requests are refused (403 trigger_disabled).",
+}
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_reactivate(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    trigger = _webhook(request, trigger_id)
+    try:
+        trigger = services.trigger_reactivate(trigger=trigger, by=_user(request))
+    except services.TriggerRefused as refusal:
+        messages.error(request, refusal.detail)
+    else:
+        held = selectors.held_count(trigger=trigger)
+        suffix = f" {held} held request{'s' if held != 1 else ''} wait: replay or discard them." if held else ""
+        messages.success(request, f"Reactivated in {trigger.mode} mode.{suffix}")
+    return redirect(_setup_url(trigger))
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_held_replay(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    trigger = _webhook(request, trigger_id)
+    try:
+        results = intake.held_replay(trigger=trigger)
+    except services.TriggerRefused as refusal:
+        messages.error(request, refusal.detail)
+    else:
+        accepted = sum(1 for result in results if result.status in (200, 202))
+        refused = len(results) - accepted
+        summary = f"Replayed {len(results)} held request{'s' if len(results) != 1 else ''}: {accepted} accepted"
+        summary += f", {refused} refused (see the request log)." if refused else "."
+        (messages.warning if refused else messages.success)(request, summary)
+    return redirect(_setup_url(trigger))
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_held_discard(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    trigger = _webhook(request, trigger_id)
+    discarded = intake.held_discard(trigger=trigger)
+    messages.success(
+        request, f"Discarded {discarded} held request{'s' if discarded != 1 else ''}; they stay in the request log."
+    )
+    return redirect(_setup_url(trigger))
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_delete(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    trigger = _webhook(request, trigger_id)
+    flow = trigger.flow
+    try:
+        services.trigger_delete(trigger=trigger)
+    except services.TriggerRefused as refusal:
+        messages.error(request, refusal.detail)
+        return redirect(_setup_url(trigger))
+    messages.success(request, "The webhook trigger was deleted; its URL answers 404 from now on.")
+    return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
+
+
+# --- The sample -----------------------------------------------------------------------------
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_sample(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    """Save a pasted sample."""
+    trigger = _webhook(request, trigger_id)
+    refused = _refuse_live_edit(request, trigger)
+    if refused:
+        return refused
+    form = SampleForm(request.POST)
+    if form.is_valid():
+        services.webhook_trigger_update(
+            trigger=trigger, by=_user(request), sample=form.cleaned_data["sample"], sample_given=True
+        )
+        messages.success(request, "Sample saved. Its fields are now offered in the mapping.")
+        return redirect(_setup_url(trigger) + "#mapping")
+    return _render_setup(request, trigger, sample_form=form, status=400)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_capture(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    """Arm capture: the next request to the URL becomes the sample (for 15 minutes)."""
+    trigger = _webhook(request, trigger_id)
+    refused = _refuse_live_edit(request, trigger)
+    if refused:
+        return refused
+    trigger = services.trigger_capture_arm(trigger=trigger)
+    if _htmx(request):
+        context = {"trigger": trigger, "capture": _capture_context(trigger), **_capture_editing(request, trigger)}
+        return render(request, "triggers/_capture.html", context)
+    messages.success(request, "Waiting for the next request to the URL; it becomes the sample.")
+    return redirect(_setup_url(trigger) + "#sample")
+
+
+@require_GET
+@environment_page()
+def trigger_capture_status(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    """The capture partial, polled every 2 s while armed. Once a request is captured it also
+    swaps in the new sample and the mappable properties, and tells the mapping to preview."""
+    trigger = _webhook(request, trigger_id)
+    try:
+        since = datetime.fromtimestamp(float(request.GET.get("since", "")), tz=UTC)
+    except ValueError:
+        since = None
+    capture = _capture_context(trigger, since)
+    context = {
+        "trigger": trigger,
+        "capture": capture,
+        "sample_json": pretty_json(trigger.sample) if trigger.sample is not None else None,
+        "properties": _properties(trigger),
+        "out_of_band": capture["state"] == "captured",
+        **_capture_editing(request, trigger),
+    }
+    response = render(request, "triggers/_capture.html", context)
+    if capture["state"] == "captured":
+        response["HX-Trigger"] = "sample-changed"
+    return response
+
+
+def _capture_editing(request: HttpRequest, trigger: Trigger) -> dict[str, bool]:
+    # Only a member who chose to edit a live trigger could arm its capture.
+    return {"editable": can_edit(request), "edit_live": can_edit(request) and trigger.mode == TriggerMode.LIVE}
+
+
+# --- Send a test card -----------------------------------------------------------------------
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_send_test(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    """Run the sample through the saved mapping as a test start, and say where its cards are."""
+    trigger = _webhook(request, trigger_id)
+    answer = intake.send_test(trigger=trigger)
+    result = _test_result(request, trigger, answer)
+    if _htmx(request):
+        return render(request, "triggers/_send_test.html", {"trigger": trigger, "test_result": result})
+    return _render_setup(request, trigger, test_result=result, status=200 if result["ok"] else 400)
+
+
+def _test_result(request: HttpRequest, trigger: Trigger, answer: intake.Answer) -> dict[str, Any]:
+    ok = answer.status in (200, 202)
+    result: dict[str, Any] = {"ok": ok, "status": answer.status, "body": pretty_json(answer.body)}
+    if not ok:
+        result["detail"] = answer.body.get("detail", "")
+        result["errors"] = _flat_errors(answer.body.get("errors"))
+        return result
+    result["duplicate"] = answer.body.get("status") == "duplicate"
+    result["flow_invocation_id"] = answer.flow_invocation_id
+    invocation = (
+        flow_selectors.invocations_by_key(
+            environment=_environment(request), flow_invocation_id=answer.flow_invocation_id
+        )
+        .filter(flow=trigger.flow, mode=Mode.TEST)
+        .first()
+    )
+    result["invocation"] = invocation
+    if invocation is not None:
+        result["delivered"] = [
+            user_id for user_id in invocation.target_user_ids if user_id not in invocation.ignored_user_ids
+        ]
+        result["ignored"] = list(invocation.ignored_user_ids)
+    return result
+
+
+def _invocation_of(request: HttpRequest, trigger: Trigger, flow_invocation_id: str, mode: str) -> Invocation | None:
+    invocations = flow_selectors.invocations_by_key(
+        environment=_environment(request), flow_invocation_id=flow_invocation_id
+    )
+    return invocations.filter(flow=trigger.flow, mode=mode).first()
+
+
+def _flat_errors(errors: Any) -> list[str]:
+    if isinstance(errors, dict):
+        return [f"{key}: {message}" for key, values in errors.items() for message in _as_list(values)]
+    return [str(error) for error in _as_list(errors)]
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+# --- Security -------------------------------------------------------------------------------
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_security(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    """Save the allowlist and the signature, or fill in a signature preset (not saved)."""
+    trigger = _webhook(request, trigger_id)
+    refused = _refuse_live_edit(request, trigger)
+    if refused:
+        return refused
+    preset = request.POST.get("signature_preset")
+    if preset in SIGNATURE_PRESET_NAMES:
+        data = request.POST.copy()
+        data["signature"] = pretty_json(SIGNATURE_PRESETS[preset]["config"])
+        form = SecurityForm(initial={"allowed_ips": data.get("allowed_ips", ""), "signature": data["signature"]})
+        return _render_security(request, trigger, form, preset=SIGNATURE_PRESETS[preset]["label"])
+    form = SecurityForm(request.POST)
+    if form.is_valid():
+        try:
+            services.webhook_trigger_update(trigger=trigger, by=_user(request), security=form.security())
+        except services.TriggerRefused as refusal:
+            form.attach_errors(refusal.errors or {"security": [refusal.detail]})
+        else:
+            messages.success(request, "Security settings saved.")
+            return redirect(_setup_url(trigger) + "#security")
+    return _render_security(request, trigger, form, status=400)
+
+
+def _render_security(
+    request: HttpRequest, trigger: Trigger, form: SecurityForm, *, preset: str = "", status: int = 200
+) -> HttpResponse:
+    if _htmx(request):
+        context = {**_setup_context(request, trigger, security_form=form), "preset_filled": preset}
+        return render(request, "triggers/_security.html", context, status=status)
+    return _render_setup(request, trigger, security_form=form, status=status, preset_filled=preset)
+
+
+# --- The request log ------------------------------------------------------------------------
+
+
+def _invocation_links(
+    request: HttpRequest, trigger: Trigger, entries: list[WebhookRequest]
+) -> dict[tuple[str, str], int]:
+    """(flowInvocationId, mode) → invocation pk, for the log entries that started something."""
+    keys = {entry.flow_invocation_id for entry in entries if entry.flow_invocation_id}
+    if not keys:
+        return {}
+    invocations = flow_selectors.invocation_list(environment=_environment(request), flow=trigger.flow).filter(
+        flow_invocation_id__in=keys
+    )
+    return {(invocation.flow_invocation_id, invocation.mode): invocation.pk for invocation in invocations}
+
+
+def _log_rows(request: HttpRequest, trigger: Trigger, entries: list[WebhookRequest]) -> list[dict[str, Any]]:
+    links = _invocation_links(request, trigger, entries)
+    return [{"entry": entry, "invocation_pk": links.get((entry.flow_invocation_id, entry.mode))} for entry in entries]
+
+
+@require_GET
+@environment_page()
+def request_list(request: HttpRequest, trigger_id: int) -> HttpResponse:
+    trigger = _webhook(request, trigger_id)
+    paginator = Paginator(selectors.webhook_request_list(trigger=trigger), REQUESTS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    rows = _log_rows(request, trigger, list(page.object_list))
+    context = {"trigger": trigger, "flow": trigger.flow, "page": page, "rows": rows}
+    return render(request, "triggers/request_list.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page()
+def request_detail(request: HttpRequest, trigger_id: int, request_id: int) -> HttpResponse:
+    """One logged request. A POST (editors) replays it through the current mapping."""
+    trigger = _webhook(request, trigger_id)
+    logged = selectors.webhook_request_get(trigger=trigger, request_id=request_id)
+    replay = None
+    status = 200
+    if request.method == "POST":
+        if not can_edit(request):
+            raise PermissionDenied("Viewers cannot replay requests.")
+        try:
+            answer = intake.request_replay(trigger=trigger, logged=logged)
+        except services.TriggerRefused as refusal:
+            replay = {"ok": False, "status": refusal.status, "detail": refusal.detail, "errors": []}
+        else:
+            replay = _replay_result(request, trigger, answer)
+        status = 200 if replay["ok"] else 400
+        if _htmx(request):
+            context = {"trigger": trigger, "logged": logged, "replay": replay}
+            return render(request, "triggers/_replay_result.html", context, status=status)
+    body, problem = parse_json_text(logged.body)
+    links = _invocation_links(request, trigger, [logged])
+    context = {
+        "trigger": trigger,
+        "flow": trigger.flow,
+        "logged": logged,
+        "body": pretty_json(body) if problem is None else logged.body,
+        "body_is_json": problem is None,
+        "errors_json": pretty_json(logged.errors) if logged.errors is not None else None,
+        "invocation_pk": links.get((logged.flow_invocation_id, logged.mode)),
+        "replays": selectors.webhook_request_list(trigger=trigger).filter(replay_of=logged),
+        "replay": replay,
+    }
+    return render(request, "triggers/request_detail.html", context, status=status)
+
+
+def _replay_result(request: HttpRequest, trigger: Trigger, answer: intake.Answer) -> dict[str, Any]:
+    ok = answer.status in (200, 202)
+    result: dict[str, Any] = {"ok": ok, "status": answer.status, "body": json.dumps(answer.body, indent=2)}
+    if ok:
+        result["invocation"] = _invocation_of(request, trigger, answer.flow_invocation_id, answer.mode)
+        result["flow_invocation_id"] = answer.flow_invocation_id
+    else:
+        result["detail"] = answer.body.get("detail", "")
+        result["errors"] = _flat_errors(answer.body.get("errors"))
+    return result
