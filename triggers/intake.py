@@ -144,6 +144,10 @@ def _map_and_accept(
         mapped = apply_mapping(trigger.config.get("mapping") or services.DEFAULT_MAPPING, webhook_input)
     except MappingError as failed:
         return Answer.refused(422, "mapping_failed", "The mapping failed.", {"mapping": failed.errors})
+    if services.holds_nul(mapped):  # a script can make one; the start could not be stored
+        return Answer.refused(
+            422, "mapping_failed", "The mapping failed.", {"mapping": ["The output holds a NUL character (\\u0000)."]}
+        )
     try:
         with transaction.atomic():
             result = invocations_accept(
@@ -183,9 +187,25 @@ _NOT_JSON = object()
 
 def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return _NOT_JSON
+    # PostgreSQL stores no U+0000 in text or jsonb: a body holding one (written \u0000) could be
+    # neither captured nor started, so it is refused like a body that is not JSON.
+    if b"\\u0000" in raw and services.holds_nul(body):
+        return _NOT_JSON
+    return body
+
+
+def _storable(value: Any) -> Any:
+    """`value` with every U+0000 replaced, as PostgreSQL can store it (the log keeps what came)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_storable(key): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value
 
 
 def _log(
@@ -201,16 +221,16 @@ def _log(
         received_at=request.received_at,
         source_ip=source_ip,
         method=request.method,
-        headers={
-            name: value[:MAX_LOGGED_HEADER] for name, value in request.headers.items() if name not in UNLOGGED_HEADERS
-        },
-        query=request.query,
-        body=request.body.decode("utf-8", errors="replace"),
+        headers=_storable(
+            {name: value[:MAX_LOGGED_HEADER] for name, value in request.headers.items() if name not in UNLOGGED_HEADERS}
+        ),
+        query=_storable(request.query),
+        body=_storable(request.body.decode("utf-8", errors="replace")),
         outcome=answer.outcome,
         status_code=answer.status,
         code=str(answer.body.get("code", "")),
-        detail=str(answer.body.get("detail", "")),
-        errors=answer.errors,
+        detail=_storable(str(answer.body.get("detail", ""))),
+        errors=_storable(answer.errors),
         mode=answer.mode,
         flow_invocation_id=answer.flow_invocation_id,
         held_state=HeldState.HELD if answer.held else "",

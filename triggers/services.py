@@ -107,6 +107,28 @@ def _clean_security(security: Any, current: dict[str, Any], errors: dict[str, li
     return clean
 
 
+def holds_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 anywhere; PostgreSQL stores none in text or jsonb."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def _check_sample(sample: Any) -> None:
+    if holds_nul(sample):
+        errors = {"sample": ["A NUL character (\\u0000) cannot be kept."]}
+        raise TriggerRefused(400, "invalid_request", "The sample is not valid.", errors)
+
+
 def webhook_trigger_create(
     *,
     flow: Flow,
@@ -118,6 +140,7 @@ def webhook_trigger_create(
 ) -> Trigger:
     """A new webhook trigger, in test mode, with its unguessable URL token."""
     config = webhook_config_clean(mapping=mapping, shape_check=shape_check, security=security)
+    _check_sample(sample)
     return Trigger.objects.create(
         environment_id=flow.environment_id,
         flow=flow,
@@ -143,6 +166,7 @@ def webhook_trigger_update(
 ) -> Trigger:
     """Change a webhook trigger's configuration and, optionally, its mode (recorded)."""
     config = webhook_config_clean(mapping=mapping, shape_check=shape_check, security=security, current=trigger.config)
+    _check_sample(sample)
     with transaction.atomic():
         trigger.config = config
         if sample_given:

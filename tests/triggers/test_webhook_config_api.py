@@ -296,6 +296,16 @@ def test_invalid_configuration_creates_no_trigger(workbench_a, flow, case) -> No
     assert not Trigger.objects.filter(type="webhook").exists()
 
 
+def test_a_sample_holding_a_nul_character_is_refused(workbench_a, webhook_trigger) -> None:
+    trigger = webhook_trigger(sample=SAMPLE)
+
+    response = workbench_a.patch(trigger_url(trigger), {"sample": {"name": "a\x00"}}, format="json")
+
+    assert (response.status_code, list(response.json()["errors"])) == (400, ["sample"])
+    trigger.refresh_from_db()
+    assert trigger.sample == SAMPLE
+
+
 # --- the signature secret -----------------------------------------------------------------------
 
 

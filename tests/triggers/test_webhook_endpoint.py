@@ -367,6 +367,39 @@ def test_the_request_log_keeps_selected_headers_but_never_credentials(post_hook,
     assert (entry.query, entry.body, entry.source_ip) == ({"source": "shop"}, '{"targetUserIds": []}', "203.0.113.7")
 
 
+def test_a_body_holding_a_nul_character_is_refused_as_invalid_payload(post_hook, webhook_trigger, test_user) -> None:
+    trigger = webhook_trigger()
+    services.trigger_capture_arm(trigger=trigger)
+
+    while_armed = post_hook(trigger, b'{"targetUserIds": ["tester-1"], "variables": {"firstName": "a\\u0000"}}')
+    raw_nul = post_hook(trigger, b'{"targetUserIds": ["tester-1"], "x": "\x00"}')
+
+    assert (while_armed.status_code, while_armed.json()["code"]) == (400, "invalid_payload")
+    assert (raw_nul.status_code, raw_nul.json()["code"]) == (400, "invalid_payload")
+    trigger.refresh_from_db()
+    assert (trigger.sample, trigger.capture_until is not None) == (None, True)
+    assert "\x00" not in last_logged(trigger).body
+
+
+def test_an_escaped_backslash_before_u0000_is_not_a_nul(post_hook, webhook_trigger, test_user) -> None:
+    trigger = webhook_trigger()
+
+    response = post_hook(trigger, b'{"targetUserIds": ["tester-1"], "variables": {"firstName": "C:\\\\u0000"}}')
+
+    assert response.status_code == 202
+    assert [card.title for card in cards_of("tester-1")] == ["Hello C:\\u0000"]
+
+
+def test_a_script_that_returns_a_nul_character_answers_422(post_hook, webhook_trigger, test_user) -> None:
+    script = "function transform(r) { return {targetUserIds: ['tester-1'], variables: {firstName: 'a\\u0000'}}; }"
+    trigger = webhook_trigger(mapping={"type": "script", "script": script})
+
+    response = post_hook(trigger, {})
+
+    assert (response.status_code, response.json()["code"]) == (422, "mapping_failed")
+    assert Invocation.objects.count() == 0
+
+
 # --- the order of checks ------------------------------------------------------------------------
 
 
