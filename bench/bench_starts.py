@@ -32,8 +32,8 @@ ENVIRONMENT_SLUG = "bench-starts"
 CONFIG = GunicornConfig(worker_class="gthread", workers=2, threads=4)
 CONNECTIONS = 8
 WARMUP_SECONDS = 2.0
-SECONDS = 5.0
-REPEATS = 2
+SECONDS = 4.0
+REPEATS = 3
 
 CARD_STEP = {
     "type": "send_card",

@@ -43,11 +43,15 @@ def new_queue(prefix: str) -> str:
 
 
 def drop_queue(queue: str) -> None:
-    """Delete what the run left in its queue (the broker keeps a list per queue)."""
-    from kombu import Connection
+    """Delete what the run left in Redis: the queue's lists (one per priority) and its binding."""
+    import redis
 
-    with Connection(broker_url(), connect_timeout=5) as connection, contextlib.suppress(Exception):
-        connection.default_channel.queue_delete(queue)
+    client = redis.Redis.from_url(broker_url(), socket_timeout=5)
+    try:
+        keys = [*client.scan_iter(match=f"{queue}*"), f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
+        client.delete(*keys)
+    finally:
+        client.close()
 
 
 def service_environment(queue: str, settings_module: str = "workbench.settings", **extra: str) -> dict[str, str]:
