@@ -26,7 +26,7 @@
     document.querySelectorAll("select[data-pick-into]").forEach((picker) => {
       if (picker.options.length - 1 === properties.length) return;
       const first = picker.options[0];
-      first.textContent = properties.length ? "Pick from the sample…" : "No sample yet";
+      first.textContent = properties.length ? "Pick from sample…" : "No sample yet";
       picker.replaceChildren(first, ...properties.map((property) => new Option(property, property)));
       picker.disabled = properties.length === 0;
     });
