@@ -7,6 +7,7 @@ and a burst of identical deliveries start nothing more; refusals are answered an
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -24,8 +25,8 @@ from flows.models import Card, Flow, FlowRun, Invocation
 from flows.services import flow_create, flow_publish
 from tests.services.conftest import ApiServer, wait_for
 from triggers.models import Trigger, WebhookRequest
-from triggers.services import trigger_mode_set, webhook_trigger_create
-from workbench.services import environment_create
+from triggers.services import trigger_mode_set, webhook_trigger_create, webhook_trigger_update
+from workbench.services import credential_create, environment_create
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -193,3 +194,55 @@ def test_an_escaped_nul_in_the_body_or_query_is_answered_and_logged_not_a_server
     assert "\\u0000" in logged["invalid_payload"].body
     assert logged[""].query == {"ref": "a\ufffdb"}
     assert not Invocation.objects.filter(flow_invocation_id="d-nul").exists()
+
+
+def workbench_token(server: ApiServer, trigger: Trigger) -> str:
+    issued = credential_create(environment=trigger.environment, role="workbench")
+    basic = base64.b64encode(f"{issued.credential.client_id}:{issued.client_secret}".encode()).decode()
+    request = urllib.request.Request(
+        f"{server.url}/oauth/token",
+        data=b"grant_type=client_credentials",
+        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return str(json.load(response)["access_token"])
+
+
+def member_post(url: str, token: str) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=b"", method="POST", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def test_concurrent_held_replays_replay_each_held_request_exactly_once(
+    api_server: Callable[..., ApiServer], live_trigger: Trigger
+) -> None:
+    # Without a delivery id in the mapping, a request replayed twice would start twice.
+    webhook_trigger_update(
+        trigger=live_trigger,
+        sample={"recipients": ["u"], "name": "x"},
+        sample_given=True,
+        shape_check=True,
+        mapping={"type": "structured", "structured": {"targetUserIds": "$.recipients[*]"}},
+        security={"signature": None},
+    )
+    server = api_server()
+    url = hook_url(server, live_trigger)
+    held = [deliver(url, json.dumps({"recipients": [f"u{n}"], "name": n}).encode(), None) for n in range(6)]
+    assert [answer for _, answer in held] == [{"status": "held"}] * 6
+    token = workbench_token(server, live_trigger)
+    base = f"{server.url}/api/v1/acme/triggers/{live_trigger.pk}"
+    assert member_post(f"{base}/reactivate", token)[0] == 200
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: member_post(f"{base}/held/replay", token), range(4)))
+
+    assert [status for status, _ in answers] == [200] * 4
+    replayed = sorted(item["id"] for _, answer in answers for item in answer["replayed"])
+    assert len(replayed) == len(set(replayed)) == 6
+    assert Invocation.objects.count() == 6
+    assert wait_for(lambda: Card.objects.count() == 6)
+    assert sorted(Card.objects.values_list("user_id", flat=True)) == [f"u{n}" for n in range(6)]
