@@ -18,8 +18,10 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from flows.models import AnalyticsEvent
 from flows.services import FlowRefused, invocations_accept
 from flows.start_requests import InvalidStartRequest, parse_start_requests
+from workbench.json_values import holds_nul
 
 from . import services
 from .ip_allowlist import address_allowed, client_address
@@ -144,7 +146,7 @@ def _map_and_accept(
         mapped = apply_mapping(trigger.config.get("mapping") or services.DEFAULT_MAPPING, webhook_input)
     except MappingError as failed:
         return Answer.refused(422, "mapping_failed", "The mapping failed.", {"mapping": failed.errors})
-    if services.holds_nul(mapped):  # a script can make one; the start could not be stored
+    if holds_nul(mapped):  # a script can make one; the start could not be stored
         return Answer.refused(
             422, "mapping_failed", "The mapping failed.", {"mapping": ["The output holds a NUL character (\\u0000)."]}
         )
@@ -192,7 +194,7 @@ def _parse_json(raw: bytes) -> Any:
         return _NOT_JSON
     # PostgreSQL stores no U+0000 in text or jsonb: a body holding one (written \u0000) could be
     # neither captured nor started, so it is refused like a body that is not JSON.
-    if b"\\u0000" in raw and services.holds_nul(body):
+    if b"\\u0000" in raw and holds_nul(body):
         return _NOT_JSON
     return body
 
@@ -215,6 +217,10 @@ def _log(
     answer: Answer,
     replay_of: WebhookRequest | None = None,
 ) -> WebhookRequest:
+    """Write the request log entry; a request that started a flow also records the
+    `webhook-received` analytics event (refusals leave the log entry alone)."""
+    if answer.outcome in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
+        _record_received(trigger, request, answer)
     return WebhookRequest.objects.create(
         environment_id=trigger.environment_id,
         trigger=trigger,
@@ -235,6 +241,18 @@ def _log(
         flow_invocation_id=answer.flow_invocation_id,
         held_state=HeldState.HELD if answer.held else "",
         replay_of=replay_of,
+    )
+
+
+def _record_received(trigger: Trigger, request: IncomingRequest, answer: Answer) -> None:
+    AnalyticsEvent.objects.create(
+        environment_id=trigger.environment_id,
+        name="webhook-received",
+        flow_id=trigger.flow_id,
+        flow_invocation_id=answer.flow_invocation_id,
+        test=answer.mode != TriggerMode.LIVE,
+        properties={"triggerId": trigger.pk, "outcome": answer.outcome},
+        occurred_at=request.received_at,
     )
 
 

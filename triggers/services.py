@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from flows.models import AnalyticsEvent, Flow
 from workbench.errors import Refused
+from workbench.json_values import holds_nul
 
 from .ip_allowlist import InvalidAllowlist, validate_allowlist
 from .mapping import InvalidMappingConfig, validate_mapping_config
@@ -105,22 +106,6 @@ def _clean_security(security: Any, current: dict[str, Any], errors: dict[str, li
         except InvalidSignatureConfig as invalid:
             errors.update({f"security.signature.{key}": value for key, value in invalid.errors.items()})
     return clean
-
-
-def holds_nul(value: Any) -> bool:
-    """Whether a JSON value holds U+0000 anywhere; PostgreSQL stores none in text or jsonb."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            if "\x00" in item:
-                return True
-        elif isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return False
 
 
 def _check_sample(sample: Any) -> None:
