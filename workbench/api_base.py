@@ -20,14 +20,10 @@ from .models import ApiCredential, CredentialRole, Environment
 
 class EnvironmentCredentialPermission(BasePermission):
     def has_permission(self, request: Request, view: Any) -> bool:
-        token = request.auth
-        application = getattr(token, "application", None)
-        if token is None or application is None:
-            raise exceptions.NotAuthenticated("A bearer token from /oauth/token is required.")
-        # Loaded with the token (workbench.oauth); revoking deletes the application.
-        credential: ApiCredential | None = getattr(application, "credential", None)
-        if credential is None or credential.revoked_at is not None:
-            raise exceptions.AuthenticationFailed("This credential has been revoked.")
+        # Set by workbench.authentication with its environment; revoked ones never get here.
+        credential = request.auth
+        if not isinstance(credential, ApiCredential):
+            raise exceptions.NotAuthenticated("A valid bearer token from /oauth/token is required.")
         if credential.environment.slug != view.kwargs.get("env"):
             raise exceptions.NotFound()
         roles = view.roles_for(request.method)
