@@ -1,9 +1,17 @@
-"""The product's URLs plus the start benchmark's reference endpoint, `POST /bench/bare`."""
+"""The product's URLs plus the live benchmarks' reference endpoints.
+
+`POST /bench/bare` is the starts reference (DRF), `POST /bench/bare-hook` the webhooks one (a
+plain Django view, as the webhook endpoint is).
+"""
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+import json
+from typing import cast
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern, URLResolver, path
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import status
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -28,12 +36,20 @@ class BareStartApi(APIView):
         return Response({"data": {"invocations": [{**answer, "ignoredUserIds": []}]}}, status=status.HTTP_202_ACCEPTED)
 
 
+@csrf_exempt
+def bare_hook(request: HttpRequest) -> JsonResponse:
+    """Read and parse the webhook's JSON body and answer 202: no token, signature, mapping or database."""
+    json.loads(request.body)
+    return JsonResponse({"status": "accepted"}, status=202)
+
+
 def ping(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("bench/bare", BareStartApi.as_view()),
+    path("bench/bare-hook", bare_hook),
     path("bench/ping", ping),
-    *product_urlpatterns,
+    *cast("list[URLPattern | URLResolver]", product_urlpatterns),  # mypy infers list[object] there
 ]

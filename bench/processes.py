@@ -20,7 +20,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.harness import BenchError, database_url
@@ -112,7 +112,7 @@ class Process:
         # Children of a dead leader (prefork pool, gunicorn workers) still hold the group id.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        self.log.unlink(missing_ok=True)
+        pass  # DEBUG-KEEP-LOG self.log.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,48 @@ request = function()
 end
 """
 
+# Pre-built requests read from a file, one a line: `<header value>\t<body>` (args: header name,
+# file). Each request goes out once in file order, then the list starts over. Every status is
+# counted and printed as `status <code> <count>` lines, so a caller can demand exactly 202s.
+FILE_REQUESTS_SCRIPT = """
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
+local requests = {}
+local index = 0
+statuses = {}
+function init(args)
+  local header = args[1]
+  for line in io.lines(args[2]) do
+    local tab = string.find(line, "\\t", 1, true)
+    local headers = {}
+    for name, value in pairs(wrk.headers) do
+      headers[name] = value
+    end
+    headers[header] = string.sub(line, 1, tab - 1)
+    requests[#requests + 1] = wrk.format("POST", nil, headers, string.sub(line, tab + 1))
+  end
+end
+request = function()
+  index = index + 1
+  if index > #requests then
+    index = 1
+  end
+  return requests[index]
+end
+response = function(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+end
+function done(summary, latency, requests)
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      io.write(string.format("status %d %d\\n", status, count))
+    end
+  end
+end
+"""
+
 
 @dataclass(frozen=True)
 class LoadResult:
@@ -210,6 +252,8 @@ class LoadResult:
     seconds: float
     errors: int  # non-2xx answers, socket errors and timeouts
     client_cpu_seconds: float
+    # Answers by HTTP status, when the script reports them (FILE_REQUESTS_SCRIPT does).
+    statuses: dict[int, int] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -238,14 +282,27 @@ def ensure_wrk() -> str:
     return found
 
 
-def wrk(url: str, *, seconds: float, connections: int, headers: dict[str, str], tag: str) -> LoadResult:
-    """POST start-shaped JSON to `url` for `seconds` from one wrk thread; count what came back."""
+def wrk(
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    headers: dict[str, str],
+    tag: str = "",
+    script_text: str = WRK_SCRIPT,
+    script_args: Sequence[str] | None = None,
+) -> LoadResult:
+    """POST to `url` for `seconds` from one wrk thread; count what came back.
+
+    By default each request is start-shaped JSON with a distinct userId behind `tag`; another
+    Lua script can be given with its own arguments (`script_args`, else `[tag]`).
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT)
+        script.write(script_text)
     command = [ensure_wrk(), "-t1", f"-c{connections}", f"-d{seconds:g}s", "--timeout", "10s", "-s", script.name]
     for name, value in {"Content-Type": "application/json", **headers}.items():
         command += ["-H", f"{name}: {value}"]
-    command += [url, "--", tag]
+    command += [url, "--", *(script_args if script_args is not None else [tag])]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
         finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
@@ -267,6 +324,11 @@ def wrk(url: str, *, seconds: float, connections: int, headers: dict[str, str], 
     if socket_errors:
         errors += sum(int(value) for value in socket_errors.groups())
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    statuses = {int(code): int(count) for code, count in re.findall(r"^status (\d+) (\d+)$", output, re.MULTILINE)}
     return LoadResult(
-        requests=int(match.group(1)), seconds=float(match.group(2)) * scale, errors=errors, client_cpu_seconds=cpu
+        requests=int(match.group(1)),
+        seconds=float(match.group(2)) * scale,
+        errors=errors,
+        client_cpu_seconds=cpu,
+        statuses=statuses,
     )

@@ -16,9 +16,10 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from flows.models import AnalyticsEvent
+from flows.models import AnalyticsEvent, FlowVersion
 from flows.services import FlowRefused, invocations_accept
 from flows.start_requests import InvalidStartRequest, parse_start_requests
 from workbench.json_values import holds_nul
@@ -73,9 +74,7 @@ class IncomingRequest:
 
 
 def webhook_receive(*, token: str, request: IncomingRequest) -> Answer:
-    trigger = (
-        Trigger.objects.select_related("flow", "environment").filter(token=token, type=TriggerType.WEBHOOK).first()
-    )
+    trigger = _webhook_trigger(token)
     if trigger is None:
         return Answer.refused(404, "not_found", "No webhook at this URL.")
     source_ip = client_address(request.remote_addr, request.forwarded_for, settings.TRUSTED_PROXIES)
@@ -85,6 +84,29 @@ def webhook_receive(*, token: str, request: IncomingRequest) -> Answer:
     if answer.outcome != RequestOutcome.ACCEPTED and answer.outcome != RequestOutcome.DUPLICATE:
         _log(trigger, request, source_ip, answer)  # accepted requests were logged with their start
     return answer
+
+
+def _webhook_trigger(token: str) -> Trigger | None:
+    """The trigger with its flow and the flow's latest version, in one query.
+
+    The version comes as the flow's `start_version_number` and `start_version_definition`,
+    as `flows.selectors.flow_for_start` gives them, so `invocations_accept` reads no version
+    of its own for a live start.
+    """
+    latest = FlowVersion.objects.filter(flow=OuterRef("flow_id")).order_by("-number")
+    trigger = (
+        Trigger.objects.select_related("flow")
+        .annotate(
+            start_version_number=Subquery(latest.values("number")[:1]),
+            start_version_definition=Subquery(latest.values("definition")[:1]),
+        )
+        .filter(token=token, type=TriggerType.WEBHOOK)
+        .first()
+    )
+    if trigger is not None:
+        trigger.flow.start_version_number = trigger.start_version_number  # type: ignore[attr-defined]
+        trigger.flow.start_version_definition = trigger.start_version_definition  # type: ignore[attr-defined]
+    return trigger
 
 
 def _capture_sample(trigger: Trigger, request: IncomingRequest) -> Answer | None:
