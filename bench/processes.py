@@ -112,7 +112,7 @@ class Process:
         # Children of a dead leader (prefork pool, gunicorn workers) still hold the group id.
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        pass  # DEBUG-KEEP-LOG self.log.unlink(missing_ok=True)
+        self.log.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
