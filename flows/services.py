@@ -32,6 +32,7 @@ from workbench.errors import Refused
 from workbench.models import Environment
 
 from . import hooks
+from .bulk import insert_new_rows
 from .definitions import InvalidDefinition, describe_changes, render_card, resolve_variables, validate_definition
 from .models import (
     AnalyticsEvent,
@@ -49,7 +50,7 @@ from .start_requests import InvalidStartRequest, StartRequest, parse_start_reque
 
 RUN_CHUNK_SIZE = 500
 # Invocation columns that executing a run never reads (see runs_execute).
-RUN_INVOCATION_UNUSED = ("invocation__target_user_ids", "invocation__ignored_user_ids", "invocation__request")
+INVOCATION_UNUSED_BY_RUNS = ("target_user_ids", "ignored_user_ids", "request")
 
 
 class FlowRefused(Refused):
@@ -472,7 +473,9 @@ def invocation_fan_out(*, invocation_id: int) -> list[list[int]]:
             return []
         if invocation.status == InvocationStatus.ACCEPTED:
             now = timezone.now()
-            FlowRun.objects.bulk_create(
+            # Under the invocation's lock, in status accepted, none of its runs exists yet.
+            insert_new_rows(
+                FlowRun,
                 [
                     FlowRun(
                         environment_id=invocation.environment_id,
@@ -485,8 +488,6 @@ def invocation_fan_out(*, invocation_id: int) -> list[list[int]]:
                     )
                     for user_id in invocation.target_user_ids
                 ],
-                ignore_conflicts=True,
-                batch_size=1000,
             )
             invocation.status = InvocationStatus.RUNNING if invocation.target_user_ids else InvocationStatus.COMPLETED
             invocation.fanned_out_at = now
@@ -520,20 +521,26 @@ def runs_execute(*, run_ids: Sequence[int]) -> list[tuple[int, float]]:
     """
     now = timezone.now()
     with transaction.atomic():
+        # Lock the run rows alone (`of`), in id order: the model's default ordering would join
+        # the invocation and lock its row too, making concurrent chunks of one invocation
+        # skip each other's runs entirely.
         runs = list(
             FlowRun.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(pk__in=list(run_ids))
             .filter(Q(status=RunStatus.QUEUED) | Q(status=RunStatus.WAITING, resume_at__lte=now))
-            .select_related("invocation")
-            # Every run row repeats its invocation's columns: leave out the target list (up to
-            # 1,000 ids) and the request holding it again, which execution never reads.
-            .defer(*RUN_INVOCATION_UNUSED)
+            .order_by("pk")
         )
         if not runs:
             return []
+        # The chunk's invocations (usually one) once, rather than their definition and
+        # variables decoded again on every run row; execution never reads the target list.
+        invocations = Invocation.objects.defer(*INVOCATION_UNUSED_BY_RUNS).in_bulk({run.invocation_id for run in runs})
+        for run in runs:
+            run.invocation = invocations[run.invocation_id]
         progress = [_execute_run(run, now) for run in runs]
-        Card.objects.bulk_create([card for item in progress for card in item.cards], ignore_conflicts=True)
-        AnalyticsEvent.objects.bulk_create([event for item in progress for event in item.events])
+        # The runs are locked and due, so none of their cards (unique per run and step) exists.
+        insert_new_rows(Card, [card for item in progress for card in item.cards])
+        insert_new_rows(AnalyticsEvent, [event for item in progress for event in item.events])
         _save_run_states([item.run for item in progress], now)
     _complete_finished_invocations({run.invocation_id for run in runs})
     return [
