@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
@@ -9,6 +12,20 @@ from django.utils import timezone
 
 from flows.models import Flow
 from workbench.models import Environment
+
+
+class JSONTextField(models.TextField):
+    """A JSON value stored as its text, so that it keeps the key order it arrived in.
+
+    Samples are shown back to members and their paths listed in document order; PostgreSQL's
+    jsonb would reorder the keys (shortest first). Nothing queries inside a sample.
+    """
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return None if value is None else json.loads(value)
+
+    def get_prep_value(self, value: Any) -> Any:
+        return None if value is None else json.dumps(value)
 
 
 class TriggerType(models.TextChoices):
@@ -42,7 +59,7 @@ class Trigger(models.Model):
     # Webhooks: the unguessable token of /hooks/{token}, the sample payload, and until when
     # the next request is captured as the sample.
     token = models.CharField(max_length=64, unique=True, null=True, blank=True)
-    sample = models.JSONField(null=True, blank=True)
+    sample = JSONTextField(null=True, blank=True)
     capture_until = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
