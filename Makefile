@@ -21,7 +21,7 @@ migrate: venv
 	$(RUN_ENV) $(BIN)/python manage.py migrate --noinput
 
 run: migrate
-	$(RUN_ENV) $(BIN)/python manage.py seed_demo
+	$(RUN_ENV) $(BIN)/python manage.py seed_demo --url http://127.0.0.1:$(PORT)
 	$(RUN_ENV) WORKBENCH_INPROCESS_BEAT=1 $(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
 
 # The whole suite. With DATABASE_URL and CELERY_BROKER_URL set it also runs the tests

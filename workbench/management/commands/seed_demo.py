@@ -57,8 +57,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--quiet", action="store_true")
+        parser.add_argument("--url", default="http://127.0.0.1:8000", help="where the Workbench will be served")
 
-    def handle(self, *args: Any, quiet: bool = False, **options: Any) -> None:
+    def handle(self, *args: Any, quiet: bool = False, url: str = "http://127.0.0.1:8000", **options: Any) -> None:
         demo = Environment.objects.filter(slug="demo").first() or environment_create(slug="demo", name="Acme demo")
         staging = Environment.objects.filter(slug="staging").first() or environment_create(
             slug="staging", name="Acme staging"
@@ -78,7 +79,7 @@ class Command(BaseCommand):
             self._demo_flow(demo)
         if not quiet:
             self.stdout.write(
-                "\nDemo ready. Log in at http://127.0.0.1:8000/login/ as\n"
+                f"\nDemo ready. Log in at {url.rstrip('/')}/login/ as\n"
                 f"  owner / {DEMO_PASSWORD}   (owner of 'Acme demo' and 'Acme staging'; Django admin at /admin/)\n"
                 f"  editor / {DEMO_PASSWORD}  viewer / {DEMO_PASSWORD}\n"
             )
