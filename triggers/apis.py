@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db import connection, transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -14,7 +14,7 @@ from rest_framework.response import Response
 
 from flows import selectors as flow_selectors
 from flows import services as flow_services
-from flows.models import Mode
+from flows.models import Flow, Mode
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 
 from . import intake, selectors, services
@@ -27,8 +27,18 @@ StartAnswer = envelope_schema(
 )
 
 
-# The flow's api trigger id, as an annotation of the start's flow query.
-API_TRIGGER_ID = Subquery(Trigger.objects.filter(flow=OuterRef("pk"), type=TriggerType.API).values("pk")[:1])
+@cache
+def _api_trigger_id_column() -> tuple[tuple[str, str], ...]:
+    """The flow's api trigger id (one per flow, a unique constraint), as an extra column of
+    the start's flow statement: `flow_for_start` reads it with the flow, in the same query."""
+    quote = connection.ops.quote_name
+    meta = Trigger._meta
+    sql = (
+        f"SELECT t.{quote(meta.pk.column)} FROM {quote(meta.db_table)} t "  # noqa: S608
+        f"WHERE t.{quote(meta.get_field('flow').column)} = f.{quote(Flow._meta.pk.column)} "
+        f"AND t.{quote(meta.get_field('type').column)} = '{TriggerType.API.value}'"
+    )
+    return (("api_trigger_id", sql),)
 
 
 class ActionFlowStartApi(EnvironmentAPIView):
@@ -41,7 +51,7 @@ class ActionFlowStartApi(EnvironmentAPIView):
     def post(self, request: Request, env: str, flow_id: str) -> Response:
         # One query: the flow, its latest version and its api trigger's id.
         flow = flow_selectors.flow_for_start(
-            environment=self.environment, flow_id=flow_id, api_trigger_id=API_TRIGGER_ID
+            environment=self.environment, flow_id=flow_id, extra_columns=_api_trigger_id_column()
         )
         result = flow_services.invocations_accept(
             flow=flow,
