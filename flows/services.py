@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
 from django.conf import settings
@@ -404,10 +405,48 @@ def _insert_fresh(invocations: list[Invocation], live_environment_id: int | None
         invocation._state.db = connection.alias
 
 
+@dataclass(frozen=True)
+class _InsertShape:
+    fields: list[Any]
+    sql: str
+
+
+@cache
+def _insert_shape(model: type[Model], returning: bool, ignore_conflicts: bool) -> _InsertShape:
+    """The one-row INSERT that bulk_create would send for `model`, built once from its
+    metadata (the same text as the compiler's) rather than compiled for every start."""
+    opts = model._meta
+    fields = [field for field in opts.concrete_fields if not field.generated and field is not opts.auto_field]
+    if any(hasattr(field, "get_placeholder") for field in fields):  # binary, array and range fields
+        raise TypeError(f"{model.__name__} has a field whose placeholder depends on its value")
+    quote, ops = connection.ops.quote_name, connection.ops
+    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
+    parts = [
+        f"{ops.insert_statement(on_conflict=on_conflict)} {quote(opts.db_table)}",
+        f"({', '.join(quote(field.column) for field in fields)})",
+        f"VALUES ({', '.join(['%s'] * len(fields))})",
+        ops.on_conflict_suffix_sql(fields, on_conflict, [], []),
+        ops.return_insert_columns([opts.pk])[0] if returning else "",
+    ]
+    return _InsertShape(fields=fields, sql=" ".join(part for part in parts if part))
+
+
 def _insert_sql(
     objs: Sequence[Model], *, returning: bool = False, ignore_conflicts: bool = False
 ) -> tuple[str, Sequence[Any]]:
-    """The INSERT that bulk_create would send for `objs` (new rows of one model), unsent."""
+    """The INSERT that bulk_create would send for `objs` (new rows of one model), unsent.
+
+    One row (a single-target start, the hot path) gets the statement built once per model,
+    its value prepared as the insert compiler prepares it (pre_save, get_db_prep_save).
+    Several rows go through the compiler, which sends them as arrays on PostgreSQL (UNNEST):
+    a fixed number of parameters, however many targets a start names.
+    """
+    if len(objs) == 1:
+        shape = _insert_shape(type(objs[0]), returning, ignore_conflicts)
+        params = [
+            field.get_db_prep_save(field.pre_save(objs[0], add=True), connection=connection) for field in shape.fields
+        ]
+        return shape.sql, params
     opts = objs[0]._meta
     fields = [field for field in opts.concrete_fields if not field.generated and field is not opts.auto_field]
     query = InsertQuery(type(objs[0]), on_conflict=OnConflict.IGNORE if ignore_conflicts else None)
