@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -11,6 +12,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from workbench.models import Environment
+from workbench.raw_rows import ModelColumns
 
 from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowVersion, Invocation, Mode, RunStatus
 
@@ -32,40 +34,56 @@ def flow_get(*, environment: Environment, flow_id: int | str) -> Flow:
 
 
 @dataclass(frozen=True)
-class _StartQuery:
+class FlowStartColumns:
+    """The columns and join that read a flow (aliased `f`) with its latest version, for raw
+    statements of the start pipeline, here and in the triggers' (the webhook's trigger)."""
+
     sql: str
-    attnames: list[str]  # of the flow's columns, which come first; then the version's two
-    converters: dict[int, tuple[list[Any], Any]]  # the ORM's, by column (JSON text → objects)
+    join: str
+    flow: ModelColumns[Flow]
+    version: ModelColumns[FlowVersion]
+
+    @property
+    def width(self) -> int:
+        return self.flow.width + self.version.width
+
+    def read(self, row: Sequence[Any], start: int = 0) -> Flow:
+        """The flow of `row` (from column `start`) with `start_version_number` and
+        `start_version_definition` (None when never published), as `invocations_accept` reads them."""
+        flow = self.flow.instance(row, start)
+        number, definition = self.version.values(row, start + self.flow.width)
+        flow.start_version_number, flow.start_version_definition = number, definition  # type: ignore[attr-defined]
+        return flow
 
 
 @cache
-def _start_query(extra_columns: tuple[tuple[str, str], ...]) -> _StartQuery:
-    """The statement reading a flow with its latest version (and the caller's extra columns),
-    built once from the models' metadata instead of compiled by the ORM on every start."""
+def flow_start_columns() -> FlowStartColumns:
+    """Built once from the models' metadata; the latest version is joined on its number, found
+    by a correlated subquery (which SQLite runs too)."""
     quote = connection.ops.quote_name
-    flow_fields = list(Flow._meta.concrete_fields)
     number = FlowVersion._meta.get_field("number")
-    definition = FlowVersion._meta.get_field("definition")
-    version_flow = quote(FlowVersion._meta.get_field("flow").column)
-    version_table = quote(FlowVersion._meta.db_table)
-    flow_pk = quote(Flow._meta.pk.column)
-    columns = [f"f.{quote(field.column)}" for field in flow_fields]
-    columns += [f"v.{quote(number.column)}", f"v.{quote(definition.column)}"]
-    columns += [f"({expression})" for _, expression in extra_columns]
-    # Only names from the models' metadata (and the caller's constant SQL) are formatted in;
-    # the environment and the flow id are parameters. The correlated subquery works on SQLite too.
-    sql = (
-        f"SELECT {', '.join(columns)} FROM {quote(Flow._meta.db_table)} f "  # noqa: S608
-        f"LEFT JOIN {version_table} v ON v.{version_flow} = f.{flow_pk} AND v.{quote(number.column)} = "
-        f"(SELECT MAX(w.{quote(number.column)}) FROM {version_table} w WHERE w.{version_flow} = f.{flow_pk}) "
-        f"WHERE f.{quote(Flow._meta.get_field('environment').column)} = %s AND f.{flow_pk} = %s"
+    version = ModelColumns.of(FlowVersion, "v", [number, FlowVersion._meta.get_field("definition")])
+    flow = ModelColumns.of(Flow, "f")
+    version_table, version_flow = quote(FlowVersion._meta.db_table), quote(FlowVersion._meta.get_field("flow").column)
+    flow_pk, number_column = quote(Flow._meta.pk.column), quote(number.column)
+    join = (  # names from the models' metadata only
+        f"LEFT JOIN {version_table} v ON v.{version_flow} = f.{flow_pk} AND v.{number_column} = "  # noqa: S608
+        f"(SELECT MAX(w.{number_column}) FROM {version_table} w WHERE w.{version_flow} = f.{flow_pk})"
     )
-    compiler = Flow.objects.none().query.get_compiler(connection=connection)
-    fields = [*flow_fields, number, definition]
-    return _StartQuery(
-        sql=sql,
-        attnames=[field.attname for field in flow_fields],
-        converters=compiler.get_converters([field.get_col("f") for field in fields]),
+    return FlowStartColumns(sql=f"{flow.sql}, {version.sql}", join=join, flow=flow, version=version)
+
+
+@cache
+def _start_query(extra_columns: tuple[tuple[str, str], ...]) -> str:
+    """The statement of flow_for_start, built once (ORM compilation was a quarter of a start)."""
+    quote = connection.ops.quote_name
+    columns = flow_start_columns()
+    extras = "".join(f", ({expression})" for _, expression in extra_columns)
+    # Only names from the models' metadata (and the caller's constant SQL) are formatted in;
+    # the environment and the flow id are parameters.
+    return (
+        f"SELECT {columns.sql}{extras} FROM {quote(Flow._meta.db_table)} f {columns.join} "  # noqa: S608
+        f"WHERE f.{quote(Flow._meta.get_field('environment').column)} = %s AND f.{quote(Flow._meta.pk.column)} = %s"
     )
 
 
@@ -83,20 +101,14 @@ def flow_for_start(
         pk = int(flow_id)
     except (TypeError, ValueError):
         raise Http404("No such flow") from None
-    query = _start_query(extra_columns)
     with connection.cursor() as cursor:
-        cursor.execute(query.sql, [environment.pk, pk])
+        cursor.execute(_start_query(extra_columns), [environment.pk, pk])
         row = cursor.fetchone()
     if row is None:
         raise Http404("No such flow")
-    values = list(row)
-    for index, (converters, column) in query.converters.items():  # as the ORM's compiler does
-        for converter in converters:
-            values[index] = converter(values[index], column, connection)
-    split = len(query.attnames)
-    flow = Flow.from_db(connection.alias, query.attnames, values[:split])
-    flow.start_version_number, flow.start_version_definition = values[split], values[split + 1]  # type: ignore[attr-defined]
-    for (attname, _), value in zip(extra_columns, values[split + 2 :], strict=True):
+    columns = flow_start_columns()
+    flow = columns.read(row)
+    for (attname, _), value in zip(extra_columns, row[columns.width :], strict=True):
         setattr(flow, attname, value)
     flow.environment = environment  # the filter made sure of it; saves a join
     return flow
