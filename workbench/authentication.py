@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -23,46 +24,49 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from .models import ApiCredential, Environment
+from .raw_rows import ModelColumns
+
+
+@dataclass(frozen=True)
+class _TokenQuery:
+    sql: str
+    credential: ModelColumns[ApiCredential]
+    environment: ModelColumns[Environment]
 
 
 @cache
-def _token_query() -> tuple[str, list[str], list[str]]:
-    """The statement (built once from the models), and the attribute names of the
-    credential's and the environment's columns it reads, in order."""
+def _token_query() -> _TokenQuery:
+    """The statement, built once from the models' metadata."""
     quote = connection.ops.quote_name
-    credential_fields = ApiCredential._meta.concrete_fields
-    environment_fields = Environment._meta.concrete_fields
-    columns = ["t.expires"]
-    columns += [f"c.{quote(field.column)}" for field in credential_fields]
-    columns += [f"e.{quote(field.column)}" for field in environment_fields]
+    credential = ModelColumns.of(ApiCredential, "c")
+    environment = ModelColumns.of(Environment, "e")
     tables = (AccessToken._meta.db_table, ApiCredential._meta.db_table, Environment._meta.db_table)
     # Only names from the models' metadata are formatted in; the checksum is a parameter.
     sql = (
-        f"SELECT {', '.join(columns)} FROM {quote(tables[0])} t "  # noqa: S608
+        f"SELECT t.expires, {credential.sql}, {environment.sql} FROM {quote(tables[0])} t "  # noqa: S608
         f"JOIN {quote(tables[1])} c ON c.application_id = t.application_id "
         f"JOIN {quote(tables[2])} e ON e.id = c.environment_id "
         "WHERE t.token_checksum = %s AND c.revoked_at IS NULL"
     )
-    return sql, [field.attname for field in credential_fields], [field.attname for field in environment_fields]
+    return _TokenQuery(sql=sql, credential=credential, environment=environment)
 
 
 def credential_for_token(token: str) -> ApiCredential | None:
     """The active credential holding this unexpired token, with its environment loaded."""
-    sql, credential_fields, environment_fields = _token_query()
+    query = _token_query()
     checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
     with connection.cursor() as cursor:
-        cursor.execute(sql, [checksum])
+        cursor.execute(query.sql, [checksum])
         row = cursor.fetchone()
     if row is None:
         return None
-    expires, values = row[0], row[1:]
+    expires = row[0]
     if timezone.is_naive(expires):  # SQLite hands back naive UTC datetimes
         expires = timezone.make_aware(expires, datetime.UTC)
     if expires <= timezone.now():
         return None
-    split = len(credential_fields)
-    credential = ApiCredential.from_db("default", credential_fields, list(values[:split]))
-    credential.environment = Environment.from_db("default", environment_fields, list(values[split:]))
+    credential = query.credential.instance(row, start=1)
+    credential.environment = query.environment.instance(row, start=1 + query.credential.width)
     return credential
 
 
