@@ -178,15 +178,11 @@ def _map_and_accept(
     replay_of: WebhookRequest | None = None,
 ) -> Answer:
     """Map the body, then accept the start and log the request in one transaction."""
-    webhook_input = WebhookInput(body=body, headers=request.headers, query=request.query, method=request.method)
-    try:
-        mapped = apply_mapping(trigger.config.get("mapping") or services.DEFAULT_MAPPING, webhook_input)
-    except MappingError as failed:
-        return Answer.refused(422, "mapping_failed", "The mapping failed.", {"mapping": failed.errors})
-    if holds_nul(mapped):  # a script can make one; the start could not be stored
-        return Answer.refused(
-            422, "mapping_failed", "The mapping failed.", {"mapping": ["The output holds a NUL character (\\u0000)."]}
-        )
+    mapped = _mapped(
+        trigger, WebhookInput(body=body, headers=request.headers, query=request.query, method=request.method)
+    )
+    if isinstance(mapped, Answer):
+        return mapped
     try:
         with transaction.atomic():
             result = invocations_accept(
@@ -195,11 +191,30 @@ def _map_and_accept(
             answer = _accepted(result.outcomes, mode)
             _log(trigger, request, source_ip, answer, replay_of=replay_of)
     except FlowRefused as refused:
-        if refused.code in ("invalid_request", "missing_variables"):
-            detail = f"The mapped output is not a valid start request: {refused.detail}"
-            return Answer.refused(422, "mapping_failed", detail, refused.errors)
-        return Answer.refused(refused.status, refused.code, refused.detail, refused.errors)
+        return _refused_start(refused)
     return answer
+
+
+def _mapped(trigger: Trigger, webhook_input: WebhookInput) -> Any:
+    """The start request the saved mapping makes of the input, or the 422 answer saying why not."""
+    try:
+        mapped = apply_mapping(trigger.config.get("mapping") or services.DEFAULT_MAPPING, webhook_input)
+    except MappingError as failed:
+        return Answer.refused(422, "mapping_failed", "The mapping failed.", {"mapping": failed.errors})
+    if holds_nul(mapped):  # a script can make one; the start could not be stored
+        return Answer.refused(
+            422, "mapping_failed", "The mapping failed.", {"mapping": ["The output holds a NUL character (\\u0000)."]}
+        )
+    return mapped
+
+
+def _refused_start(refused: FlowRefused) -> Answer:
+    """A refused start as a sender sees it: a mapped output that is no valid start request is
+    the mapping's failure (422); the flow's own refusals (409s) keep their codes."""
+    if refused.code in ("invalid_request", "missing_variables"):
+        detail = f"The mapped output is not a valid start request: {refused.detail}"
+        return Answer.refused(422, "mapping_failed", detail, refused.errors)
+    return Answer.refused(refused.status, refused.code, refused.detail, refused.errors)
 
 
 def _accepted(outcomes: list[Any], mode: str) -> Answer:
@@ -376,18 +391,15 @@ def send_test(*, trigger: Trigger) -> Answer:
     """Run the sample through the saved mapping as a test start (nothing is logged)."""
     if trigger.sample is None:
         return Answer.refused(409, "no_sample", "Capture or paste a sample first.")
-    webhook_input = WebhookInput(body=trigger.sample, headers={}, query={}, method="POST")
+    mapped = _mapped(trigger, WebhookInput(body=trigger.sample, headers={}, query={}, method="POST"))
+    if isinstance(mapped, Answer):
+        return mapped
     try:
-        mapped = apply_mapping(trigger.config.get("mapping") or services.DEFAULT_MAPPING, webhook_input)
         result = invocations_accept(
             flow=trigger.flow, mode=TriggerMode.TEST, body=mapped, source=TriggerType.WEBHOOK, trigger_id=trigger.pk
         )
-    except MappingError as failed:
-        return Answer.refused(422, "mapping_failed", "The mapping failed.", {"mapping": failed.errors})
     except FlowRefused as refused:
-        if refused.code in ("invalid_request", "missing_variables"):
-            return Answer.refused(422, "mapping_failed", refused.detail, refused.errors)
-        return Answer.refused(refused.status, refused.code, refused.detail, refused.errors)
+        return _refused_start(refused)
     answer = _accepted(result.outcomes, TriggerMode.TEST)
     answer.body["invocations"] = [outcome.as_json() for outcome in result.outcomes]
     return answer
@@ -407,17 +419,16 @@ def mapping_preview(
             config or services.DEFAULT_MAPPING, WebhookInput(body=body, headers={}, query={}, method="POST")
         )
     except InvalidMappingConfig as invalid:
-        return {
-            "output": None,
-            "errors": [f"{where}: {message}" for where, messages in invalid.errors.items() for message in messages],
-        }
+        return {"output": None, "errors": _located(invalid.errors)}
     except MappingError as failed:
         return {"output": None, "errors": list(failed.errors)}
     try:
         parse_start_requests(output)
     except InvalidStartRequest as invalid:
-        return {
-            "output": output,
-            "errors": [f"{where}: {message}" for where, messages in invalid.errors.items() for message in messages],
-        }
+        return {"output": output, "errors": _located(invalid.errors)}
     return {"output": output, "errors": []}
+
+
+def _located(errors: dict[str, list[str]]) -> list[str]:
+    """Errors by location as one list of "location: message" lines."""
+    return [f"{where}: {message}" for where, messages in errors.items() for message in messages]
