@@ -19,7 +19,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.harness import BenchError, Result, Timing, timed
+from bench.harness import BenchError, Result, Timing, empty_scratch_environment, timed
 from bench.processes import broker_url, celery_worker, drop_queue, new_queue, service_environment
 
 GOAL = 0.3
@@ -65,7 +65,7 @@ def prepare_flow() -> tuple[Any, Any]:
     from workbench.models import Environment
 
     environment, _ = Environment.objects.get_or_create(slug=ENVIRONMENT_SLUG, defaults={"name": "Benchmark fan-out"})
-    clean_up(environment)
+    empty_scratch_environment(environment)
     flow = flow_create(
         environment=environment,
         name="Bench shipping",
@@ -77,18 +77,6 @@ def prepare_flow() -> tuple[Any, Any]:
     )
     flow_publish(flow=flow)
     return environment, flow
-
-
-def clean_up(environment: Any) -> None:
-    from django.db import connection, transaction
-
-    from flows.models import Flow
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        for table in ("flows_card", "flows_analyticsevent", "flows_flowrun", "flows_invocation"):
-            cursor.execute(f"DELETE FROM {table} WHERE environment_id = %s", [environment.pk])
-        cursor.execute("DELETE FROM customers_customer WHERE environment_id = %s", [environment.pk])
-    Flow.objects.filter(environment=environment).delete()
 
 
 def publish_to(queue: str) -> dict[str, Any]:
@@ -213,7 +201,7 @@ def run() -> list[Result]:
     finally:
         restore_publishing(saved)
         drop_queue(queue)
-        clean_up(environment)
+        empty_scratch_environment(environment)
     print("  worker: " + ", ".join(f"{CARDS / seconds:,.0f} cards/s" for seconds in measured), flush=True)
     print("  bulk_create: " + ", ".join(f"{CARDS / seconds:,.0f} cards/s" for seconds in reference), flush=True)
     return [

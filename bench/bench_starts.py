@@ -22,7 +22,7 @@ import urllib.request
 import uuid
 from typing import Any
 
-from bench.harness import BenchError, Result
+from bench.harness import BenchError, Result, empty_scratch_environment
 from bench.processes import GunicornConfig, LoadResult, drop_queue, gunicorn, new_queue, service_environment, wrk
 
 GOAL = 0.5
@@ -60,7 +60,7 @@ def prepare_flow() -> tuple[Any, Any, str, str]:
     from workbench.services import credential_create
 
     environment, _ = Environment.objects.get_or_create(slug=ENVIRONMENT_SLUG, defaults={"name": "Benchmark starts"})
-    clean_up(environment)
+    empty_scratch_environment(environment)
     flow = flow_create(
         environment=environment,
         name="Bench welcome",
@@ -70,27 +70,6 @@ def prepare_flow() -> tuple[Any, Any, str, str]:
     flow_publish(flow=flow)
     issued = credential_create(environment=environment, role=CredentialRole.EVENTS, label="bench")
     return environment, flow, issued.credential.client_id, issued.client_secret
-
-
-def clean_up(environment: Any) -> None:
-    """Remove everything earlier runs left in the scratch environment (and its credentials)."""
-    from django.db import connection, transaction
-    from oauth2_provider.models import Application
-
-    from workbench.models import ApiCredential
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        for table in ("flows_card", "flows_analyticsevent", "flows_flowrun", "flows_invocation"):
-            cursor.execute(f"DELETE FROM {table} WHERE environment_id = %s", [environment.pk])
-        cursor.execute("DELETE FROM customers_customer WHERE environment_id = %s", [environment.pk])
-    from flows.models import Flow
-
-    Flow.objects.filter(environment=environment).delete()
-    application_ids = list(
-        ApiCredential.objects.filter(environment=environment).values_list("application_id", flat=True)
-    )
-    ApiCredential.objects.filter(environment=environment).delete()
-    Application.objects.filter(pk__in=[pk for pk in application_ids if pk]).delete()
 
 
 def request_token(base: str, client_id: str, client_secret: str) -> str:
@@ -147,7 +126,7 @@ def run() -> list[Result]:
                 check_accepted(flow, starts[-1], before)
     finally:
         drop_queue(queue)
-        clean_up(environment)
+        empty_scratch_environment(environment)
 
     for label, loads in (("bare", bare), ("starts", starts)):
         rates = ", ".join(f"{load.rate:,.0f}/s (wrk {load.client_cpu_share:.0%} of a core)" for load in loads)

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_starts import CARD_STEP, config_from_environment
-from bench.harness import BenchError, Result
+from bench.harness import BenchError, Result, empty_scratch_environment
 from bench.processes import (
     FILE_REQUESTS_SCRIPT,
     LoadResult,
@@ -82,7 +82,7 @@ def prepare_trigger() -> tuple[Any, Any, Any]:
     from workbench.models import Environment
 
     environment, _ = Environment.objects.get_or_create(slug=ENVIRONMENT_SLUG, defaults={"name": "Benchmark webhooks"})
-    clean_up(environment)
+    empty_scratch_environment(environment)
     flow = flow_create(
         environment=environment,
         name="Bench webhook welcome",
@@ -95,26 +95,6 @@ def prepare_trigger() -> tuple[Any, Any, Any]:
     )
     trigger = trigger_mode_set(trigger=trigger, mode="live")
     return environment, flow, trigger
-
-
-def clean_up(environment: Any) -> None:
-    """Remove everything earlier runs left in the scratch environment, in bulk (no ORM cascade)."""
-    from django.db import connection, transaction
-
-    from flows.models import Flow
-
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute("DELETE FROM triggers_webhookrequest WHERE environment_id = %s", [environment.pk])
-        cursor.execute(
-            "DELETE FROM triggers_triggermodechange WHERE trigger_id IN "
-            "(SELECT id FROM triggers_trigger WHERE environment_id = %s)",
-            [environment.pk],
-        )
-        cursor.execute("DELETE FROM triggers_trigger WHERE environment_id = %s", [environment.pk])
-        for table in ("flows_card", "flows_analyticsevent", "flows_flowrun", "flows_invocation"):
-            cursor.execute(f"DELETE FROM {table} WHERE environment_id = %s", [environment.pk])
-        cursor.execute("DELETE FROM customers_customer WHERE environment_id = %s", [environment.pk])
-    Flow.objects.filter(environment=environment).delete()
 
 
 def signed_line(tag: str, number: int, timestamp: int) -> str:
@@ -223,7 +203,7 @@ def run() -> list[Result]:
         for file in files:
             file.unlink(missing_ok=True)
         drop_queue(queue)
-        clean_up(environment)
+        empty_scratch_environment(environment)
         Environment.objects.filter(pk=environment.pk).delete()
 
     for label, loads in (("bare", bare), ("webhooks", webhooks)):

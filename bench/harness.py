@@ -12,7 +12,7 @@ import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 T = TypeVar("T")
@@ -134,3 +134,35 @@ def prepare_database(*, fresh: bool = False) -> str:
             "Rerun with --fresh to drop and recreate the benchmark database."
         ) from error
     return url
+
+
+def empty_scratch_environment(environment: Any) -> None:
+    """Delete everything earlier runs left in a benchmark's scratch environment, in bulk
+    (raw DELETEs, not the ORM's row-by-row cascade), and its API credentials."""
+    from django.db import connection, transaction
+    from oauth2_provider.models import Application
+
+    from flows.models import Flow
+    from workbench.models import ApiCredential
+
+    tables = [
+        "triggers_webhookrequest", "flows_card", "flows_analyticsevent", "flows_flowrun", "flows_invocation",
+        "customers_customer",
+    ]  # fmt: skip
+    with transaction.atomic(), connection.cursor() as cursor:
+        for table in tables:
+            cursor.execute(f"DELETE FROM {table} WHERE environment_id = %s", [environment.pk])
+        cursor.execute(
+            "DELETE FROM triggers_triggermodechange WHERE trigger_id IN "
+            "(SELECT id FROM triggers_trigger WHERE environment_id = %s)",
+            [environment.pk],
+        )
+        cursor.execute("DELETE FROM triggers_trigger WHERE environment_id = %s", [environment.pk])
+    Flow.objects.filter(environment=environment).delete()
+    application_ids = [
+        pk
+        for pk in ApiCredential.objects.filter(environment=environment).values_list("application_id", flat=True)
+        if pk
+    ]
+    ApiCredential.objects.filter(environment=environment).delete()
+    Application.objects.filter(pk__in=application_ids).delete()
