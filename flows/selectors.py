@@ -12,7 +12,7 @@ from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from workbench.models import Environment
-from workbench.raw_rows import ModelColumns
+from workbench.raw_rows import ModelColumns, prepared_cursor
 
 from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowVersion, Invocation, Mode, RunStatus
 
@@ -101,7 +101,7 @@ def flow_for_start(
         pk = int(flow_id)
     except (TypeError, ValueError):
         raise Http404("No such flow") from None
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(_start_query(extra_columns), [environment.pk, pk])
         row = cursor.fetchone()
     if row is None:

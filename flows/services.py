@@ -9,28 +9,27 @@ their steps, and `flows_sweep` resends whatever was committed but never picked u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from functools import cache
 from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, Model, OuterRef, Q
-from django.db.models.constants import OnConflict
-from django.db.models.sql import InsertQuery
 from django.utils import timezone
 
 from customers.models import Customer, TestUser
-from workbench.celery import enqueue
+from workbench.celery import enqueue_batched
 from workbench.errors import Refused
 from workbench.models import Environment
+from workbench.raw_rows import json_rows_insert, prepared_cursor
 
 from . import hooks
 from .bulk import insert_new_rows
@@ -205,26 +204,75 @@ def _location(index: int, count: int) -> str:
     return "variables" if count == 1 else f"{index}.variables"
 
 
-def invocations_accept(*, flow: Flow, mode: str, body: Any, source: str, trigger_id: int | None = None) -> AcceptResult:
+# Rows a caller writes together with the starts (the webhook intake's request log entry),
+# made from the outcomes. On the one-statement path they are made before the insert, when
+# every outcome is "accepted" and has no invocation_id yet.
+Companions = Callable[[list[StartOutcome]], Sequence[Model]]
+
+
+def invocations_accept(
+    *,
+    flow: Flow,
+    mode: str,
+    body: Any,
+    source: str,
+    trigger_id: int | None = None,
+    companions: Companions | None = None,
+) -> AcceptResult:
     """Accept every start of a start request, or none of them.
 
-    1. Parse and validate the whole request (400 invalid_request / missing_variables); a
-       request that only repeats accepted starts gets their original results at once.
-    2. Pick the definition: the draft for tests, the latest version for live (409s).
-    3. In one transaction, per start: insert the invocation under its idempotency key; an
-       existing one with the same content is a duplicate, with other content a 409.
-    4. Test starts keep only test users; live starts create missing profiles.
-    5. After commit, send the fan-out; if the broker is down the sweep sends it later.
+    1. Parse and validate the whole request (400 invalid_request / missing_variables) and
+       pick the definition: the draft for tests, the latest version for live (409s). A
+       request that only repeats accepted starts gets their original results instead.
+    2. Test starts keep only test users.
+    3. Write it all in ONE statement: the invocations, their acceptance events, for live
+       starts the missing profiles, and the caller's companion rows. Nearly every start
+       ends here. A given key that is already taken fails the statement, which writes
+       nothing, and then:
+    4. in a transaction, per start: insert under its key with a savepoint; an existing one
+       with the same content is a duplicate, with other content a 409.
+    5. After commit, hand the fan-outs to the batched publisher; if the broker is down the
+       sweep sends them later.
     """
     try:
         starts = parse_start_requests(body)
     except InvalidStartRequest as invalid:
         raise FlowRefused(400, "invalid_request", "The start request is not valid.", invalid.errors) from None
-    repeats = _repeated_outcomes(flow, mode, starts)
-    if repeats is not None:
+    try:
+        definition, version_number, resolved = _checked_starts(flow, mode, starts)
+    except FlowRefused:
+        repeats = _repeated_outcomes(flow, mode, starts)
+        if repeats is None:
+            raise
+        if companions is not None:
+            _save_rows(companions(repeats))
         return AcceptResult(outcomes=repeats)
-    definition, version_number = _definition_for(flow, mode)
 
+    test_users = _test_user_ids(flow.environment_id) if mode == Mode.TEST else set()
+    invocations = [
+        _new_invocation(flow, mode, start, variables, definition, version_number, source, trigger_id)
+        for start, variables in zip(starts, resolved, strict=True)
+    ]
+    for invocation in invocations:
+        _keep_test_users_only(invocation, test_users)
+    live_environment_id = flow.environment_id if mode == Mode.LIVE else None
+    try:
+        _insert_at_once(invocations, live_environment_id, companions)
+    except IntegrityError:
+        if all(start.flow_invocation_id is None for start in starts):
+            raise  # generated keys cannot be taken: this is some other failure
+        return _accept_one_by_one(invocations, starts, live_environment_id, companions)
+    accepted_ids = [invocation.pk for invocation in invocations]
+    # Outside a transaction the statement has committed and this sends at once.
+    transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
+    return AcceptResult(outcomes=[_outcome(invocation, "accepted") for invocation in invocations])
+
+
+def _checked_starts(
+    flow: Flow, mode: str, starts: list[StartRequest]
+) -> tuple[dict[str, Any], int | None, list[dict[str, Any]]]:
+    """The definition the starts run, its version number, and each start's resolved variables."""
+    definition, version_number = _definition_for(flow, mode)
     resolved: list[dict[str, Any]] = []
     missing_errors: dict[str, list[str]] = {}
     for index, start in enumerate(starts):
@@ -234,38 +282,33 @@ def invocations_accept(*, flow: Flow, mode: str, body: Any, source: str, trigger
         resolved.append(variables)
     if missing_errors:
         raise FlowRefused(400, "missing_variables", "Required variables have no value and no default.", missing_errors)
+    return definition, version_number, resolved
 
-    test_users = _test_user_ids(flow.environment_id) if mode == Mode.TEST else set()
+
+def _accept_one_by_one(
+    invocations: list[Invocation],
+    starts: list[StartRequest],
+    live_environment_id: int | None,
+    companions: Companions | None,
+) -> AcceptResult:
+    """The path of a request that reuses a key: each start under its key, in one transaction."""
     result = AcceptResult()
-    if all(start.flow_invocation_id is None for start in starts):
-        # Freshly generated keys cannot collide: nothing to check, every start is accepted.
-        fresh = [
-            _new_invocation(flow, mode, start, variables, definition, version_number, source, trigger_id)
-            for start, variables in zip(starts, resolved, strict=True)
-        ]
-        for invocation in fresh:
-            _keep_test_users_only(invocation, test_users)
-        _insert_fresh(fresh, flow.environment_id if mode == Mode.LIVE else None)
-        result.outcomes = [_outcome(invocation, "accepted") for invocation in fresh]
-        fresh_ids = [invocation.pk for invocation in fresh]
-        # Outside a transaction the statement has committed and this sends at once.
-        transaction.on_commit(lambda: _send_fan_outs(fresh_ids))
-        return result
     accepted: list[Invocation] = []
     with transaction.atomic():
-        for start, variables in zip(starts, resolved, strict=True):
-            invocation = _new_invocation(flow, mode, start, variables, definition, version_number, source, trigger_id)
-            _keep_test_users_only(invocation, test_users)
+        for invocation, start in zip(invocations, starts, strict=True):
+            invocation.pk, invocation._state.adding = None, True  # in case SQLite's try saved it
             outcome = _insert_once(invocation, start.flow_invocation_id is not None)
             result.outcomes.append(outcome)
             if outcome.status == "accepted":
                 accepted.append(invocation)
         if accepted:
             _record_acceptance(accepted)
-            if mode == Mode.LIVE:
-                _create_missing_profiles(flow.environment_id, accepted)
+            if live_environment_id is not None:
+                _create_missing_profiles(live_environment_id, accepted)
             accepted_ids = [invocation.pk for invocation in accepted]
             transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
+        if companions is not None:
+            _save_rows(companions(result.outcomes))
     return result
 
 
@@ -371,15 +414,21 @@ def _outcome(invocation: Invocation, status: str) -> StartOutcome:
     )
 
 
-def _insert_fresh(invocations: list[Invocation], live_environment_id: int | None) -> None:
-    """Insert invocations with fresh keys, their acceptance events and, for live starts, the
-    missing profiles, in ONE statement (data-modifying CTEs).
+def _insert_at_once(
+    invocations: list[Invocation], live_environment_id: int | None, companions: Companions | None
+) -> None:
+    """Insert the invocations, their acceptance events, for live starts the missing profiles,
+    and the companion rows, in ONE statement (data-modifying CTEs, prepared).
 
-    One statement is atomic by itself: all of it is durable when it returns, or none of it.
-    Outside a transaction it needs no BEGIN and COMMIT: one round trip to the database
-    instead of five on the API's hot path. The ORM still prepares every row and field.
-    Other databases (SQLite, the embedded default) take the same rows in a transaction.
+    One statement is atomic by itself: all of it is durable when it returns, or none of it
+    (a taken key raises IntegrityError and writes nothing). Outside a transaction it needs no
+    BEGIN and COMMIT: one round trip instead of a dozen on the hot paths; inside one, a
+    savepoint keeps a failure from breaking the caller's transaction. The ORM still prepares
+    every row and field. Other databases (SQLite, the embedded default) take the same rows in
+    a transaction.
     """
+    outcomes = [_outcome(invocation, "accepted") for invocation in invocations]
+    extra_rows = list(companions(outcomes)) if companions is not None else []
     if connection.vendor != "postgresql":  # data-modifying CTEs are PostgreSQL's
         with transaction.atomic():
             for invocation in invocations:
@@ -387,74 +436,39 @@ def _insert_fresh(invocations: list[Invocation], live_environment_id: int | None
             _record_acceptance(invocations)
             if live_environment_id is not None:
                 _create_missing_profiles(live_environment_id, invocations)
+            _save_rows(extra_rows)
         return
-    parts = [_insert_sql(invocations, returning=True), _insert_sql(_acceptance_events(invocations))]
-    if live_environment_id is not None:
-        profiles = _missing_profiles(live_environment_id, invocations)
-        if profiles:
-            parts.append(_insert_sql(profiles, ignore_conflicts=True))
+    parts = [
+        json_rows_insert(invocations, returning=("id", "flow_invocation_id")),
+        json_rows_insert(_acceptance_events(invocations)),
+    ]
+    profiles = _missing_profiles(live_environment_id, invocations) if live_environment_id is not None else []
+    if profiles:
+        parts.append(json_rows_insert(profiles, ignore_conflicts=True))
+    parts.extend(json_rows_insert(rows) for rows in _by_model(extra_rows))
     statement = "WITH " + ", ".join(f"part_{index} AS ({sql_text})" for index, (sql_text, _) in enumerate(parts))
     params = [param for _, part_params in parts for param in part_params]
-    with connection.cursor() as cursor:
-        # The SQL is the ORM compiler's; every value is a parameter.
-        cursor.execute(f"{statement} SELECT id FROM part_0", params)  # noqa: S608
-        ids = [row[0] for row in cursor.fetchall()]
-    for invocation, pk in zip(invocations, ids, strict=True):
-        invocation.pk = pk
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint, prepared_cursor() as cursor:
+        # Only SQL built from the models' metadata; the rows are parameters.
+        cursor.execute(f"{statement} SELECT * FROM part_0", params)  # noqa: S608
+        ids = dict((key, pk) for pk, key in cursor.fetchall())
+    for invocation in invocations:
+        invocation.pk = ids[invocation.flow_invocation_id]
         invocation._state.adding = False
         invocation._state.db = connection.alias
 
 
-@dataclass(frozen=True)
-class _InsertShape:
-    fields: list[Any]
-    sql: str
+def _by_model(rows: Sequence[Model]) -> list[list[Model]]:
+    grouped: dict[type[Model], list[Model]] = defaultdict(list)
+    for row in rows:
+        grouped[type(row)].append(row)
+    return list(grouped.values())
 
 
-@cache
-def _insert_shape(model: type[Model], returning: bool, ignore_conflicts: bool) -> _InsertShape:
-    """The one-row INSERT that bulk_create would send for `model`, built once from its
-    metadata (the same text as the compiler's) rather than compiled for every start."""
-    opts = model._meta
-    fields = [field for field in opts.concrete_fields if not field.generated and field is not opts.auto_field]
-    if any(hasattr(field, "get_placeholder") for field in fields):  # binary, array and range fields
-        raise TypeError(f"{model.__name__} has a field whose placeholder depends on its value")
-    quote, ops = connection.ops.quote_name, connection.ops
-    on_conflict = OnConflict.IGNORE if ignore_conflicts else None
-    parts = [
-        f"{ops.insert_statement(on_conflict=on_conflict)} {quote(opts.db_table)}",
-        f"({', '.join(quote(field.column) for field in fields)})",
-        f"VALUES ({', '.join(['%s'] * len(fields))})",
-        ops.on_conflict_suffix_sql(fields, on_conflict, [], []),
-        ops.return_insert_columns([opts.pk])[0] if returning else "",
-    ]
-    return _InsertShape(fields=fields, sql=" ".join(part for part in parts if part))
-
-
-def _insert_sql(
-    objs: Sequence[Model], *, returning: bool = False, ignore_conflicts: bool = False
-) -> tuple[str, Sequence[Any]]:
-    """The INSERT that bulk_create would send for `objs` (new rows of one model), unsent.
-
-    One row (a single-target start, the hot path) gets the statement built once per model,
-    its value prepared as the insert compiler prepares it (pre_save, get_db_prep_save).
-    Several rows go through the compiler, which sends them as arrays on PostgreSQL (UNNEST):
-    a fixed number of parameters, however many targets a start names.
-    """
-    if len(objs) == 1:
-        shape = _insert_shape(type(objs[0]), returning, ignore_conflicts)
-        params = [
-            field.get_db_prep_save(field.pre_save(objs[0], add=True), connection=connection) for field in shape.fields
-        ]
-        return shape.sql, params
-    opts = objs[0]._meta
-    fields = [field for field in opts.concrete_fields if not field.generated and field is not opts.auto_field]
-    query = InsertQuery(type(objs[0]), on_conflict=OnConflict.IGNORE if ignore_conflicts else None)
-    query.insert_values(fields, list(objs))
-    compiler = query.get_compiler(connection=connection)
-    compiler.returning_fields = [opts.pk] if returning else None
-    [(sql_text, params)] = compiler.as_sql()
-    return sql_text, params
+def _save_rows(rows: Sequence[Model]) -> None:
+    for same_model in _by_model(rows):
+        type(same_model[0])._default_manager.bulk_create(same_model)
 
 
 def _record_acceptance(invocations: list[Invocation]) -> None:
@@ -491,10 +505,9 @@ def _missing_profiles(environment_id: int, invocations: list[Invocation]) -> lis
 
 
 def _send_fan_outs(invocation_ids: Iterable[int]) -> None:
-    from .tasks import fan_out_invocation  # tasks import services; import here to avoid a cycle
+    from .tasks import fan_out_invocations  # tasks import services; import here to avoid a cycle
 
-    for invocation_id in invocation_ids:
-        enqueue(fan_out_invocation, invocation_id)
+    enqueue_batched(fan_out_invocations, invocation_ids)
 
 
 # --- Execution ----------------------------------------------------------------------------

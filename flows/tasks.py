@@ -7,15 +7,22 @@ from collections import defaultdict
 from celery import shared_task
 from django.conf import settings
 
-from workbench.celery import enqueue
+from workbench.celery import MAX_BATCH, enqueue
 
 from . import services
 
 
+@shared_task(name="flows.fan_out_invocations")
+def fan_out_invocations(invocation_ids: list[int]) -> None:
+    for invocation_id in invocation_ids:
+        for chunk in services.invocation_fan_out(invocation_id=invocation_id):
+            enqueue(execute_runs, chunk)
+
+
 @shared_task(name="flows.fan_out_invocation")
 def fan_out_invocation(invocation_id: int) -> None:
-    for chunk in services.invocation_fan_out(invocation_id=invocation_id):
-        enqueue(execute_runs, chunk)
+    """One invocation's fan-out: messages sent before fan-outs were batched."""
+    fan_out_invocations([invocation_id])
 
 
 @shared_task(name="flows.execute_runs")
@@ -27,8 +34,8 @@ def execute_runs(run_ids: list[int]) -> None:
 @shared_task(name="flows.sweep")
 def sweep() -> None:
     result = services.flows_sweep()
-    for invocation_id in result.invocations:
-        enqueue(fan_out_invocation, invocation_id)
+    for start in range(0, len(result.invocations), MAX_BATCH):
+        enqueue(fan_out_invocations, result.invocations[start : start + MAX_BATCH])
     for chunk in result.run_chunks:
         enqueue(execute_runs, chunk)
 

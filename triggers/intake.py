@@ -17,14 +17,15 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from flows.models import AnalyticsEvent, Flow
 from flows.selectors import FlowStartColumns, flow_start_columns
-from flows.services import FlowRefused, invocations_accept
+from flows.services import FlowRefused, StartOutcome, invocations_accept
 from flows.start_requests import InvalidStartRequest, parse_start_requests
 from workbench.json_values import holds_nul
-from workbench.raw_rows import ModelColumns
+from workbench.raw_rows import ModelColumns, prepared_cursor
 
 from . import services
 from .ip_allowlist import address_allowed, client_address
@@ -114,7 +115,7 @@ def _webhook_trigger(token: str) -> Trigger | None:
     of its own for a live start.
     """
     sql, trigger_columns, flow_columns = _webhook_trigger_query()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(sql, [token])
         row = cursor.fetchone()
     if row is None:
@@ -183,16 +184,22 @@ def _map_and_accept(
     )
     if isinstance(mapped, Answer):
         return mapped
+
+    def log_rows(outcomes: list[StartOutcome]) -> list[Model]:
+        return _log_rows(trigger, request, source_ip, _accepted(outcomes, mode), replay_of)
+
     try:
-        with transaction.atomic():
-            result = invocations_accept(
-                flow=trigger.flow, mode=mode, body=mapped, source=TriggerType.WEBHOOK, trigger_id=trigger.pk
-            )
-            answer = _accepted(result.outcomes, mode)
-            _log(trigger, request, source_ip, answer, replay_of=replay_of)
+        result = invocations_accept(
+            flow=trigger.flow,
+            mode=mode,
+            body=mapped,
+            source=TriggerType.WEBHOOK,
+            trigger_id=trigger.pk,
+            companions=log_rows,  # the log entry is written with the start, in its statement
+        )
     except FlowRefused as refused:
         return _refused_start(refused)
-    return answer
+    return _accepted(result.outcomes, mode)
 
 
 def _mapped(trigger: Trigger, webhook_input: WebhookInput) -> Any:
@@ -268,44 +275,61 @@ def _log(
     source_ip: str,
     answer: Answer,
     replay_of: WebhookRequest | None = None,
-) -> WebhookRequest:
-    """Write the request log entry; a request that started a flow also records the
+) -> None:
+    """Write the request log entry of a request that started nothing."""
+    for row in _log_rows(trigger, request, source_ip, answer, replay_of):
+        row.save()
+
+
+def _log_rows(
+    trigger: Trigger,
+    request: IncomingRequest,
+    source_ip: str,
+    answer: Answer,
+    replay_of: WebhookRequest | None,
+) -> list[Model]:
+    """The request log entry; a request that started a flow also records the
     `webhook-received` analytics event (refusals leave the log entry alone)."""
+    rows: list[Model] = [
+        WebhookRequest(
+            environment_id=trigger.environment_id,
+            trigger=trigger,
+            received_at=request.received_at,
+            source_ip=source_ip,
+            method=request.method,
+            headers=_storable(
+                {
+                    name: value[:MAX_LOGGED_HEADER]
+                    for name, value in request.headers.items()
+                    if name not in UNLOGGED_HEADERS
+                }
+            ),
+            query=_storable(request.query),
+            body=_storable(request.body.decode("utf-8", errors="replace")),
+            outcome=answer.outcome,
+            status_code=answer.status,
+            code=str(answer.body.get("code", "")),
+            detail=_storable(str(answer.body.get("detail", ""))),
+            errors=_storable(answer.errors),
+            mode=answer.mode,
+            flow_invocation_id=answer.flow_invocation_id,
+            held_state=HeldState.HELD if answer.held else "",
+            replay_of=replay_of,
+        )
+    ]
     if answer.outcome in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
-        _record_received(trigger, request, answer)
-    return WebhookRequest.objects.create(
-        environment_id=trigger.environment_id,
-        trigger=trigger,
-        received_at=request.received_at,
-        source_ip=source_ip,
-        method=request.method,
-        headers=_storable(
-            {name: value[:MAX_LOGGED_HEADER] for name, value in request.headers.items() if name not in UNLOGGED_HEADERS}
-        ),
-        query=_storable(request.query),
-        body=_storable(request.body.decode("utf-8", errors="replace")),
-        outcome=answer.outcome,
-        status_code=answer.status,
-        code=str(answer.body.get("code", "")),
-        detail=_storable(str(answer.body.get("detail", ""))),
-        errors=_storable(answer.errors),
-        mode=answer.mode,
-        flow_invocation_id=answer.flow_invocation_id,
-        held_state=HeldState.HELD if answer.held else "",
-        replay_of=replay_of,
-    )
-
-
-def _record_received(trigger: Trigger, request: IncomingRequest, answer: Answer) -> None:
-    AnalyticsEvent.objects.create(
-        environment_id=trigger.environment_id,
-        name="webhook-received",
-        flow_id=trigger.flow_id,
-        flow_invocation_id=answer.flow_invocation_id,
-        test=answer.mode != TriggerMode.LIVE,
-        properties={"triggerId": trigger.pk, "outcome": answer.outcome},
-        occurred_at=request.received_at,
-    )
+        rows.append(
+            AnalyticsEvent(
+                environment_id=trigger.environment_id,
+                name="webhook-received",
+                flow_id=trigger.flow_id,
+                flow_invocation_id=answer.flow_invocation_id,
+                test=answer.mode != TriggerMode.LIVE,
+                properties={"triggerId": trigger.pk, "outcome": answer.outcome},
+                occurred_at=request.received_at,
+            )
+        )
+    return rows
 
 
 # --- Replays --------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from .models import ApiCredential, Environment
-from .raw_rows import ModelColumns
+from .raw_rows import ModelColumns, prepared_cursor
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def credential_for_token(token: str) -> ApiCredential | None:
     """The active credential holding this unexpired token, with its environment loaded."""
     query = _token_query()
     checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(query.sql, [checksum])
         row = cursor.fetchone()
     if row is None:

@@ -138,11 +138,21 @@ TEMPLATES = [
 # default take concurrent requests without "database is locked" failures.
 SQLITE_PATH = Path(envstr("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")))
 DATABASE_URL = envstr("DATABASE_URL")
+# The hot paths (starts, webhooks, API authentication) prepare their statements on
+# PostgreSQL (workbench.raw_rows.prepared_cursor). Behind a transaction-mode pooler such as
+# PgBouncer, which may hand each statement another server connection, set this to 0.
+DATABASE_PREPARED_STATEMENTS = envbool("DATABASE_PREPARED_STATEMENTS", True)
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend, with a health check that needs no round trip per request.
+        DATABASES["default"]["ENGINE"] = "workbench.postgresql"
         DATABASES["default"].setdefault("OPTIONS", {})
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+        if DATABASE_PREPARED_STATEMENTS:
+            # psycopg prepares no statement while this is None (Django's default); a threshold
+            # no statement reaches prepares only those executed with prepare=True.
+            DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 2**31 - 1
 else:
     DATABASES = {
         "default": {

@@ -281,7 +281,7 @@ def test_deleting_test_data_removes_only_the_test_data_of_the_environment(flow, 
 def test_a_start_answers_202_when_the_broker_is_down_and_the_sweep_runs_it_later(
     events_a, flow, start_flow, frozen_now
 ):
-    with mock.patch.object(tasks.fan_out_invocation, "apply_async", side_effect=ConnectionError("broker down")):
+    with mock.patch.object(tasks.fan_out_invocations, "apply_async", side_effect=ConnectionError("broker down")):
         response = start_flow(events_a, flow, {"targetUserIds": ["u1"], "flowInvocationId": "k"})
 
     assert response.status_code == 202
