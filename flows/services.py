@@ -9,7 +9,6 @@ their steps, and `flows_sweep` resends whatever was committed but never picked u
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import uuid
@@ -26,10 +25,11 @@ from django.db.models import Exists, Model, OuterRef, Q
 from django.utils import timezone
 
 from customers.models import Customer, TestUser
+from workbench import group_commit
 from workbench.celery import enqueue_batched
 from workbench.errors import Refused
 from workbench.models import Environment
-from workbench.raw_rows import json_rows_insert, prepared_cursor
+from workbench.raw_rows import insert_rows_together, json_rows_insert
 
 from . import hooks
 from .bulk import insert_new_rows
@@ -418,14 +418,13 @@ def _insert_at_once(
     invocations: list[Invocation], live_environment_id: int | None, companions: Companions | None
 ) -> None:
     """Insert the invocations, their acceptance events, for live starts the missing profiles,
-    and the companion rows, in ONE statement (data-modifying CTEs, prepared).
+    and the companion rows, in ONE statement (workbench.raw_rows.insert_rows_together).
 
-    One statement is atomic by itself: all of it is durable when it returns, or none of it
-    (a taken key raises IntegrityError and writes nothing). Outside a transaction it needs no
-    BEGIN and COMMIT: one round trip instead of a dozen on the hot paths; inside one, a
-    savepoint keeps a failure from breaking the caller's transaction. The ORM still prepares
-    every row and field. Other databases (SQLite, the embedded default) take the same rows in
-    a transaction.
+    All of it is durable when this returns, or none of it (a taken key raises IntegrityError
+    and writes nothing). Outside a transaction the statement is committed together with
+    other requests' starts (workbench.group_commit); inside one, a savepoint keeps a failure
+    from breaking the caller's transaction. Other databases (SQLite, the embedded default)
+    take the same rows in a transaction.
     """
     outcomes = [_outcome(invocation, "accepted") for invocation in invocations]
     extra_rows = list(companions(outcomes)) if companions is not None else []
@@ -439,22 +438,23 @@ def _insert_at_once(
             _save_rows(extra_rows)
         return
     parts = [
-        json_rows_insert(invocations, returning=("id", "flow_invocation_id")),
+        json_rows_insert(invocations, returning=("id", "flow", "mode", "flow_invocation_id")),
         json_rows_insert(_acceptance_events(invocations)),
     ]
     profiles = _missing_profiles(live_environment_id, invocations) if live_environment_id is not None else []
     if profiles:
         parts.append(json_rows_insert(profiles, ignore_conflicts=True))
     parts.extend(json_rows_insert(rows) for rows in _by_model(extra_rows))
-    statement = "WITH " + ", ".join(f"part_{index} AS ({sql_text})" for index, (sql_text, _) in enumerate(parts))
-    params = [param for _, part_params in parts for param in part_params]
-    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint, prepared_cursor() as cursor:
-        # Only SQL built from the models' metadata; the rows are parameters.
-        cursor.execute(f"{statement} SELECT * FROM part_0", params)  # noqa: S608
-        ids = dict((key, pk) for pk, key in cursor.fetchall())
+    if connection.in_atomic_block:
+        with transaction.atomic():  # a savepoint: a taken key must not break the caller's transaction
+            rows = insert_rows_together(parts)
+    elif settings.DATABASE_GROUP_COMMIT:
+        rows = group_commit.insert_durably(parts)  # with concurrent requests' starts: one commit
+    else:
+        rows = insert_rows_together(parts)
+    ids = {(flow_id, mode, key): pk for pk, flow_id, mode, key in rows}
     for invocation in invocations:
-        invocation.pk = ids[invocation.flow_invocation_id]
+        invocation.pk = ids[(invocation.flow_id, invocation.mode, invocation.flow_invocation_id)]
         invocation._state.adding = False
         invocation._state.db = connection.alias
 

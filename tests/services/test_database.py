@@ -15,7 +15,7 @@ from tests.factories import EnvironmentFactory
 from tests.services.conftest import wait_for
 from triggers.models import RequestOutcome, WebhookRequest
 from triggers.services import webhook_trigger_create
-from workbench.raw_rows import json_rows_insert, prepared_cursor
+from workbench.raw_rows import insert_rows_together, json_rows_insert, prepared_cursor
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -105,10 +105,7 @@ def test_rows_inserted_from_json_read_back_as_the_orm_wrote_them() -> None:
         errors=None,
     )
     for obj in (event, logged):
-        sql, params = json_rows_insert([obj], returning=("id",))
-        with prepared_cursor() as cursor:
-            cursor.execute(sql, params)
-            obj.pk = cursor.fetchone()[0]
+        [(obj.pk,)] = insert_rows_together([json_rows_insert([obj], returning=("id",))])
 
     stored_event = AnalyticsEvent.objects.get(pk=event.pk)
     assert stored_event.properties == event.properties

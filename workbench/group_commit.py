@@ -1,0 +1,147 @@
+"""Group commit: the inserts of concurrent requests of a process, written as one statement.
+
+A start is durable before its 2xx, so every accepted start costs a statement and a commit
+(a WAL flush). Under load most of the database's work per start is that per-statement and
+per-commit overhead, not the rows. Request threads therefore hand their inserts to one
+writer thread per process, which takes every submission waiting at that moment, merges
+them (workbench.raw_rows.insert_rows_together) and runs them as one statement: one
+commit for the group. Each thread waits for its group's commit before answering, so
+nothing is answered that is not durable.
+
+A group fails as a whole (a start reusing a taken key is a unique violation): its members
+then each run their own inserts in their own thread, where a failure is their own. Nothing
+waits on a timer: a quiet process writes groups of one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection
+
+from .raw_rows import RowsInsert, insert_rows_together
+
+logger = logging.getLogger(__name__)
+
+# The most submissions in one statement: a bigger group holds its members' answers longer.
+MAX_GROUP = 64
+
+
+class _Submission:
+    def __init__(self, parts: Sequence[RowsInsert]):
+        self.parts = parts
+        self.done = threading.Event()
+        self.rows: list[tuple[Any, ...]] = []
+        self.error: BaseException | None = None
+        self.alone = False  # the group failed: run your own inserts
+
+    def wait(self) -> list[tuple[Any, ...]]:
+        self.done.wait()
+        if self.alone:
+            return insert_rows_together(self.parts)
+        if self.error is not None:
+            raise self.error
+        return self.rows
+
+
+_STOP = object()
+
+
+class _GroupWriter:
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def write(self, parts: Sequence[RowsInsert]) -> list[tuple[Any, ...]]:
+        submission = _Submission(parts)
+        self._ensure_thread()
+        self._queue.put(submission)
+        return submission.wait()
+
+    def stop(self) -> None:
+        """End the writer thread, which closes its database connection; a later write starts another."""
+        with self._lock:
+            thread = self._thread
+            if thread is None or self._pid != os.getpid() or not thread.is_alive():
+                return
+            self._queue.put(_STOP)
+            thread.join(timeout=10)
+            self._thread = None
+
+    def _ensure_thread(self) -> None:
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            return
+        with self._lock:
+            if self._thread is None or self._pid != os.getpid() or not self._thread.is_alive():
+                self._pid = os.getpid()  # a forked child starts a writer of its own
+                self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                group = [first]
+                while len(group) < MAX_GROUP:
+                    try:
+                        waiting = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if waiting is _STOP:
+                        self._queue.put(_STOP)  # after this group
+                        break
+                    group.append(waiting)
+                self._write(group)
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _write(group: list[_Submission]) -> None:
+        """Write the group; whatever happens, every member is released."""
+        try:
+            # The health check of a request, for this thread's long-lived connection.
+            connection.health_check_done = False  # type: ignore[attr-defined]
+            connection.close_if_health_check_failed()
+            rows = insert_rows_together([part for submission in group for part in submission.parts])
+        except BaseException as error:  # released with it, or to run alone
+            connection.close_if_unusable_or_obsolete()
+            if len(group) > 1:
+                logger.info("A group of %d inserts failed (%s); each runs alone", len(group), error)
+            for submission in group:
+                if len(group) > 1:
+                    submission.alone = True
+                else:
+                    submission.error = error
+                submission.done.set()
+            return
+        for submission in group:
+            submission.rows = rows
+            submission.done.set()
+
+
+_writer = _GroupWriter()
+
+
+def insert_durably(parts: Sequence[RowsInsert]) -> list[tuple[Any, ...]]:
+    """Insert `parts` as one statement, committed when this returns, possibly together with
+    other threads' inserts; returns the rows the first part returned for the WHOLE group
+    (pick yours by key). Must not be called inside a transaction: the rows are committed
+    by another connection, which would not see this one's uncommitted writes."""
+    if connection.in_atomic_block:
+        raise RuntimeError("insert_durably commits on another connection; call it outside a transaction")
+    return _writer.write(parts)
+
+
+def stop() -> None:
+    """Close the writer thread of this process and its database connection (tests, shutdown)."""
+    _writer.stop()
