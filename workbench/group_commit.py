@@ -11,6 +11,11 @@ nothing is answered that is not durable.
 A group fails as a whole (a start reusing a taken key is a unique violation): its members
 then each run their own inserts in their own thread, where a failure is their own. Nothing
 waits on a timer: a quiet process writes groups of one.
+
+One writer serves the whole process, so a group must never wait long: a start reusing a key
+that another transaction has just inserted and not yet committed would wait for that
+transaction, and every later start of the process behind it. The writer's statements give
+up on a lock after LOCK_TIMEOUT, and the group's members then wait each on their own.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 # The most submissions in one statement: a bigger group holds its members' answers longer.
 MAX_GROUP = 64
+LOCK_TIMEOUT = "200ms"
 
 
 class _Submission:
@@ -37,15 +43,12 @@ class _Submission:
         self.parts = parts
         self.done = threading.Event()
         self.rows: list[tuple[Any, ...]] = []
-        self.error: BaseException | None = None
         self.alone = False  # the group failed: run your own inserts
 
     def wait(self) -> list[tuple[Any, ...]]:
         self.done.wait()
         if self.alone:
             return insert_rows_together(self.parts)
-        if self.error is not None:
-            raise self.error
         return self.rows
 
 
@@ -108,25 +111,36 @@ class _GroupWriter:
     @staticmethod
     def _write(group: list[_Submission]) -> None:
         """Write the group; whatever happens, every member is released."""
+        rows: list[tuple[Any, ...]] | None = None
         try:
             # The health check of a request, for this thread's long-lived connection.
             connection.health_check_done = False  # type: ignore[attr-defined]
             connection.close_if_health_check_failed()
+            _limit_lock_waits()
             rows = insert_rows_together([part for submission in group for part in submission.parts])
-        except BaseException as error:  # released with it, or to run alone
+        except Exception as error:
+            # A taken key, a lock wait cut short, a lost connection: whatever it was, each
+            # member runs its own inserts on its own connection, and a failure is its own.
             connection.close_if_unusable_or_obsolete()
-            if len(group) > 1:
-                logger.info("A group of %d inserts failed (%s); each runs alone", len(group), error)
+            logger.info("A group of %d inserts failed (%s); each runs alone", len(group), error)
+        finally:
             for submission in group:
-                if len(group) > 1:
+                if rows is None:
                     submission.alone = True
                 else:
-                    submission.error = error
+                    submission.rows = rows
                 submission.done.set()
-            return
-        for submission in group:
-            submission.rows = rows
-            submission.done.set()
+
+
+def _limit_lock_waits() -> None:
+    """Set LOCK_TIMEOUT on the writer's connection, once per connection."""
+    connection.ensure_connection()
+    raw = connection.connection
+    if getattr(raw, "_workbench_lock_timeout", None) == LOCK_TIMEOUT:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+    raw._workbench_lock_timeout = LOCK_TIMEOUT
 
 
 _writer = _GroupWriter()

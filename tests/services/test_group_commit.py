@@ -4,9 +4,11 @@ that fails in a group fails alone."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 from django.db import connection
 
@@ -127,3 +129,47 @@ def test_stopping_the_writer_closes_its_connection_and_a_later_start_starts_anot
     assert wait_for(lambda: other_connections() == with_writer - 1)
     invocations_accept(flow=live_flow, mode="live", body={"targetUserIds": ["b"]}, source="api")
     assert Invocation.objects.filter(flow=live_flow).count() == 2
+
+
+def test_a_start_waiting_for_a_key_does_not_hold_up_the_other_starts_of_the_process(live_flow) -> None:
+    """Another transaction has inserted key "k" and not committed: a start reusing "k" must
+    wait for it, but not the starts behind it in the writer's queue."""
+    db = connection.settings_dict
+    holder = psycopg.connect(
+        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+    )
+    template = Invocation.objects.filter(flow=live_flow)
+    invocations_accept(flow=live_flow, mode="live", body={"targetUserIds": ["x"]}, source="api")
+    existing = template.get()
+    holder.execute(
+        "INSERT INTO flows_invocation (environment_id, flow_id, mode, flow_invocation_id, source, status,"
+        " content_hash, request, definition, variables, notification_detail, metadata, card_options,"
+        " target_user_ids, ignored_user_ids, created_at)"
+        " SELECT environment_id, flow_id, mode, 'k', source, status, content_hash, request, definition, variables,"
+        " notification_detail, metadata, card_options, target_user_ids, ignored_user_ids, created_at"
+        " FROM flows_invocation WHERE id = %s",
+        [existing.pk],
+    )
+    waiting = threading.Thread(
+        target=lambda: (
+            invocations_accept(
+                flow=live_flow, mode="live", body={"targetUserIds": ["y"], "flowInvocationId": "k"}, source="api"
+            ),
+            connection.close(),
+        )
+    )
+    try:
+        waiting.start()
+        time.sleep(0.1)  # the keyed start is now waiting for the holder's transaction
+
+        started = time.monotonic()
+        invocations_accept(flow=live_flow, mode="live", body={"targetUserIds": ["z"]}, source="api")
+
+        assert time.monotonic() - started < 2
+        assert waiting.is_alive()
+    finally:
+        holder.rollback()
+        holder.close()
+        waiting.join(timeout=10)
+    assert set(template.values_list("flow_invocation_id", flat=True)) >= {"k"}
+    assert template.count() == 3
