@@ -9,6 +9,7 @@ their steps, and `flows_sweep` resends whatever was committed but never picked u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import uuid
@@ -25,7 +26,6 @@ from django.db.models import Exists, Model, OuterRef, Q
 from django.utils import timezone
 
 from customers.models import Customer, TestUser
-from workbench import group_commit
 from workbench.celery import enqueue_batched
 from workbench.errors import Refused
 from workbench.models import Environment
@@ -421,10 +421,9 @@ def _insert_at_once(
     and the companion rows, in ONE statement (workbench.raw_rows.insert_rows_together).
 
     All of it is durable when this returns, or none of it (a taken key raises IntegrityError
-    and writes nothing). Outside a transaction the statement is committed together with
-    other requests' starts (workbench.group_commit); inside one, a savepoint keeps a failure
-    from breaking the caller's transaction. Other databases (SQLite, the embedded default)
-    take the same rows in a transaction.
+    and writes nothing). Outside a transaction the statement is its own transaction; inside
+    one, a savepoint keeps a failure from breaking the caller's transaction. Other databases
+    (SQLite, the embedded default) take the same rows in a transaction.
     """
     outcomes = [_outcome(invocation, "accepted") for invocation in invocations]
     extra_rows = list(companions(outcomes)) if companions is not None else []
@@ -445,12 +444,9 @@ def _insert_at_once(
     if profiles:
         parts.append(json_rows_insert(profiles, ignore_conflicts=True))
     parts.extend(json_rows_insert(rows) for rows in _by_model(extra_rows))
-    if connection.in_atomic_block:
-        with transaction.atomic():  # a savepoint: a taken key must not break the caller's transaction
-            rows = insert_rows_together(parts)
-    elif settings.DATABASE_GROUP_COMMIT:
-        rows = group_commit.insert_durably(parts)  # with concurrent requests' starts: one commit
-    else:
+    # Inside a transaction, a savepoint: a taken key must not break the caller's transaction.
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint:
         rows = insert_rows_together(parts)
     ids = {(flow_id, mode, key): pk for pk, flow_id, mode, key in rows}
     for invocation in invocations:

@@ -150,8 +150,7 @@ def json_rows_insert(
 
 def insert_rows_together(parts: Sequence[RowsInsert]) -> list[tuple[Any, ...]]:
     """Run the inserts as ONE statement (data-modifying CTEs, prepared) and return the rows
-    the first one returns. Parts of the same statement text are merged into one, so the
-    inserts of several callers run as one statement too (workbench.group_commit).
+    the first one returns. Parts of the same statement text are merged into one.
 
     One statement is atomic by itself: all of it is written, or nothing (a unique
     violation anywhere fails the whole). Outside a transaction it is its own transaction:

@@ -142,9 +142,6 @@ DATABASE_URL = envstr("DATABASE_URL")
 # PostgreSQL (workbench.raw_rows.prepared_cursor). Behind a transaction-mode pooler such as
 # PgBouncer, which may hand each statement another server connection, set this to 0.
 DATABASE_PREPARED_STATEMENTS = envbool("DATABASE_PREPARED_STATEMENTS", True)
-# Starts accepted at the same moment by one server process are committed together, in
-# one statement (workbench.group_commit); 0 commits each on its own.
-DATABASE_GROUP_COMMIT = envbool("DATABASE_GROUP_COMMIT", True)
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60))}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":

@@ -22,7 +22,6 @@ from django.conf import settings
 from django.db import connection
 from kombu import Connection
 
-from workbench import group_commit
 from workbench.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,9 +47,6 @@ def _require_services(request: pytest.FixtureRequest) -> Iterator[None]:
     celery_app.conf.task_always_eager = False
     yield
     celery_app.conf.task_always_eager = settings.CELERY_TASK_ALWAYS_EAGER
-    # A start outside a transaction committed through this process's group-commit writer,
-    # whose connection would keep the test database from being dropped at the end.
-    group_commit.stop()
 
 
 def _database_url(name: str) -> str:

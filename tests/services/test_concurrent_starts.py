@@ -1,23 +1,18 @@
-"""Starts accepted at the same moment in one process are committed together, and a start
-that fails in a group fails alone."""
+"""Starts accepted at the same moment in one process, each written in one statement: every
+caller gets its own rows back, and a start that reuses a key fails or repeats alone."""
 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
 import pytest
 from django.db import connection
 
 from flows.models import AnalyticsEvent, Invocation
 from flows.services import AcceptResult, FlowRefused, flow_create, flow_publish, invocations_accept
 from tests.factories import EnvironmentFactory
-from tests.services.conftest import wait_for
-from workbench import group_commit
-from workbench.raw_rows import json_rows_insert
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
@@ -74,7 +69,7 @@ def test_concurrent_starts_are_each_accepted_once_with_their_own_rows(live_flow)
     assert AnalyticsEvent.objects.filter(name="flow-invocation-accepted", flow=live_flow).count() == 12
 
 
-def test_a_taken_key_in_a_group_fails_only_its_own_start(live_flow) -> None:
+def test_a_taken_key_fails_only_its_own_start(live_flow) -> None:
     invocations_accept(
         flow=live_flow, mode="live", body={"targetUserIds": ["u"], "flowInvocationId": "k"}, source="api"
     )
@@ -102,74 +97,3 @@ def test_repeats_of_one_key_at_the_same_moment_start_once(live_flow) -> None:
     statuses = sorted(result.outcomes[0].status for result in results)
     assert statuses == ["accepted"] + ["duplicate"] * 9
     assert Invocation.objects.filter(flow=live_flow).count() == 1
-
-
-def test_the_writer_refuses_to_run_inside_a_transaction() -> None:
-    from django.db import transaction
-
-    rows = json_rows_insert([AnalyticsEvent(name="x", flow_invocation_id="", properties={})])
-    with transaction.atomic(), pytest.raises(RuntimeError, match="outside a transaction"):
-        group_commit.insert_durably([rows])
-
-
-def other_connections() -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return int(cursor.fetchone()[0])
-
-
-def test_stopping_the_writer_closes_its_connection_and_a_later_start_starts_another(live_flow) -> None:
-    invocations_accept(flow=live_flow, mode="live", body={"targetUserIds": ["a"]}, source="api")
-    with_writer = other_connections()
-
-    group_commit.stop()
-
-    assert wait_for(lambda: other_connections() == with_writer - 1)
-    invocations_accept(flow=live_flow, mode="live", body={"targetUserIds": ["b"]}, source="api")
-    assert Invocation.objects.filter(flow=live_flow).count() == 2
-
-
-def test_a_start_waiting_for_a_key_does_not_hold_up_the_other_starts_of_the_process(live_flow) -> None:
-    """Another transaction has inserted key "k" and not committed: a start reusing "k" must
-    wait for it, but not the starts behind it in the writer's queue."""
-    db = connection.settings_dict
-    holder = psycopg.connect(
-        host=db["HOST"] or "127.0.0.1", port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
-    )
-    template = Invocation.objects.filter(flow=live_flow)
-    invocations_accept(flow=live_flow, mode="live", body={"targetUserIds": ["x"]}, source="api")
-    existing = template.get()
-    holder.execute(
-        "INSERT INTO flows_invocation (environment_id, flow_id, mode, flow_invocation_id, source, status,"
-        " content_hash, request, definition, variables, notification_detail, metadata, card_options,"
-        " target_user_ids, ignored_user_ids, created_at)"
-        " SELECT environment_id, flow_id, mode, 'k', source, status, content_hash, request, definition, variables,"
-        " notification_detail, metadata, card_options, target_user_ids, ignored_user_ids, created_at"
-        " FROM flows_invocation WHERE id = %s",
-        [existing.pk],
-    )
-    waiting = threading.Thread(
-        target=lambda: (
-            invocations_accept(
-                flow=live_flow, mode="live", body={"targetUserIds": ["y"], "flowInvocationId": "k"}, source="api"
-            ),
-            connection.close(),
-        )
-    )
-    try:
-        waiting.start()
-        time.sleep(0.1)  # the keyed start is now waiting for the holder's transaction
-
-        started = time.monotonic()
-        invocations_accept(flow=live_flow, mode="live", body={"targetUserIds": ["z"]}, source="api")
-
-        assert time.monotonic() - started < 2
-        assert waiting.is_alive()
-    finally:
-        holder.rollback()
-        holder.close()
-        waiting.join(timeout=10)
-    assert set(template.values_list("flow_invocation_id", flat=True)) >= {"k"}
-    assert template.count() == 3
