@@ -211,6 +211,30 @@ def analytics_events(*, environment: Environment, flow: Flow | None = None) -> Q
     return events.order_by("-occurred_at", "-id")
 
 
+@dataclass(frozen=True)
+class FlowDeletion:
+    """What deleting a flow removes with it, shown before the owner confirms."""
+
+    versions: int
+    invocations: int
+    cards: int
+    triggers: int
+    live_triggers: int
+
+
+def flow_deletion_preview(*, flow: Flow) -> FlowDeletion:
+    # Triggers are counted through the flow's reverse relation (flows does not import triggers).
+    triggers = flow.triggers.values_list("mode", flat=True)
+    modes = list(triggers)
+    return FlowDeletion(
+        versions=flow.versions.count(),
+        invocations=flow.invocations.count(),
+        cards=flow.cards.count(),
+        triggers=len(modes),
+        live_triggers=sum(1 for mode in modes if mode == "live"),
+    )
+
+
 def environment_test_data_counts(*, environment: Environment) -> dict[str, int]:
     """What "Delete test data" would remove: test invocations, runs, cards and events."""
     return {

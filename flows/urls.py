@@ -18,6 +18,7 @@ urlpatterns: list[URLPattern] = [
     path("<int:flow_id>/preview", views.flow_preview, name="flow_preview"),
     path("<int:flow_id>/publish", views.flow_publish, name="flow_publish"),
     path("<int:flow_id>/archive", views.flow_archive, name="flow_archive"),
+    path("<int:flow_id>/delete", views.flow_delete, name="flow_delete"),
     path("<int:flow_id>/test", views.flow_send_test, name="flow_send_test"),
     path("<int:flow_id>/invocations/", views.flow_invocations, name="flow_invocations"),
 ]

@@ -223,6 +223,20 @@ def flow_archive(request: HttpRequest, flow_id: int) -> HttpResponse:
     return render(request, "flows/flow_archive.html", {"flow": flow})
 
 
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.OWNER)
+def flow_delete(request: HttpRequest, flow_id: int) -> HttpResponse:
+    """Deleting removes the flow with its history; the page says what goes before it is done."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    if request.method == "POST":
+        name = flow.name
+        services.flow_delete(flow=flow)
+        messages.success(request, f"“{name}” and everything it recorded are deleted.")
+        return redirect("flow_list", env=_environment(request).slug)
+    removed = selectors.flow_deletion_preview(flow=flow)
+    return render(request, "flows/flow_delete.html", {"flow": flow, "removed": removed})
+
+
 @require_POST
 @environment_page(Role.EDITOR)
 def flow_send_test(request: HttpRequest, flow_id: int) -> HttpResponse:

@@ -257,6 +257,35 @@ def test_archiving_asks_first_then_stops_all_starts(login, editor, flow):
     assert "Publish…" not in page
 
 
+def test_deleting_says_what_goes_first_then_removes_the_flow_and_its_history(login, owner, flow):
+    flow_publish(flow=flow)
+    invocations_accept(flow=flow, mode=Mode.LIVE, body={"targetUserIds": ["u1", "u2"]}, source="api")
+    client = login(owner)
+
+    confirm = client.get(f"{BASE}{flow.pk}/delete").content.decode()
+    deleted = client.post(f"{BASE}{flow.pk}/delete", follow=True)
+
+    assert "This cannot be undone" in confirm
+    assert "1 published version and the draft" in confirm
+    assert "1 invocation with their runs" in confirm
+    assert "1 trigger" in confirm  # the API trigger
+    assert "archive it</a> instead" in confirm
+    assert deleted.redirect_chain[-1][0] == BASE
+    assert "“Welcome” and everything it recorded are deleted." in deleted.content.decode()
+    assert not Flow.objects.filter(pk=flow.pk).exists()
+    assert not Invocation.objects.exists()
+    assert AnalyticsEvent.objects.filter(flow=None).exists()  # events stay, unlinked
+
+
+def test_only_owners_see_and_may_use_delete(login, owner, editor, flow):
+    assert "Delete…" in login(owner).get(f"{BASE}{flow.pk}/").content.decode()
+    editor_client = login(editor)
+    assert "Delete…" not in editor_client.get(f"{BASE}{flow.pk}/").content.decode()
+
+    assert editor_client.post(f"{BASE}{flow.pk}/delete").status_code == 403
+    assert Flow.objects.filter(pk=flow.pk).exists()
+
+
 # --- Roles ----------------------------------------------------------------------------------
 
 
@@ -279,6 +308,7 @@ def test_a_viewer_sees_the_flow_read_only_without_buttons(login, viewer, flow):
         ("{id}/preview", builder_post()),
         ("{id}/publish", {}),
         ("{id}/archive", {}),
+        ("{id}/delete", {}),
         ("{id}/test", {"user_ids": ["tester-1"]}),
         ("settings/analytics", {"include_test_data": "on"}),
         ("settings/test-data/delete", {}),
@@ -295,7 +325,17 @@ def test_a_viewer_gets_403_on_every_post(login, viewer, flow, path, data):
 
 @pytest.mark.parametrize(
     "path",
-    ["", "new", "{id}/", "{id}/publish", "{id}/archive", "{id}/invocations/", "feed/?user=u1", "settings/"],
+    [
+        "",
+        "new",
+        "{id}/",
+        "{id}/publish",
+        "{id}/archive",
+        "{id}/delete",
+        "{id}/invocations/",
+        "feed/?user=u1",
+        "settings/",
+    ],
 )
 def test_a_non_member_gets_404(login, outsider, flow, path):
     response = login(outsider).get(BASE + path.format(id=flow.pk))
