@@ -162,8 +162,7 @@ def _setup_context(
 ) -> dict[str, Any]:
     editable = _editable(request, trigger)
     if sample_form is None:
-        initial = {"sample": pretty_json(trigger.sample)} if trigger.sample is not None else {}
-        sample_form = SampleForm(initial=initial)
+        sample_form = _sample_form(trigger)
     if state is None:
         state = MappingState.from_config(trigger.config, _flow_variables(trigger))
     return {
@@ -380,12 +379,18 @@ def trigger_capture_status(request: HttpRequest, trigger_id: int) -> HttpRespons
         "sample_json": pretty_json(trigger.sample) if trigger.sample is not None else None,
         "properties": _properties(trigger),
         "out_of_band": capture["state"] == "captured",
+        "sample_form": _sample_form(trigger),
         **_capture_editing(request, trigger),
     }
     response = render(request, "triggers/_capture.html", context)
     if capture["state"] == "captured":
         response["HX-Trigger"] = "sample-changed"
     return response
+
+
+def _sample_form(trigger: Trigger) -> SampleForm:
+    """The paste form, holding the current sample to edit."""
+    return SampleForm(initial={"sample": pretty_json(trigger.sample)} if trigger.sample is not None else {})
 
 
 def _capture_editing(request: HttpRequest, trigger: Trigger) -> dict[str, bool]:

@@ -158,6 +158,10 @@ def test_capture_polling_shows_waiting_then_the_captured_sample(login, editor, p
     assert "ada@example.com" in body
     assert '<option value="$.order.email"></option>' in body
     assert captured["HX-Trigger"] == "sample-changed"
+    # The paste box now holds the captured sample to edit, not the one before it.
+    paste = body[body.index('id="sample-paste" hx-swap-oob="true"') :]
+    assert "Edit or paste another sample" in paste
+    assert "ada@example.com" in paste[paste.index("<textarea") :]
 
 
 def test_capture_polling_stops_when_the_window_expired(login, editor, pages_trigger):
