@@ -228,7 +228,8 @@ def invocations_accept(
     3. Write it all in ONE statement: the invocations, their acceptance events, for live
        starts the missing profiles, and the caller's companion rows. Nearly every start
        ends here. A given key that is already taken fails the statement, which writes
-       nothing, and then:
+       nothing; a request repeating accepted starts then gets their original results, and
+       any other:
     4. in a transaction, per start: insert under its key with a savepoint; an existing one
        with the same content is a duplicate, with other content a 409.
     5. After commit, hand the fan-outs to the batched publisher; if the broker is down the
@@ -241,12 +242,10 @@ def invocations_accept(
     try:
         definition, version_number, resolved = _checked_starts(flow, mode, starts)
     except FlowRefused:
-        repeats = _repeated_outcomes(flow, mode, starts)
-        if repeats is None:
+        repeated = _repeated(flow, mode, starts, companions)
+        if repeated is None:
             raise
-        if companions is not None:
-            _save_rows(companions(repeats))
-        return AcceptResult(outcomes=repeats)
+        return repeated
 
     test_users = _test_user_ids(flow.environment_id) if mode == Mode.TEST else set()
     invocations = [
@@ -261,11 +260,24 @@ def invocations_accept(
     except IntegrityError:
         if all(start.flow_invocation_id is None for start in starts):
             raise  # generated keys cannot be taken: this is some other failure
-        return _accept_one_by_one(invocations, starts, live_environment_id, companions)
+        # Mostly a sender retrying a delivery it was answered for: its original results.
+        repeated = _repeated(flow, mode, starts, companions)
+        return repeated or _accept_one_by_one(invocations, starts, live_environment_id, companions)
     accepted_ids = [invocation.pk for invocation in invocations]
     # Outside a transaction the statement has committed and this sends at once.
     transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
     return AcceptResult(outcomes=[_outcome(invocation, "accepted") for invocation in invocations])
+
+
+def _repeated(flow: Flow, mode: str, starts: list[StartRequest], companions: Companions | None) -> AcceptResult | None:
+    """The original results (with the caller's companion rows written) when every start
+    repeats an accepted one with the same content; None otherwise."""
+    repeats = _repeated_outcomes(flow, mode, starts)
+    if repeats is None:
+        return None
+    if companions is not None:
+        _save_rows(companions(repeats))
+    return AcceptResult(outcomes=repeats)
 
 
 def _checked_starts(
