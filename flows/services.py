@@ -449,7 +449,7 @@ def _insert_at_once(
             _save_rows(extra_rows)
         return
     parts = [
-        json_rows_insert(invocations, returning=("id", "flow", "mode", "flow_invocation_id")),
+        json_rows_insert(invocations, returning=("id", "flow_invocation_id")),
         json_rows_insert(_acceptance_events(invocations)),
     ]
     profiles = _missing_profiles(live_environment_id, invocations) if live_environment_id is not None else []
@@ -460,9 +460,9 @@ def _insert_at_once(
     savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     with savepoint:
         rows = insert_rows_together(parts)
-    ids = {(flow_id, mode, key): pk for pk, flow_id, mode, key in rows}
+    ids = dict((key, pk) for pk, key in rows)  # one flow and mode: keys are unique here
     for invocation in invocations:
-        invocation.pk = ids[(invocation.flow_id, invocation.mode, invocation.flow_invocation_id)]
+        invocation.pk = ids[invocation.flow_invocation_id]
         invocation._state.adding = False
         invocation._state.db = connection.alias
 
