@@ -219,19 +219,18 @@ class FlowDeletion:
     invocations: int
     cards: int
     triggers: int
-    live_triggers: int
+    live_webhooks: int  # whose senders get 404 from then on
 
 
 def flow_deletion_preview(*, flow: Flow) -> FlowDeletion:
-    # Triggers are counted through the flow's reverse relation (flows does not import triggers).
-    triggers = flow.triggers.values_list("mode", flat=True)
-    modes = list(triggers)
+    # Triggers are read through the flow's reverse relation: flows does not import triggers.
+    triggers = list(flow.triggers.values_list("type", "mode"))
     return FlowDeletion(
         versions=flow.versions.count(),
         invocations=flow.invocations.count(),
         cards=flow.cards.count(),
-        triggers=len(modes),
-        live_triggers=sum(1 for mode in modes if mode == "live"),
+        triggers=len(triggers),
+        live_webhooks=sum(1 for kind, mode in triggers if (kind, mode) == ("webhook", "live")),
     )
 
 

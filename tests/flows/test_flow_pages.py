@@ -268,7 +268,8 @@ def test_deleting_says_what_goes_first_then_removes_the_flow_and_its_history(log
     assert "This cannot be undone" in confirm
     assert "1 published version and the draft" in confirm
     assert "1 invocation with their runs" in confirm
-    assert "1 trigger" in confirm  # the API trigger
+    assert "1 trigger with its request log: API starts of this flow are answered 404" in confirm
+    assert "live webhook" not in confirm
     assert "archive it</a> instead" in confirm
     assert deleted.redirect_chain[-1][0] == BASE
     assert "“Welcome” and everything it recorded are deleted." in deleted.content.decode()

@@ -622,3 +622,12 @@ def test_an_outsider_gets_404_everywhere(login, outsider, pages_trigger, post_ho
         assert client.post(url, {"flow": pages_trigger.flow_id}).status_code == 404, url
     # Their own environment does not reach environment A's trigger either.
     assert client.get(f"/e/globex/triggers/{pages_trigger.pk}/").status_code == 404
+
+
+def test_deleting_a_flow_names_its_live_webhooks_whose_senders_get_404(login, owner, pages_trigger):
+    services.trigger_mode_set(trigger=pages_trigger, mode="live")
+
+    page = text(login(owner).get(f"/e/acme/flows/{pages_trigger.flow_id}/delete"))
+
+    assert "2 triggers with their request logs" in page  # the API trigger and the webhook
+    assert "the senders of <strong>1 live webhook</strong>" in page
