@@ -115,3 +115,16 @@ def test_rows_inserted_from_json_read_back_as_the_orm_wrote_them() -> None:
     stored_log = WebhookRequest.objects.get(pk=logged.pk)
     assert (stored_log.headers, stored_log.body, stored_log.errors) == (logged.headers, '{"a": 1}', None)
     assert (stored_log.status_code, stored_log.query) == (202, {})
+
+
+def test_with_prepared_statements_off_nothing_is_prepared(settings) -> None:
+    """DATABASE_PREPARED_STATEMENTS=0, for transaction-mode poolers such as PgBouncer."""
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    for number in range(3):
+        with prepared_cursor() as cursor:
+            cursor.execute("SELECT %s::int + 2", [number])
+            assert cursor.fetchone() == (number + 2,)
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'SELECT $1::int + 2%%'")
+        assert cursor.fetchone() == (0,)
