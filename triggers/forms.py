@@ -126,7 +126,12 @@ class SecurityForm(forms.Form):
 
 @dataclass
 class Leaf:
-    """One mapped value: a JSONPath into the body or a literal text; empty means not mapped."""
+    """One mapped value: a JSONPath into the body or a literal; empty means not mapped.
+
+    A literal is typed as text. What reads as JSON other than a string (42, true, null, a
+    list or an object) is that JSON value, and a text that would read so is shown in quotes
+    ("42"), so that a literal set through the API keeps its type when the page is saved.
+    """
 
     prefix: str  # the row's field names start with it
     label: str
@@ -140,9 +145,7 @@ class Leaf:
     @classmethod
     def from_spec(cls, spec: Any, **kwargs: Any) -> Leaf:
         if isinstance(spec, dict) and set(spec) == {"value"}:
-            value = spec["value"]
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            return cls(kind=LITERAL, value=text, **kwargs)
+            return cls(kind=LITERAL, value=_literal_text(spec["value"]), **kwargs)
         return cls(kind=PATH, value=spec if isinstance(spec, str) else "", **kwargs)
 
     @classmethod
@@ -157,7 +160,22 @@ class Leaf:
         return self.value != ""
 
     def spec(self) -> Any:
-        return {"value": self.value} if self.kind == LITERAL else self.value
+        return {"value": _literal_value(self.value)} if self.kind == LITERAL else self.value
+
+
+def _literal_value(text: str) -> Any:
+    """The literal a member typed: JSON when it reads as JSON, else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _literal_text(value: Any) -> str:
+    """How a literal is shown for editing; `_literal_value` of it gives the value back."""
+    if isinstance(value, str) and _literal_value(value) == value:
+        return value
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _is_leaf(spec: Any) -> bool:

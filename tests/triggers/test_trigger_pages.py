@@ -201,6 +201,46 @@ def test_a_structured_mapping_is_saved_from_the_builder(login, editor, pages_tri
     assert "Mapping saved." in page
 
 
+@pytest.mark.parametrize(
+    ("typed", "saved"),
+    [
+        ("shop", "shop"),
+        ("42", 42),
+        ("true", True),
+        ('["a", "b"]', ["a", "b"]),
+        ('"42"', "42"),
+        ("5 apples", "5 apples"),
+    ],
+)
+def test_a_literal_reads_as_json_when_it_is_json_else_as_text(login, editor, pages_trigger, typed, saved):
+    metadata = {"meta-0-name": "source", "meta-0-kind": "literal", "meta-0-value": typed}
+
+    login(editor).post(setup_url(pages_trigger), builder_post(**metadata))
+
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["mapping"]["structured"]["metadata"] == {"source": {"value": saved}}
+
+
+def test_saving_the_page_keeps_the_types_of_literals_set_through_the_api(login, editor, pages_trigger):
+    structured = {
+        "targetUserIds": "$.customer.id",
+        "flowInvocationId": "$.delivery.id",
+        "variables": {"firstName": "$.customer.first_name"},
+        "metadata": {"priority": {"value": 3}, "code": {"value": "007"}, "count": {"value": "3"}},
+    }
+    services.webhook_trigger_update(trigger=pages_trigger, mapping={"type": "structured", "structured": structured})
+    client = login(editor)
+    page = text(client.get(setup_url(pages_trigger)))
+    fields = dict(re.findall(r'name="(meta-\d+-(?:name|kind|value))" value="([^"]*)"', page))
+    post = {key: value.replace("&quot;", '"') for key, value in fields.items()}
+    post.update({key: "literal" for key in [f"meta-{i}-kind" for i in range(3)]})
+
+    client.post(setup_url(pages_trigger), builder_post(**post))
+
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["mapping"]["structured"]["metadata"] == structured["metadata"]
+
+
 def test_a_mapping_error_is_shown_next_to_its_field_and_nothing_is_saved(login, editor, pages_trigger):
     response = login(editor).post(setup_url(pages_trigger), builder_post(**{"target-value": "customer.id"}))
 
