@@ -227,9 +227,8 @@ def invocations_accept(
     2. Test starts keep only test users.
     3. Write it all in ONE statement: the invocations, their acceptance events, for live
        starts the missing profiles, and the caller's companion rows. Nearly every start
-       ends here. A given key that is already taken fails the statement, which writes
-       nothing; a request repeating accepted starts then gets their original results, and
-       any other:
+       ends here. A given key that is already taken leaves the statement without effect;
+       a request repeating accepted starts then gets their original results, and any other:
     4. in a transaction, per start: insert under its key with a savepoint; an existing one
        with the same content is a duplicate, with other content a 409.
     5. After commit, hand the fan-outs to the batched publisher; if the broker is down the
@@ -255,11 +254,14 @@ def invocations_accept(
     for invocation in invocations:
         _keep_test_users_only(invocation, test_users)
     live_environment_id = flow.environment_id if mode == Mode.LIVE else None
+    keyed = any(start.flow_invocation_id is not None for start in starts)
     try:
-        _insert_at_once(invocations, live_environment_id, companions)
+        inserted = _insert_at_once(invocations, live_environment_id, companions, keyed=keyed)
     except IntegrityError:
-        if all(start.flow_invocation_id is None for start in starts):
+        if not keyed:
             raise  # generated keys cannot be taken: this is some other failure
+        inserted = False
+    if not inserted:
         # Mostly a sender retrying a delivery it was answered for: its original results.
         repeated = _repeated(flow, mode, starts, companions)
         return repeated or _accept_one_by_one(invocations, starts, live_environment_id, companions)
@@ -427,15 +429,17 @@ def _outcome(invocation: Invocation, status: str) -> StartOutcome:
 
 
 def _insert_at_once(
-    invocations: list[Invocation], live_environment_id: int | None, companions: Companions | None
-) -> None:
+    invocations: list[Invocation], live_environment_id: int | None, companions: Companions | None, *, keyed: bool
+) -> bool:
     """Insert the invocations, their acceptance events, for live starts the missing profiles,
     and the companion rows, in ONE statement (workbench.raw_rows.insert_rows_together).
 
-    All of it is durable when this returns, or none of it (a taken key raises IntegrityError
-    and writes nothing). Outside a transaction the statement is its own transaction; inside
-    one, a savepoint keeps a failure from breaking the caller's transaction. Other databases
-    (SQLite, the embedded default) take the same rows in a transaction.
+    All of it is durable when this returns True, or none of it: a taken key returns False
+    (one keyed start, the usual sender retry: ON CONFLICT DO NOTHING, and the rest only if
+    the invocation was inserted) or raises IntegrityError (several starts, or SQLite).
+    Outside a transaction the statement is its own transaction; inside one, a savepoint
+    keeps a failure from breaking the caller's transaction. Other databases (SQLite, the
+    embedded default) take the same rows in a transaction.
     """
     outcomes = [_outcome(invocation, "accepted") for invocation in invocations]
     extra_rows = list(companions(outcomes)) if companions is not None else []
@@ -447,9 +451,10 @@ def _insert_at_once(
             if live_environment_id is not None:
                 _create_missing_profiles(live_environment_id, invocations)
             _save_rows(extra_rows)
-        return
+        return True
+    one_keyed = keyed and len(invocations) == 1
     parts = [
-        json_rows_insert(invocations, returning=("id", "flow_invocation_id")),
+        json_rows_insert(invocations, returning=("id", "flow_invocation_id"), ignore_conflicts=one_keyed),
         json_rows_insert(_acceptance_events(invocations)),
     ]
     profiles = _missing_profiles(live_environment_id, invocations) if live_environment_id is not None else []
@@ -459,12 +464,15 @@ def _insert_at_once(
     # Inside a transaction, a savepoint: a taken key must not break the caller's transaction.
     savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     with savepoint:
-        rows = insert_rows_together(parts)
+        rows = insert_rows_together(parts, only_if_first_inserts=one_keyed)
+    if not rows:
+        return False
     ids = dict((key, pk) for pk, key in rows)  # one flow and mode: keys are unique here
     for invocation in invocations:
         invocation.pk = ids[invocation.flow_invocation_id]
         invocation._state.adding = False
         invocation._state.db = connection.alias
+    return True
 
 
 def _by_model(rows: Sequence[Model]) -> list[list[Model]]:

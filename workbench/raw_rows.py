@@ -84,7 +84,8 @@ _JSON, _PLAIN, _PREPARED = "json", "plain", "prepared"
 @dataclass(frozen=True)
 class _JsonRowsShape:
     fields: list[tuple[Field[Any, Any], str]]  # with how its value is written: _JSON, _PLAIN or _PREPARED
-    sql: str
+    select: str  # INSERT … SELECT … FROM jsonb_populate_recordset(…)
+    suffix: str  # ON CONFLICT …, RETURNING …
 
 
 def _kind(field: Field[Any, Any]) -> str:
@@ -99,23 +100,27 @@ def _json_rows_shape(model: type[Model], returning: tuple[str, ...], ignore_conf
     fields = [field for field in opts.concrete_fields if not field.generated and field is not opts.auto_field]
     quote = connection.ops.quote_name
     table, columns = quote(opts.db_table), ", ".join(quote(field.column) for field in fields)
-    sql = (  # only quoted names from the model's metadata are formatted in
+    select = (  # only quoted names from the model's metadata are formatted in
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"  # noqa: S608
     )
-    if ignore_conflicts:
-        sql += " ON CONFLICT DO NOTHING"
+    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
     if returning:
         returned = [cast("Field[Any, Any]", opts.get_field(name)).column for name in returning]
-        sql += " RETURNING " + ", ".join(quote(column) for column in returned)
-    return _JsonRowsShape(fields=[(field, _kind(field)) for field in fields], sql=sql)
+        suffix += " RETURNING " + ", ".join(quote(column) for column in returned)
+    return _JsonRowsShape(fields=[(field, _kind(field)) for field in fields], select=select, suffix=suffix)
 
 
 @dataclass(frozen=True)
 class RowsInsert:
     """An INSERT of rows of one model that reads them from one jsonb parameter, unsent."""
 
-    sql: str
+    select: str
+    suffix: str
     records: list[dict[str, Any]]
+
+    def sql(self, condition: str = "") -> str:
+        """The statement, inserting its rows only where `condition` (SQL) holds, if given."""
+        return f"{self.select} WHERE {condition}{self.suffix}" if condition else f"{self.select}{self.suffix}"
 
 
 def json_rows_insert(
@@ -145,20 +150,23 @@ def json_rows_insert(
                     value = value.isoformat()
             record[field.column] = value
         records.append(record)
-    return RowsInsert(sql=shape.sql, records=records)
+    return RowsInsert(select=shape.select, suffix=shape.suffix, records=records)
 
 
-def insert_rows_together(parts: Sequence[RowsInsert]) -> list[tuple[Any, ...]]:
+def insert_rows_together(parts: Sequence[RowsInsert], *, only_if_first_inserts: bool = False) -> list[tuple[Any, ...]]:
     """Run the inserts as ONE statement (data-modifying CTEs, prepared) and return the rows
     the first one returns. Parts of the same statement text are merged into one.
 
     One statement is atomic by itself: all of it is written, or nothing (a unique
     violation anywhere fails the whole). Outside a transaction it is its own transaction:
-    no BEGIN and COMMIT round trips.
+    no BEGIN and COMMIT round trips. With `only_if_first_inserts`, the other parts write
+    their rows only if the first part inserted rows (one that skips a conflicting row with
+    ON CONFLICT DO NOTHING and returns none leaves the whole statement without effect).
     """
     merged: dict[str, list[dict[str, Any]]] = {}
-    for part in parts:
-        merged.setdefault(part.sql, []).extend(part.records)
+    for index, part in enumerate(parts):
+        gated = only_if_first_inserts and index > 0
+        merged.setdefault(part.sql("EXISTS (SELECT 1 FROM part_0)" if gated else ""), []).extend(part.records)
     ctes = ", ".join(f"part_{index} AS ({sql})" for index, sql in enumerate(merged))
     with prepared_cursor() as cursor:
         # Only SQL built from the models' metadata; the rows are parameters.
