@@ -441,8 +441,9 @@ def _insert_at_once(
     keeps a failure from breaking the caller's transaction. Other databases (SQLite, the
     embedded default) take the same rows in a transaction.
     """
-    outcomes = [_outcome(invocation, "accepted") for invocation in invocations]
-    extra_rows = list(companions(outcomes)) if companions is not None else []
+    extra_rows: list[Model] = []
+    if companions is not None:
+        extra_rows = list(companions([_outcome(invocation, "accepted") for invocation in invocations]))
     if connection.vendor != "postgresql":  # data-modifying CTEs are PostgreSQL's
         with transaction.atomic():
             for invocation in invocations:
