@@ -42,7 +42,7 @@ def print_table(results: Sequence[Result]) -> None:
             f"{format_rate(result.measured)} {result.unit}",
             f"{format_rate(result.reference)} {result.unit} ({result.reference_name})",
             f"{result.ratio:.3f}",
-            f">= {result.goal:g} {'PASS' if result.passed else 'BELOW'}",
+            "(scale)" if result.goal is None else f">= {result.goal:g} {'PASS' if result.passed else 'BELOW'}",
         ]
         for result in results
     ]

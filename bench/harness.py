@@ -7,10 +7,11 @@ the same machine, so that the ratio between them means something on a noisy mach
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -18,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 T = TypeVar("T")
 
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_workbench"
+# The table of the "durable floor" references (bench/bare_urls.py): the body and a primary key.
+DURABLE_FLOOR_TABLE = "bench_durable_floor"
 
 
 class BenchError(Exception):
@@ -29,7 +32,7 @@ class Result:
     """One line of the table: a measured rate next to the reference rate from the same run.
 
     Rates are "higher is better" (items per second); `goal` is the lowest acceptable
-    measured/reference ratio.
+    measured/reference ratio, or None for a line that only gives a scale (a floor).
     """
 
     name: str
@@ -37,7 +40,7 @@ class Result:
     measured: float
     reference: float
     reference_name: str
-    goal: float
+    goal: float | None
 
     @property
     def ratio(self) -> float:
@@ -45,7 +48,7 @@ class Result:
 
     @property
     def passed(self) -> bool:
-        return self.ratio >= self.goal
+        return self.goal is None or self.ratio >= self.goal
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,22 @@ def prepare_database(*, fresh: bool = False) -> str:
             "Rerun with --fresh to drop and recreate the benchmark database."
         ) from error
     return url
+
+
+@contextlib.contextmanager
+def durable_floor_table() -> Iterator[None]:
+    """The table the durable-floor references write to, dropped afterwards (leave this block
+    only once the server that wrote to it has stopped)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {DURABLE_FLOOR_TABLE}")
+        cursor.execute(f"CREATE TABLE {DURABLE_FLOOR_TABLE} (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {DURABLE_FLOOR_TABLE}")
 
 
 def empty_scratch_environment(environment: Any) -> None:
