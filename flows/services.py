@@ -225,14 +225,15 @@ def invocations_accept(
        pick the definition: the draft for tests, the latest version for live (409s). A
        request that only repeats accepted starts gets their original results instead.
     2. Test starts keep only test users.
-    3. Write it all in ONE statement: the invocations, their acceptance events, for live
-       starts the missing profiles, and the caller's companion rows. Nearly every start
-       ends here. A given key that is already taken leaves the statement without effect;
-       a request repeating accepted starts then gets their original results, and any other:
+    3. Write the invocations and the caller's companion rows in ONE statement. Nearly
+       every start ends here. A given key that is already taken leaves the statement
+       without effect; a request repeating accepted starts then gets their original
+       results, and any other:
     4. in a transaction, per start: insert under its key with a savepoint; an existing one
        with the same content is a duplicate, with other content a 409.
     5. After commit, hand the fan-outs to the batched publisher; if the broker is down the
-       sweep sends them later.
+       sweep sends them later. The fan-out records the acceptance event and creates the
+       missing profiles (`invocation_fan_out`): the answer waits only for the invocation.
     """
     try:
         starts = parse_start_requests(body)
@@ -253,10 +254,9 @@ def invocations_accept(
     ]
     for invocation in invocations:
         _keep_test_users_only(invocation, test_users)
-    live_environment_id = flow.environment_id if mode == Mode.LIVE else None
     keyed = any(start.flow_invocation_id is not None for start in starts)
     try:
-        inserted = _insert_at_once(invocations, live_environment_id, companions, keyed=keyed)
+        inserted = _insert_at_once(invocations, companions, keyed=keyed)
     except IntegrityError:
         if not keyed:
             raise  # generated keys cannot be taken: this is some other failure
@@ -264,7 +264,7 @@ def invocations_accept(
     if not inserted:
         # Mostly a sender retrying a delivery it was answered for: its original results.
         repeated = _repeated(flow, mode, starts, companions)
-        return repeated or _accept_one_by_one(invocations, starts, live_environment_id, companions)
+        return repeated or _accept_one_by_one(invocations, starts, companions)
     accepted_ids = [invocation.pk for invocation in invocations]
     # Outside a transaction the statement has committed and this sends at once.
     transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
@@ -302,7 +302,6 @@ def _checked_starts(
 def _accept_one_by_one(
     invocations: list[Invocation],
     starts: list[StartRequest],
-    live_environment_id: int | None,
     companions: Companions | None,
 ) -> AcceptResult:
     """The path of a request that reuses a key: each start under its key, in one transaction."""
@@ -316,9 +315,6 @@ def _accept_one_by_one(
             if outcome.status == "accepted":
                 accepted.append(invocation)
         if accepted:
-            _record_acceptance(accepted)
-            if live_environment_id is not None:
-                _create_missing_profiles(live_environment_id, accepted)
             accepted_ids = [invocation.pk for invocation in accepted]
             transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
         if companions is not None:
@@ -428,11 +424,9 @@ def _outcome(invocation: Invocation, status: str) -> StartOutcome:
     )
 
 
-def _insert_at_once(
-    invocations: list[Invocation], live_environment_id: int | None, companions: Companions | None, *, keyed: bool
-) -> bool:
-    """Insert the invocations, their acceptance events, for live starts the missing profiles,
-    and the companion rows, in ONE statement (workbench.raw_rows.insert_rows_together).
+def _insert_at_once(invocations: list[Invocation], companions: Companions | None, *, keyed: bool) -> bool:
+    """Insert the invocations and the companion rows in ONE statement
+    (workbench.raw_rows.insert_rows_together).
 
     All of it is durable when this returns True, or none of it: a taken key returns False
     (one keyed start, the usual sender retry: ON CONFLICT DO NOTHING, and the rest only if
@@ -448,19 +442,10 @@ def _insert_at_once(
         with transaction.atomic():
             for invocation in invocations:
                 invocation.save()
-            _record_acceptance(invocations)
-            if live_environment_id is not None:
-                _create_missing_profiles(live_environment_id, invocations)
             _save_rows(extra_rows)
         return True
     one_keyed = keyed and len(invocations) == 1
-    parts = [
-        json_rows_insert(invocations, returning=("id", "flow_invocation_id"), ignore_conflicts=one_keyed),
-        json_rows_insert(_acceptance_events(invocations)),
-    ]
-    profiles = _missing_profiles(live_environment_id, invocations) if live_environment_id is not None else []
-    if profiles:
-        parts.append(json_rows_insert(profiles, ignore_conflicts=True))
+    parts = [json_rows_insert(invocations, returning=("id", "flow_invocation_id"), ignore_conflicts=one_keyed)]
     parts.extend(json_rows_insert(rows) for rows in _by_model(extra_rows))
     # Inside a transaction, a savepoint: a taken key must not break the caller's transaction.
     savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
@@ -488,39 +473,6 @@ def _save_rows(rows: Sequence[Model]) -> None:
         type(same_model[0])._default_manager.bulk_create(same_model)
 
 
-def _record_acceptance(invocations: list[Invocation]) -> None:
-    AnalyticsEvent.objects.bulk_create(_acceptance_events(invocations))
-
-
-def _acceptance_events(invocations: list[Invocation]) -> list[AnalyticsEvent]:
-    return [
-        AnalyticsEvent(
-            environment_id=invocation.environment_id,
-            name="flow-invocation-accepted",
-            flow_id=invocation.flow_id,
-            flow_invocation_id=invocation.flow_invocation_id,
-            test=invocation.is_test,
-            properties={"source": invocation.source, "targetCount": len(invocation.target_user_ids)},
-            occurred_at=invocation.created_at,
-        )
-        for invocation in invocations
-    ]
-
-
-def _create_missing_profiles(environment_id: int, invocations: list[Invocation]) -> None:
-    Customer.objects.bulk_create(_missing_profiles(environment_id, invocations), ignore_conflicts=True, batch_size=1000)
-
-
-def _missing_profiles(environment_id: int, invocations: list[Invocation]) -> list[Customer]:
-    """A live start to a userId with no profile creates a minimal one (the insert ignores
-    existing ones). In userId order, so that concurrent starts lock rows in the same order."""
-    user_ids = sorted({user_id for invocation in invocations for user_id in invocation.target_user_ids})
-    now = timezone.now()
-    return [
-        Customer(environment_id=environment_id, user_id=user_id, created_at=now, updated_at=now) for user_id in user_ids
-    ]
-
-
 def _send_fan_outs(invocation_ids: Iterable[int]) -> None:
     from .tasks import fan_out_invocations  # tasks import services; import here to avoid a cycle
 
@@ -530,8 +482,25 @@ def _send_fan_outs(invocation_ids: Iterable[int]) -> None:
 # --- Execution ----------------------------------------------------------------------------
 
 
+def _create_missing_profiles(environment_id: int, user_ids: list[str], now: Any) -> None:
+    """A live start to a userId with no profile creates a minimal one (existing ones are
+    left alone). In userId order, so that concurrent fan-outs lock rows in the same order."""
+    profiles = [
+        Customer(environment_id=environment_id, user_id=user_id, created_at=now, updated_at=now)
+        for user_id in sorted(set(user_ids))
+    ]
+    Customer.objects.bulk_create(profiles, ignore_conflicts=True, batch_size=1000)
+
+
 def invocation_fan_out(*, invocation_id: int) -> list[list[int]]:
-    """Create one run per target user (at most once, whatever happens) and return run chunks.
+    """Take up an accepted invocation, at most once whatever happens, and return run chunks.
+
+    1. Lock the invocation; only one in status accepted is taken up.
+    2. Record its `flow-invocation-accepted` event (at the time it was accepted) and, for a
+       live one, the minimal profiles of target users who have none. They are written here
+       rather than with the acceptance so that a start's answer waits for one row only.
+    3. Create one run per target user and mark the invocation running (or completed, with
+       no targets).
 
     Idempotent: a second call finds the invocation already running and only returns the
     chunks of runs still queued, so a redelivered message resends their execution.
@@ -542,6 +511,17 @@ def invocation_fan_out(*, invocation_id: int) -> list[list[int]]:
             return []
         if invocation.status == InvocationStatus.ACCEPTED:
             now = timezone.now()
+            AnalyticsEvent.objects.create(
+                environment_id=invocation.environment_id,
+                name="flow-invocation-accepted",
+                flow_id=invocation.flow_id,
+                flow_invocation_id=invocation.flow_invocation_id,
+                test=invocation.is_test,
+                properties={"source": invocation.source, "targetCount": len(invocation.target_user_ids)},
+                occurred_at=invocation.created_at,
+            )
+            if not invocation.is_test:
+                _create_missing_profiles(invocation.environment_id, invocation.target_user_ids, now)
             # Under the invocation's lock, in status accepted, none of its runs exists yet.
             insert_new_rows(
                 FlowRun,

@@ -14,9 +14,10 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
+from customers.models import Customer
 from flows import services, tasks
 from flows.models import AnalyticsEvent, Card, Flow, FlowRun, Invocation, InvocationStatus, Mode, RunStatus
-from tests.factories import TestUserFactory
+from tests.factories import CustomerFactory, TestUserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -67,6 +68,25 @@ def test_fan_out_creates_exactly_one_run_per_target_even_when_called_twice(flow)
     assert first == second == [sorted(runs.values_list("pk", flat=True))]
     invocation.refresh_from_db()
     assert invocation.status == InvocationStatus.RUNNING
+
+
+def test_the_fan_out_records_the_acceptance_and_the_missing_profiles_once(flow, frozen_now):
+    CustomerFactory(environment=flow.environment, user_id="known", name="Known Person")
+    invocation = accept(flow, ["known", "brand-new"])
+    assert not AnalyticsEvent.objects.exists()  # the answer waited for the invocation alone
+    assert not Customer.objects.filter(user_id="brand-new").exists()
+
+    with frozen_now(invocation.created_at + timedelta(minutes=5)):  # a worker that was down
+        services.invocation_fan_out(invocation_id=invocation.pk)
+        services.invocation_fan_out(invocation_id=invocation.pk)  # a redelivered message
+
+    event = AnalyticsEvent.objects.get(name="flow-invocation-accepted")
+    assert (event.flow_invocation_id, event.test) == (invocation.flow_invocation_id, False)
+    assert event.occurred_at == invocation.created_at  # when it was accepted, not taken up
+    assert event.properties == {"source": "api", "targetCount": 2}
+    assert Customer.objects.get(user_id="brand-new").name is None
+    assert Customer.objects.get(user_id="known").name == "Known Person"
+    assert Customer.objects.count() == 2
 
 
 def test_fan_out_after_the_runs_executed_sends_nothing_again(flow):

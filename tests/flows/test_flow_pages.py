@@ -257,9 +257,12 @@ def test_archiving_asks_first_then_stops_all_starts(login, editor, flow):
     assert "Publish…" not in page
 
 
-def test_deleting_says_what_goes_first_then_removes_the_flow_and_its_history(login, owner, flow):
+def test_deleting_says_what_goes_first_then_removes_the_flow_and_its_history(
+    login, owner, flow, django_capture_on_commit_callbacks
+):
     flow_publish(flow=flow)
-    invocations_accept(flow=flow, mode=Mode.LIVE, body={"targetUserIds": ["u1", "u2"]}, source="api")
+    with django_capture_on_commit_callbacks(execute=True):  # the runs and events happen
+        invocations_accept(flow=flow, mode=Mode.LIVE, body={"targetUserIds": ["u1", "u2"]}, source="api")
     client = login(owner)
 
     confirm = client.get(f"{BASE}{flow.pk}/delete").content.decode()
@@ -571,8 +574,9 @@ def test_the_admin_lists_every_flow_model(admin_client, env_a, flow, model, djan
     assert response.context["cl"].result_count >= 1
 
 
-def test_analytics_events_are_append_only_in_the_admin(admin_client, env_a, flow):
-    invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["someone"]}, source="api")
+def test_analytics_events_are_append_only_in_the_admin(admin_client, env_a, flow, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks(execute=True):  # the fan-out records the acceptance
+        invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["someone"]}, source="api")
     event = AnalyticsEvent.objects.get()
 
     assert admin_client.get("/admin/flows/analyticsevent/add/").status_code == 403
