@@ -2,10 +2,10 @@
 
 The measured side is `POST /api/v1/{env}/action-flow/{flowId}/start` with an events token:
 a published flow of one send_card step, one distinct userId per request, no flowInvocationId,
-so every request is accepted, made durable in one statement (invocation, analytics event,
-customer profile) and its fan-out published to Redis by the process's batching thread.
-No Celery worker runs: the runs are not part of this figure, and the messages are dropped
-with the run's own queue afterwards.
+so every request is accepted, its invocation made durable in one statement, and its fan-out
+published to Redis by the process's batching thread. No Celery worker runs: the fan-out (the
+acceptance event, the customer's profile, the runs) is not part of this figure, and the
+messages are dropped with the run's own queue afterwards.
 
 The reference is `POST /bench/bare` (bench/bare_urls.py) served by the same gunicorn
 processes: DRF parses the same JSON and answers 202 with the same envelope, with no

@@ -5,10 +5,11 @@ flow, configured as a sender would configure it: a Stripe-style HMAC-SHA256 sign
 (`Stripe-Signature: t=<timestamp>,v1=<hex digest of "timestamp.body">`, 300 s tolerance) and
 a structured mapping (JSONPath into the body for the target, the delivery id and a variable).
 Every request is a distinct delivery of a distinct customer, so each one is verified, mapped,
-accepted durably on PostgreSQL in one statement (invocation, customer profile, analytics
-events, request log) and its fan-out published to Redis by the process's batching thread.
-No Celery worker runs: the runs are not part of this figure, and the messages are dropped
-with the run's own queue afterwards.
+accepted durably on PostgreSQL in one statement (the invocation, the request log entry and
+its webhook-received event) and its fan-out published to Redis by the process's batching
+thread. No Celery worker runs: the fan-out (the acceptance event, the customer's profile,
+the runs) is not part of this figure, and the messages are dropped with the run's own
+queue afterwards.
 
 wrk's Lua has no HMAC, so the signed requests are made here, before each window, from the
 current time (well within the tolerance), written one a line to a file that wrk's script
