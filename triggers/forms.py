@@ -15,6 +15,8 @@ from typing import Any
 from django import forms
 from django.http import QueryDict
 
+from workbench.json_values import UnstorableJSON, loads_storable
+
 from .mapping import PRESETS
 
 MAPPING_TYPES = (
@@ -35,9 +37,9 @@ def pretty_json(value: Any) -> str:
 def parse_json_text(text: str) -> tuple[Any, str | None]:
     """The parsed JSON, or the reason it is not JSON, said where a member can find it."""
     try:
-        return json.loads(text), None
-    except json.JSONDecodeError as error:
-        return None, f"This is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})."
+        return loads_storable(text), None
+    except UnstorableJSON as error:
+        return None, str(error)
 
 
 # --- The sample -----------------------------------------------------------------------------

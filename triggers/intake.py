@@ -9,7 +9,6 @@ Members replay logged and held requests through the same steps after the securit
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from functools import cache
@@ -24,7 +23,7 @@ from flows.models import AnalyticsEvent, Flow
 from flows.selectors import FlowStartColumns, flow_start_columns
 from flows.services import FlowRefused, StartOutcome, invocations_accept
 from flows.start_requests import InvalidStartRequest, parse_start_requests
-from workbench.json_values import holds_nul
+from workbench.json_values import UnstorableJSON, check_storable, loads_storable
 from workbench.raw_rows import ModelColumns, prepared_cursor
 
 from . import services
@@ -129,9 +128,10 @@ def _capture_sample(trigger: Trigger, request: IncomingRequest) -> Answer | None
     """While capture is armed, the next JSON request becomes the sample, unchecked, and starts nothing."""
     if trigger.capture_until is None or trigger.capture_until <= request.received_at:
         return None
-    body = _parse_json(request.body)
-    if body is _NOT_JSON:
-        return Answer.refused(400, "invalid_payload", "The body is not JSON; capture stays armed.")
+    try:
+        body = loads_storable(request.body)
+    except UnstorableJSON as error:
+        return Answer.refused(400, "invalid_payload", f"{error} Capture stays armed.")
     captured = Trigger.objects.filter(pk=trigger.pk, capture_until__gt=request.received_at).update(
         sample=body, capture_until=None
     )
@@ -152,9 +152,10 @@ def _check_and_process(trigger: Trigger, request: IncomingRequest, source_ip: st
             verify_signature(signature, request.headers, request.body, now=time.time())
         except SignatureInvalid as invalid:
             return Answer.refused(401, "signature_invalid", f"The signature is not valid: {invalid.reason}")
-    body = _parse_json(request.body)
-    if body is _NOT_JSON:
-        return Answer.refused(400, "invalid_payload", "The body is not JSON.")
+    try:
+        body = loads_storable(request.body)
+    except UnstorableJSON as error:
+        return Answer.refused(400, "invalid_payload", str(error))
     if trigger.mode == TriggerMode.PAUSED:
         return _held()
     if trigger.config.get("shapeCheck") and trigger.sample is not None:
@@ -208,10 +209,10 @@ def _mapped(trigger: Trigger, webhook_input: WebhookInput) -> Any:
         mapped = apply_mapping(trigger.config.get("mapping") or services.DEFAULT_MAPPING, webhook_input)
     except MappingError as failed:
         return Answer.refused(422, "mapping_failed", "The mapping failed.", {"mapping": failed.errors})
-    if holds_nul(mapped):  # a script can make one; the start could not be stored
-        return Answer.refused(
-            422, "mapping_failed", "The mapping failed.", {"mapping": ["The output holds a NUL character (\\u0000)."]}
-        )
+    try:
+        check_storable(mapped)  # a script can make what the start could not store
+    except UnstorableJSON as error:
+        return Answer.refused(422, "mapping_failed", "The mapping failed.", {"mapping": [f"The output: {error}"]})
     return mapped
 
 
@@ -241,21 +242,6 @@ def _accepted(outcomes: list[Any], mode: str) -> Answer:
         mode=mode,
         flow_invocation_id=ids[0],
     )
-
-
-_NOT_JSON = object()
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return _NOT_JSON
-    # PostgreSQL stores no U+0000 in text or jsonb: a body holding one (written \u0000) could be
-    # neither captured nor started, so it is refused like a body that is not JSON.
-    if b"\\u0000" in raw and holds_nul(body):
-        return _NOT_JSON
-    return body
 
 
 def _storable(value: Any) -> Any:
@@ -359,11 +345,12 @@ def request_replay(*, trigger: Trigger, logged: WebhookRequest) -> Answer:
     replayed on its own leaves the held ones, so that held_replay does not start it again."""
     mode = _effective_mode(trigger)
     request = _stored_request(logged)
-    body = _parse_json(request.body)
     with transaction.atomic():
         WebhookRequest.objects.filter(pk=logged.pk, held_state=HeldState.HELD).update(held_state=HeldState.REPLAYED)
-        if body is _NOT_JSON:
-            answer = Answer.refused(400, "invalid_payload", "The logged body is not JSON.")
+        try:
+            body = loads_storable(request.body)
+        except UnstorableJSON as error:
+            answer = Answer.refused(400, "invalid_payload", f"The logged body cannot be started: {error}")
         else:
             answer = _map_and_accept(trigger, request, logged.source_ip, body, mode=mode, replay_of=logged)
         if answer.outcome not in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):

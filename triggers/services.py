@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from flows.models import AnalyticsEvent, Flow
 from workbench.errors import Refused
-from workbench.json_values import holds_nul
+from workbench.json_values import UnstorableJSON, check_storable
 
 from .ip_allowlist import InvalidAllowlist, validate_allowlist
 from .mapping import InvalidMappingConfig, validate_mapping_config
@@ -109,9 +109,10 @@ def _clean_security(security: Any, current: dict[str, Any], errors: dict[str, li
 
 
 def _check_sample(sample: Any) -> None:
-    if holds_nul(sample):
-        errors = {"sample": ["A NUL character (\\u0000) cannot be kept."]}
-        raise TriggerRefused(400, "invalid_request", "The sample is not valid.", errors)
+    try:
+        check_storable(sample)
+    except UnstorableJSON as error:
+        raise TriggerRefused(400, "invalid_request", "The sample is not valid.", {"sample": [str(error)]}) from error
 
 
 def webhook_trigger_create(

@@ -7,14 +7,17 @@ from typing import Any
 from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
-from .json_values import holds_nul
+from .json_values import UnstorableJSON, loads_storable
 
 
 class StorableJSONParser(JSONParser):
-    """A body whose strings hold U+0000 (written \\u0000) is a 400, not a database error."""
+    """Strict JSON that the database can store (`json_values.loads_storable`): NaN,
+    Infinity, 1e999, U+0000, lone surrogates and nesting past 100 levels are a 400
+    invalid_json, not a database error or a RecursionError."""
 
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
-        data = super().parse(stream, media_type, parser_context)
-        if holds_nul(data):
-            raise ParseError("Strings may not contain the NUL character (\\u0000).")
-        return data
+        raw = stream.read() if stream is not None else b""
+        try:
+            return loads_storable(raw)
+        except UnstorableJSON as error:
+            raise ParseError(str(error)) from error

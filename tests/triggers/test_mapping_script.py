@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import Any
@@ -207,20 +208,6 @@ def test_error_subclasses_may_still_name_themselves() -> None:
     assert failure(script) == ["The script threw MissingCustomer: the event has no customer."]
 
 
-def test_each_thread_uses_its_own_warm_context() -> None:
-    results: list[Any] = []
-
-    def worker() -> None:
-        results.append((run(ECHO, webhook({"user": "from-thread"})), script_module.cached_context_count()))
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join()
-
-    assert results == [({"targetUserIds": ["from-thread"], "variables": {"method": "POST"}}, 1)]
-    assert run(ECHO)["targetUserIds"] == ["user-1"]
-
-
 def test_concurrent_threads_map_concurrently_without_mixing_requests() -> None:
     mismatches: list[tuple[str, Any]] = []
 
@@ -240,12 +227,117 @@ def test_concurrent_threads_map_concurrently_without_mixing_requests() -> None:
     assert mismatches == []
 
 
-def test_a_thread_keeps_a_bounded_number_of_contexts(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(script_module, "CONTEXTS_PER_THREAD", 3)
+@pytest.fixture
+def fresh_engines(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool of its own, so engine settings changed by a test apply to the engines it starts."""
+    monkeypatch.setattr(script_module, "_pool", script_module._EnginePool())
+
+
+def test_an_engine_keeps_a_bounded_number_of_warm_contexts(monkeypatch: pytest.MonkeyPatch, fresh_engines) -> None:
+    monkeypatch.setattr(script_module, "CONTEXTS_PER_ENGINE", 3)
     for number in range(6):
-        run(f"function transform(request) {{ return {number}; }}")
+        assert run(f"function transform(request) {{ return {number}; }}") == number
 
     assert script_module.cached_context_count() == 3
+    assert run("function transform(request) { return 0; }") == 0  # evicted, loaded again
+
+
+# What no script and no body may do: crash the process or hold it past the limit (issue 9) ----
+
+CATASTROPHIC_REGEX = """
+function transform(r) { /^(\\w+\\s?)*$/.test(r.body.name); return {targetUserIds: [r.body.id]}; }
+"""
+# The limit, the supervisor's grace for the round trip, and room for a loaded CI machine.
+WITHIN_THE_LIMIT = 1.0
+
+
+def timed_failure(script: str, request: WebhookInput | None = None) -> tuple[list[str], float]:
+    started = time.monotonic()
+    errors = failure(script, request)
+    return errors, time.monotonic() - started
+
+
+def test_regular_expression_backtracking_stops_at_the_limit_and_the_next_call_works() -> None:
+    body = {"id": "u1", "name": "a" * 40 + "!"}  # 40 characters held a worker past 30 s before
+
+    errors, elapsed = timed_failure(CATASTROPHIC_REGEX, webhook(body))
+
+    assert errors == ["The script ran longer than 100 ms."]
+    assert elapsed < WITHIN_THE_LIMIT
+    assert run(CATASTROPHIC_REGEX, webhook({"id": "u1", "name": "ada"})) == {"targetUserIds": ["u1"]}
+
+
+def test_a_thrown_object_whose_to_string_never_returns_stops_at_the_limit() -> None:
+    errors, elapsed = timed_failure("function transform(r) { throw {toString() { while (true) {} }}; }")
+
+    assert errors == ["The script ran longer than 100 ms."]
+    assert elapsed < WITHIN_THE_LIMIT
+    assert run(ECHO)["targetUserIds"] == ["user-1"]
+
+
+def test_a_lone_surrogate_reaches_the_script_as_text_without_crashing_anything() -> None:
+    script = "function transform(r) { return [r.body.text.length, r.headers['x-name'].length]; }"
+
+    assert run(script, webhook({"text": "\ud800"}, headers={"x-name": "\udfff!"})) == [1, 2]
+
+
+def test_a_returned_lone_surrogate_is_a_mapping_error() -> None:
+    errors = failure("function transform(r) { return {targetUserIds: ['\\ud800']}; }")
+
+    assert errors == [
+        "transform returned what cannot be started: "
+        "Strings may not contain a lone UTF-16 surrogate (\\ud800 to \\udfff)."
+    ]
+
+
+def test_a_returned_value_nested_too_deep_is_a_mapping_error() -> None:
+    errors = failure("function transform(r) { let o = {}; for (let i = 0; i < 1000; i++) o = {a: o}; return o; }")
+
+    assert errors == ["transform returned what cannot be started: The JSON is nested deeper than 100 levels."]
+
+
+def test_a_script_that_crashes_the_engine_fails_alone_and_the_next_call_works(
+    monkeypatch: pytest.MonkeyPatch, fresh_engines
+) -> None:
+    # QuickJS's JSON.stringify overflows the C stack on a value nested 100,000 deep and the
+    # engine process dies of SIGSEGV. With the usual deadline building the value runs out of
+    # time first; a longer one lets the crash itself happen.
+    monkeypatch.setattr(script_module, "DEADLINE_GRACE_MS", 20_000)
+    script = "function transform(r) { let o = {}; for (let i = 0; i < 100000; i++) o = {a: o}; return o; }"
+
+    errors = failure(script)
+
+    assert len(errors) == 1
+    assert errors[0].startswith("The script crashed the script engine")
+    assert run(ECHO)["targetUserIds"] == ["user-1"]
+
+
+def test_a_script_whose_loading_backtracks_forever_is_refused_when_saved() -> None:
+    script = "/^(\\w+\\s?)*$/.test('" + "a" * 40 + "!'); function transform(r) { return 1; }"
+
+    started = time.monotonic()
+    errors = config_errors(script)
+
+    assert errors == {"script": ["Loading the script took longer than 100 ms."]}
+    assert time.monotonic() - started < WITHIN_THE_LIMIT
+
+
+def test_mapping_in_a_forked_process_starts_its_own_engine() -> None:
+    assert run(ECHO)["targetUserIds"] == ["user-1"]  # the parent has a warm engine now
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: map with an engine of its own, report, and leave at once
+        try:
+            ok = run(ECHO, webhook({"user": "in-child"}))["targetUserIds"] == ["in-child"]
+        except BaseException:
+            ok = False
+        os.write(write_end, b"1" if ok else b"0")
+        os._exit(0)
+    os.close(write_end)
+    os.waitpid(pid, 0)
+
+    assert os.read(read_end, 1) == b"1"
+    assert run(ECHO, webhook({"user": "in-parent"}))["targetUserIds"] == ["in-parent"]
 
 
 # Presets ----------------------------------------------------------------------------------

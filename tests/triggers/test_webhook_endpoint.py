@@ -400,6 +400,36 @@ def test_a_script_that_returns_a_nul_character_answers_422(post_hook, webhook_tr
     assert Invocation.objects.count() == 0
 
 
+def test_a_backtracking_script_answers_422_within_the_limit_is_logged_and_the_next_request_starts(
+    post_hook, webhook_trigger, test_user
+) -> None:
+    script = (
+        "function transform(r) { /^(\\w+\\s?)*$/.test(r.body.name); "
+        "return {targetUserIds: [r.body.id], flowInvocationId: r.body.name}; }"
+    )
+    trigger = webhook_trigger(mapping={"type": "script", "script": script})
+
+    started = time.monotonic()
+    stuck = post_hook(trigger, {"id": test_user.user_id, "name": "a" * 40 + "!"})
+    elapsed = time.monotonic() - started
+    next_one = post_hook(trigger, {"id": test_user.user_id, "name": "ada"})
+
+    assert (stuck.status_code, stuck.json()["code"]) == (422, "mapping_failed")
+    assert stuck.json()["errors"] == {"mapping": ["The script ran longer than 100 ms."]}
+    assert elapsed < 2
+    assert next_one.status_code == 202
+    assert [(entry.status_code, entry.code) for entry in log_of(trigger)] == [(202, ""), (422, "mapping_failed")]
+
+
+def test_a_lone_surrogate_sent_to_a_script_mapped_trigger_is_400_and_logged(post_hook, webhook_trigger) -> None:
+    trigger = webhook_trigger(mapping={"type": "script", "script": "function transform(r) { return r.body.x.length; }"})
+
+    response = post_hook(trigger, b'{"x":"\\ud800"}')
+
+    assert (response.status_code, response.json()["code"]) == (400, "invalid_payload")
+    assert (last_logged(trigger).status_code, last_logged(trigger).body) == (400, '{"x":"\\ud800"}')
+
+
 # --- the order of checks ------------------------------------------------------------------------
 
 

@@ -4,31 +4,39 @@
 `transform` returns the start request. Each call gets at most 100 ms and 32 MiB, and the
 script can reach nothing outside itself: no modules, no I/O, no timers, no Python.
 
-Engine: QuickJS (PyPI `quickjs`), chosen with `bench/bench_script_mapping.py`: the same
-two-field transform of a 2 KB body, JSON text in and out, both limits set, one thread, warm
-context, best of 3 x 5,000 calls. "Bare" is the engine alone (one context, the transform, no
-hardening); "apply_mapping" is this module end to end. Two runs on the development machine
-(2 cores shared with other work, load ~2.3, Python 3.11):
+Engine: QuickJS (PyPI `quickjs`) in supervised child processes (`script_engine.py`). QuickJS
+alone could not keep the limit or the process: its interrupt handler is not consulted while
+a regular expression backtracks (a 40-character body held a gunicorn worker past its 30 s
+timeout), turning a thrown object into a message calls the script's `toString` outside the
+limit, and the binding crashes its process (SIGSEGV) on a lone surrogate or when it
+stringifies a value nested 100,000 deep. So the engine runs in a child process that this
+module supervises: every call has a wall-clock deadline (the 100 ms limit plus a 50 ms round
+trip); an engine that overruns it is killed, one that crashes is reaped, and either way the
+call is a MappingError and the next call gets a fresh engine (~40 ms to start). Data
+crosses as ASCII JSON text, so the engine never sees text it cannot encode; its answer is
+parsed with `loads_storable`, so nothing that could not be stored comes back.
 
-    quickjs 1.19.4 via apply_mapping (sandboxed, this module)  14,900-15,800 calls/s  p99 0.15-0.19 ms
-    quickjs 1.19.4 bare call, one warm context                  8,600-17,400 calls/s  p99 0.11-1.5 ms
-    quickjs.Function (one shared thread, gc per call)           3,000-8,400 calls/s   p99 0.3-3.9 ms
-    mini-racer 0.14.1 (V8) bare call                            2,400-2,800 calls/s   p99 1.4-3.0 ms
-    reference: Python json.loads + dict + json.dumps            25,000-25,900 calls/s p99 0.08 ms
+Measured with `bench/bench_script_mapping.py` (the same two-field transform of a 2 KB body,
+JSON text in and out, one thread, warm engine, best of 3 x 5,000 calls), on the 2-core
+development machine, Python 3.11:
 
-Only QuickJS with per-thread contexts meets the goal (>= 5,000 mappings/s and p99 < 2 ms),
-with room to spare; mini-racer misses both here. V8's JIT cannot pay off on sub-millisecond
-calls: mini-racer's per-call cost is the hop to its isolate's thread (through asyncio) and
-its timeout bookkeeping. quickjs.Function, the binding's thread-safe wrapper, funnels every
-call through one shared thread and collects garbage after each, which probably explains the
-issue's lower QuickJS figure; per-thread contexts avoid both. QuickJS also builds a
-sandboxed context in a few milliseconds (mostly the hardening below) with a ~180 KB heap,
-so every thread can keep warm contexts for several scripts; its limits are per runtime (each
-context here is its own runtime), so one script's memory bomb cannot starve another's; and
-it releases the GIL while JavaScript runs, so a script stopped at its limit does not stall
-the process's other threads. The price: QuickJS's time limit counts `clock()`, the
-process's CPU time, so a loop is stopped after at most 100 ms of process CPU: sooner (never
-later) while other threads are busy, and on a starved machine wall time can exceed it.
+    quickjs 1.19.4 in a supervised engine process (this module)  see the benchmark's output
+    quickjs 1.19.4 in-process, as before this module isolated it  14,900-15,800 calls/s  p99 0.15-0.19 ms
+    mini-racer 0.14.1 (V8) bare call                              2,400-2,800 calls/s   p99 1.4-3.0 ms
+    reference: Python json.loads + dict + json.dumps              25,000-25,900 calls/s p99 0.08 ms
+
+V8 through mini-racer would interrupt regular expressions, but misses the goal (>= 5,000
+mappings/s, p99 < 2 ms) on its own and would still run in our process. The engine process
+costs one pipe round trip per call, which the goal has room for; in exchange no script and
+no body can hold or crash the process that serves requests. QuickJS's own time limit
+counts the engine process's CPU time (`clock()`), which inside a child is the script's own:
+it stops ordinary endless loops without losing the warm context; the supervisor's deadline
+catches everything else.
+
+Engines: each caller (thread) leases an engine process from a per-process pool and gives it
+back; a few are kept warm. Each engine keeps a bounded LRU of warm contexts, one per script,
+keyed by the script's SHA-256; a call for a script the engine has not loaded loads it first.
+After a fork (gunicorn's workers, Celery's prefork pool) a process starts engines of its own.
 
 Sandbox, and how it is kept:
 1. A bare `quickjs.Context` has only the ECMAScript built-ins: no `std`/`os` modules (module
@@ -36,11 +44,11 @@ Sandbox, and how it is kept:
    `setTimeout` or `print`. Nothing from Python is ever added (no `add_callable`); data
    crosses as JSON text both ways, so the script holds no host objects.
 2. Limits: `set_time_limit(0.1)` (an interrupt handler checked during execution) and
-   `set_memory_limit(32 MiB)` on the context's own runtime. A context that hit a limit or
-   overflowed its stack is discarded and rebuilt on the next call: its heap may be in any state.
+   `set_memory_limit(32 MiB)` on the context's own runtime, and the supervisor's deadline
+   around every call. A context that hit a limit or overflowed its stack is discarded and
+   rebuilt on the next call: its heap may be in any state.
 3. Contexts are not thread-safe and must stay on the thread that made them (quickjs crashes
-   otherwise), and building one per call is too slow: each thread keeps a small LRU of warm
-   contexts, one per script, keyed by the script's SHA-256.
+   otherwise): an engine process serves one call at a time, on its one thread.
 4. No request can leak into a later one's result: the member's code is compiled once, with
    `new Function`, into a factory whose body *is* the script (in strict mode), and every call
    runs that factory afresh, so the script's top-level `let`, `const`, `var` and functions
@@ -60,139 +68,42 @@ structured mapping, which keeps Python's exact integers.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
+import os
+import select
+import subprocess
+import sys
 import threading
-from collections import OrderedDict
-from dataclasses import dataclass
+import time
+from pathlib import Path
 from typing import Any
 
-import quickjs
-
+from triggers.mapping import script_engine as engine
 from triggers.mapping.base import MappingError, WebhookInput
+from triggers.mapping.script_engine import ScriptSetupError
+from workbench.json_values import UnstorableJSON, loads_storable
 
-TIME_LIMIT_MS = 100
-MEMORY_LIMIT_BYTES = 32 * 1024 * 1024
+TIME_LIMIT_MS = engine.TIME_LIMIT_MS
+MEMORY_LIMIT_BYTES = engine.MEMORY_LIMIT_BYTES
 MAX_SCRIPT_CHARACTERS = 100_000
-CONTEXTS_PER_THREAD = 32
-# Calls between looks at a context's heap; a context holding this much between calls (say,
-# never-run Promise jobs piling up) is rebuilt before it starts failing on memory.
-MEMORY_CHECK_EVERY = 1000
-MEMORY_REBUILD_BYTES = 8 * 1024 * 1024
-# `new Function` puts two lines before the body; error positions are reported in script lines.
-LINE_OFFSET = 2
+CONTEXTS_PER_ENGINE = 32
+# The supervisor's own deadline is wall time: the engine's CPU-time limit plus the round
+# trip. Whatever the script does (backtracking regular expressions, a toString that never
+# returns, a crash), the caller has an answer by then.
+DEADLINE_GRACE_MS = 50
+ENGINE_START_SECONDS = 10.0
+# Engines kept warm for the next caller; more run only while more threads map at once.
+IDLE_ENGINES = 4
 
-# Never the first character of JSON.stringify's output. (Not NUL: the binding cuts strings there.)
-_NOT_JSON = "!"
-
-# Compiles the member's code into a factory and returns the per-call runner. `probe` checks
-# that the script defines transform without calling it.
-SETUP_JS = r"""
-(function (code) {
-  "use strict";
-  const parse = JSON.parse, stringify = JSON.stringify;
-  const factory = new Function(
-    '"use strict"; ' + code + '\n;return typeof transform === "function" ? transform : undefined;'
-  );
-  return function run(text, probe) {
-    const transform = factory();
-    if (typeof transform !== "function") return "!no-transform";
-    if (probe) return "!ok";
-    const output = transform(parse(text));
-    if (output === undefined) return "!undefined";
-    if (typeof output === "function") return "!a function";
-    if (output !== null && typeof output === "object" && typeof output.then === "function") {
-      return "!a Promise";
-    }
-    const json = stringify(output);
-    return json === undefined ? "!" + typeof output : json;
-  };
-})
-"""
-
-HARDEN_JS = r"""
-(function () {
-  "use strict";
-  const getPrototypeOf = Object.getPrototypeOf, freeze = Object.freeze;
-  const ownKeys = Reflect.ownKeys, describe = Reflect.getOwnPropertyDescriptor;
-  const pending = [
-    globalThis,
-    getPrototypeOf(function* () {}),
-    getPrototypeOf(async function () {}),
-    getPrototypeOf(async function* () {}),
-    getPrototypeOf([][Symbol.iterator]()),
-    getPrototypeOf(new Map().entries()),
-    getPrototypeOf(new Set().values()),
-    getPrototypeOf(""[Symbol.iterator]()),
-    getPrototypeOf("a".matchAll(/a/g)),
-  ];
-  // Frozen prototypes would make `error.name = "X"` on an instance a TypeError (assignment
-  // cannot shadow a read-only inherited property). For the properties code commonly shadows,
-  // an accessor stands in: reading gives the built-in value, assigning on an instance defines
-  // the instance's own property, as it would without freezing.
-  const shadowed = ["constructor", "name", "message", "toString", "toLocaleString", "valueOf", "toJSON"];
-  const defineProperty = Object.defineProperty;
-  function allowShadowing(home) {
-    for (const key of shadowed) {
-      const property = describe(home, key);
-      if (!property || !("value" in property) || !property.writable || !property.configurable) continue;
-      const value = property.value;
-      // Method syntax: methods have no `prototype` object that would need hardening in turn.
-      defineProperty(home, key, {
-        get() {
-          return value;
-        },
-        set(replacement) {
-          if (this === home) throw new TypeError("'" + key + "' of a built-in is read-only");
-          defineProperty(this, key, { value: replacement, writable: true, enumerable: true, configurable: true });
-        },
-        enumerable: property.enumerable,
-        configurable: false,
-      });
-    }
-  }
-  const seen = new Set();
-  while (pending.length) {
-    const value = pending.pop();
-    if (value === null || (typeof value !== "object" && typeof value !== "function") || seen.has(value)) {
-      continue;
-    }
-    seen.add(value);
-    if (typeof value === "object") allowShadowing(value);
-    freeze(value);
-    pending.push(getPrototypeOf(value));
-    for (const key of ownKeys(value)) {
-      const property = describe(value, key);
-      if ("value" in property) pending.push(property.value);
-      else pending.push(property.get, property.set);
-    }
-  }
-})();
-"""
+_ENGINE_PATH = str(Path(engine.__file__).resolve())
 
 
-class ScriptSetupError(Exception):
-    """The script cannot be turned into a runnable transform; `errors` say why."""
+class _EngineLost(Exception):
+    """The engine process overran its deadline or died; it has been killed."""
 
-    def __init__(self, errors: list[str]):
-        super().__init__("; ".join(errors))
-        self.errors = errors
-
-
-@dataclass
-class _Compiled:
-    context: quickjs.Context
-    run: quickjs.Object
-    calls: int = 0
-
-
-class _ThreadContexts(threading.local):
-    def __init__(self) -> None:
-        self.entries: OrderedDict[str, _Compiled] = OrderedDict()
-
-
-_contexts = _ThreadContexts()
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 def check_script(script: Any) -> list[str]:
@@ -204,131 +115,184 @@ def check_script(script: Any) -> list[str]:
     if "\x00" in script:
         return ["The script contains a NUL character."]
     try:
-        _compiled(script)
+        with _pool.engine() as process:
+            process.load(engine.script_key(script), script)
     except ScriptSetupError as error:
         return error.errors
+    except _EngineLost as lost:
+        return [f"Loading the script {lost.message}."]
     return []
 
 
 def run_script(script: str, request: WebhookInput) -> Any:
     """Call the script's transform with `request` and return what it returned, as JSON data.
 
-    1. Serialise the request to JSON text (no host object ever reaches the script).
-    2. Take this thread's warm context for the script, building it on first use.
-    3. Run transform under the time and memory limits; a limit hit discards the context.
-    4. Parse the returned JSON text; undefined, functions and Promises are refused.
+    1. Serialise the request to ASCII JSON text (no host object, and no text the engine
+       cannot encode, ever reaches it).
+    2. Hand it to an engine process, loading the script there on first use.
+    3. Wait at most the time limit plus the round trip; an engine that overruns it or dies
+       is killed and replaced, and the call is a MappingError.
+    4. Parse the result strictly (`loads_storable`): what the start could not store is refused.
     """
     try:
         text = json.dumps(
             {"body": request.body, "headers": request.headers, "query": request.query, "method": request.method},
-            ensure_ascii=False,
             allow_nan=False,
             separators=(",", ":"),
         )
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RecursionError) as error:
         raise MappingError([f"The request cannot be handed to the script as JSON: {error}."]) from error
+    key = engine.script_key(script)
     try:
-        compiled = _compiled(script)
+        with _pool.engine() as process:
+            result = process.run(key, text)
+            if result is None:  # this engine has not seen the script yet
+                process.load(key, script)
+                result = process.run(key, text)
     except ScriptSetupError as error:
         raise MappingError(error.errors) from error
-    key = _key(script)
+    except _EngineLost as lost:
+        raise MappingError([f"The script {lost.message}."]) from lost
+    if result is None:
+        raise MappingError(["The script could not be loaded."])
     try:
-        result = compiled.run(text, False)
-    except quickjs.StackOverflow as error:
-        _discard(key)
-        raise MappingError(["The script recursed too deeply (stack overflow)."]) from error
-    except quickjs.JSException as error:
-        message = _first_line(error)
-        if message == "InternalError: interrupted":
-            _discard(key)
-            raise MappingError([f"The script ran longer than {TIME_LIMIT_MS} ms."]) from error
-        if message == "InternalError: out of memory":
-            _discard(key)
-            raise MappingError([f"The script used more than {MEMORY_LIMIT_BYTES // (1024 * 1024)} MiB."]) from error
-        raise MappingError([f"The script threw {message}{_line_of(error, script)}."]) from error
-    except Exception as error:  # anything the binding raises leaves the context in doubt
-        _discard(key)
-        raise MappingError([f"The script failed: {_first_line(error)}."]) from error
-    compiled.calls += 1
-    if compiled.calls % MEMORY_CHECK_EVERY == 0 and _heap_bytes(compiled.context) > MEMORY_REBUILD_BYTES:
-        _discard(key)
-    if not isinstance(result, str):
-        raise MappingError(["The script returned something that is not JSON."])
-    if result.startswith(_NOT_JSON):
-        what = result[1:]
-        raise MappingError([f"transform returned {what}; it must return the start request (a JSON value)."])
-    return json.loads(result)
+        return loads_storable(result)
+    except UnstorableJSON as error:
+        raise MappingError([f"transform returned what cannot be started: {error}"]) from error
 
 
 def cached_context_count() -> int:
-    """How many warm contexts this thread holds (for tests and diagnostics)."""
-    return len(_contexts.entries)
+    """How many warm contexts an idle engine holds (for tests and diagnostics)."""
+    with _pool.engine() as process:
+        return process.count()
 
 
-def _compiled(script: str) -> _Compiled:
-    key = _key(script)
-    entries = _contexts.entries
-    compiled = entries.get(key)
-    if compiled is not None:
-        entries.move_to_end(key)
-        return compiled
-    compiled = _build(script)
-    entries[key] = compiled
-    while len(entries) > CONTEXTS_PER_THREAD:
-        entries.popitem(last=False)
-    return compiled
+class _EngineProcess:
+    """One engine child process and the frames exchanged with it, each under a deadline."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and file, no shell
+            [sys.executable, "-I", _ENGINE_PATH, str(CONTEXTS_PER_ENGINE)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+            close_fds=True,
+        )
+        self.broken = False
+        status, _ = self._answer(time.monotonic() + ENGINE_START_SECONDS, "did not start")
+        if status != engine.READY:
+            self.kill()
+            raise _EngineLost("could not be run: the script engine did not start")
+
+    def load(self, key: bytes, script: str) -> None:
+        status, payload = self._call(engine.LOAD, key, script.encode("utf-8", "surrogatepass"), "took longer")
+        if status == engine.ERROR:
+            raise ScriptSetupError(json.loads(payload))
+
+    def run(self, key: bytes, text: str) -> bytes | None:
+        status, payload = self._call(engine.RUN, key, text.encode("ascii"), "ran longer")
+        if status == engine.UNKNOWN:
+            return None
+        if status == engine.ERROR:
+            raise MappingError(json.loads(payload))
+        return payload
+
+    def count(self) -> int:
+        _, payload = self._call(engine.COUNT, bytes(32), b"", "did not answer")
+        return int(payload)
+
+    def alive(self) -> bool:
+        return not self.broken and self.process.poll() is None
+
+    def kill(self) -> None:
+        self.broken = True
+        self.process.kill()
+        self.process.wait()
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+    def _call(self, op: bytes, key: bytes, payload: bytes, overran: str) -> tuple[bytes, bytes]:
+        deadline = time.monotonic() + (TIME_LIMIT_MS + DEADLINE_GRACE_MS) / 1000
+        assert self.process.stdin is not None
+        try:
+            self.process.stdin.write(engine.REQUEST_HEADER.pack(op, key, len(payload)) + payload)
+        except (BrokenPipeError, OSError) as error:
+            self.kill()
+            raise _EngineLost("could not be run: the script engine stopped") from error
+        return self._answer(deadline, f"{overran} than {TIME_LIMIT_MS} ms")
+
+    def _answer(self, deadline: float, overran: str) -> tuple[bytes, bytes]:
+        head = self._read(engine.ANSWER_HEADER.size, deadline, overran)
+        status, length = engine.ANSWER_HEADER.unpack(head)
+        return status, self._read(length, deadline, overran)
+
+    def _read(self, size: int, deadline: float, overran: str) -> bytes:
+        """Exactly `size` bytes from the engine, or _EngineLost (and the engine killed)."""
+        assert self.process.stdout is not None
+        fd = self.process.stdout.fileno()
+        chunks: list[bytes] = []
+        while size:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                self.kill()
+                raise _EngineLost(overran)
+            chunk = os.read(fd, min(size, 1 << 20))
+            if not chunk:
+                code = self.process.wait()
+                self.kill()
+                raise _EngineLost(f"crashed the script engine (exit {code}); nothing was started")
+            chunks.append(chunk)
+            size -= len(chunk)
+        return b"".join(chunks)
 
 
-def _build(script: str) -> _Compiled:
-    """A fresh context running `script`: compile, probe for transform, then freeze the globals."""
-    context = quickjs.Context()
-    context.set_memory_limit(MEMORY_LIMIT_BYTES)
-    context.set_time_limit(TIME_LIMIT_MS / 1000)
-    try:
-        setup = context.eval(SETUP_JS)
-        run = setup(script)
-        probe = run("", True)
-    except quickjs.JSException as error:
-        message = _first_line(error)
-        if message == "InternalError: interrupted":
-            raise ScriptSetupError([f"Loading the script took longer than {TIME_LIMIT_MS} ms."]) from error
-        if message.startswith("SyntaxError"):
-            raise ScriptSetupError([f"{message}{_line_of(error, script)}."]) from error
-        raise ScriptSetupError([f"Loading the script failed: {message}{_line_of(error, script)}."]) from error
-    if probe != "!ok":
-        raise ScriptSetupError(["The script must define function transform(request)."])
-    try:
-        context.eval(HARDEN_JS)
-    except quickjs.JSException as error:  # our code, before any of the member's has run
-        raise ScriptSetupError([f"The sandbox could not be prepared: {_first_line(error)}."]) from error
-    return _Compiled(context=context, run=run)
+class _EnginePool:
+    """Engine processes shared by this process's threads: one per concurrent caller, a few
+    kept warm. After a fork (gunicorn, Celery's prefork pool) the child starts its own."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._idle: list[_EngineProcess] = []
+        os.register_at_fork(after_in_child=self._forget)
+
+    def engine(self) -> _Lease:
+        with self._lock:
+            while self._idle:
+                candidate = self._idle.pop()
+                if candidate.alive():
+                    return _Lease(self, candidate)
+        return _Lease(self, _EngineProcess())
+
+    def give_back(self, process: _EngineProcess) -> None:
+        if not process.alive():
+            return
+        with self._lock:
+            if len(self._idle) < IDLE_ENGINES:
+                self._idle.append(process)
+                return
+        process.kill()
+
+    def _forget(self) -> None:
+        """In a forked child: the engines belong to the parent; close our copies of their pipes."""
+        self._lock = threading.Lock()
+        for process in self._idle:
+            for stream in (process.process.stdin, process.process.stdout):
+                if stream is not None:
+                    stream.close()
+        self._idle = []
 
 
-def _discard(key: str) -> None:
-    _contexts.entries.pop(key, None)
+class _Lease:
+    def __init__(self, pool: _EnginePool, process: _EngineProcess) -> None:
+        self.pool = pool
+        self.process = process
+
+    def __enter__(self) -> _EngineProcess:
+        return self.process
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.pool.give_back(self.process)
 
 
-def _key(script: str) -> str:
-    return hashlib.sha256(script.encode()).hexdigest()
-
-
-def _heap_bytes(context: quickjs.Context) -> int:
-    return int(context.memory()["memory_used_size"])
-
-
-_POSITION = re.compile(r"<input>:(\d+)")
-
-
-def _line_of(error: BaseException, script: str) -> str:
-    """' (line N)' for the first position inside the member's script, or ''."""
-    lines = script.count("\n") + 1
-    for match in _POSITION.finditer(str(error)):
-        line = int(match.group(1)) - LINE_OFFSET
-        if 1 <= line <= lines:
-            return f" (line {line})"
-    return ""
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip() or type(error).__name__
-    return text.splitlines()[0]
+_pool = _EnginePool()
