@@ -8,10 +8,13 @@ and Django-level 404 / 500 on API paths through `json_error_response`.
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404, HttpRequest, JsonResponse
+from django.db import InterfaceError, OperationalError
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
@@ -20,6 +23,11 @@ from .errors import Refused
 logger = logging.getLogger(__name__)
 
 API_PREFIXES = ("/api/", "/hooks/")
+OAUTH_PREFIX = "/oauth/"
+# How long a sender is asked to wait when the database cannot be reached: long enough not to
+# hammer a recovering server, short enough that a failover is barely noticed.
+RETRY_AFTER_SECONDS = 30
+UNAVAILABLE_DETAIL = "The service cannot reach its database right now; nothing was changed. Retry later."
 
 
 class ApiError(exceptions.APIException):
@@ -33,6 +41,12 @@ class ApiError(exceptions.APIException):
 
 def is_api_path(path: str) -> bool:
     return path.startswith(API_PREFIXES)
+
+
+def database_unavailable(exc: BaseException | None) -> bool:
+    """Whether `exc` says the database cannot be used right now (down, unreachable, locked,
+    a failover): a 503 that senders retry, not a 500 that says we are broken."""
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 def error_body(detail: str, code: str, errors: Any = None) -> dict[str, Any]:
@@ -90,6 +104,10 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         code = exc.get_codes() if isinstance(exc.get_codes(), str) else exc.default_code
         response = Response(error_body(str(detail), str(code)), status=exc.status_code)
+    elif database_unavailable(exc):
+        logger.warning("Database unavailable on %s: %s", getattr(context.get("request"), "path", "?"), exc)
+        response = Response(error_body(UNAVAILABLE_DETAIL, "unavailable"), status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     else:
         request = context.get("request")
         logger.exception("Unhandled API error on %s", getattr(request, "path", "?"))
@@ -115,8 +133,26 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:
 
 
 def handler500(request: HttpRequest) -> Any:
+    """Django's last resort, outside DRF: webhooks, /oauth/token, pages, and middleware.
+    Called while the exception is being handled, so `sys.exc_info()` names it."""
+    if database_unavailable(sys.exc_info()[1]):
+        return _unavailable(request)
     if is_api_path(request.path):
         return json_error_response(500, "server_error", "Something went wrong on our side; nothing was changed.")
     from django.views.defaults import server_error
 
     return server_error(request)
+
+
+def _unavailable(request: HttpRequest) -> HttpResponse:
+    """503 with Retry-After, in the shape the path's clients read."""
+    response: HttpResponse
+    if is_api_path(request.path):
+        response = json_error_response(503, "unavailable", UNAVAILABLE_DETAIL)
+    elif request.path.startswith(OAUTH_PREFIX):  # RFC 6749's error shape, as the token endpoint answers
+        body = {"error": "temporarily_unavailable", "error_description": UNAVAILABLE_DETAIL}
+        response = JsonResponse(body, status=503)
+    else:  # rendered without the request: its context processors would query the database
+        response = HttpResponse(render_to_string("503.html"), status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
