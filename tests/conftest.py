@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
@@ -62,6 +63,12 @@ class ApiSession:
     @property
     def access_token(self) -> AccessToken:
         return AccessToken.objects.get(token=self.token)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache() -> None:
+    """Every test starts with an empty cache: no rate-limit counter leaks from one test to the next."""
+    cache.clear()
 
 
 @pytest.fixture

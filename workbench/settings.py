@@ -80,6 +80,38 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if envbool("DJANGO_BEHIND_TLS_PROXY", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # Only a deployment that is known to be served over HTTPS may tell browsers to insist on
+    # it (SecurityMiddleware sends the header on HTTPS requests only). Subdomains are left out:
+    # they may be other services, not all on HTTPS.
+    SECURE_HSTS_SECONDS = 365 * 24 * 3600
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = False
+
+# Content-Security-Policy (django-csp). The pages load nothing from other origins and run no
+# inline script: htmx and the few page scripts are static files. Styles are 'self' too: the
+# templates use no style attributes or <style> blocks, and htmx's injected indicator styles
+# are switched off in base.html (they live in workbench.css). The API docs page adds only
+# `data:` images (workbench/urls.py); its inline style and script are files there.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# Failed log-ins and failed OAuth2 client authentications allowed per window before further
+# attempts are refused with 429 (workbench.security explains the two counters).
+AUTH_FAILURE_WINDOW_SECONDS = envint("AUTH_FAILURE_WINDOW_SECONDS", 60)
+AUTH_FAILURES_PER_ADDRESS = envint("AUTH_FAILURES_PER_ADDRESS", 10)
+AUTH_FAILURES_PER_ACCOUNT = envint("AUTH_FAILURES_PER_ACCOUNT", 30)
+RATELIMIT_IP_META_KEY = "workbench.security.client_ip"
+# A cache outage must not stop every log-in and token: the secret is the gate, the limit a brake.
+RATELIMIT_FAIL_OPEN = True
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -104,6 +136,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "workbench.middleware.ApiGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -191,6 +224,18 @@ STORAGES = {
         if DEBUG
         else "whitenoise.storage.CompressedManifestStaticFilesStorage"
     },
+}
+
+# --- Cache ----------------------------------------------------------------------------
+# Rate-limit counters live here. The default is per process; with several gunicorn workers
+# or machines set CACHE_URL (redis://host:6379/1) so that they share one count.
+CACHE_URL = envstr("CACHE_URL")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(f"CACHE_URL must be a redis://, rediss:// or unix:// URL, got {CACHE_URL!r}")
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
 }
 
 # --- Request limits -------------------------------------------------------------------

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import URLPattern, URLResolver, include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from oauth2_provider import views as oauth2_views
+from django.urls import URLPattern, URLResolver, include, path, reverse_lazy
+from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from customers import apis as customer_apis
 from customers import views as customer_views
@@ -14,13 +15,13 @@ from flows import apis as flow_apis
 from triggers import apis as trigger_apis
 from triggers import receiver as trigger_receiver
 
-from . import apis, views
+from . import apis, security, views
 
 handler404 = "workbench.api_errors.handler404"
 handler500 = "workbench.api_errors.handler500"
 
 oauth2_urlpatterns = (
-    [path("token", oauth2_views.TokenView.as_view(), name="token")],
+    [path("token", security.RateLimitedTokenView.as_view(), name="token")],
     "oauth2_provider",
 )
 
@@ -70,14 +71,24 @@ environment_pages: list[URLPattern | URLResolver] = [
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(template_name="workbench/login.html"), name="login"),
+    path("login/", security.RateLimitedLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("switch/", views.switch_environment, name="switch_environment"),
     path("e/<slug:env>/", include(environment_pages)),
+    # One login page for the whole site, so that the admin's is no way around its rate limit.
+    path("admin/login/", RedirectView.as_view(url=reverse_lazy("login"), query_string=True)),
     path("admin/", admin.site.urls),
     path("oauth/", include(oauth2_urlpatterns)),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api_docs"),
+    # The split view serves Swagger UI's start-up script as a file, so the page needs no inline
+    # script; Swagger UI's stylesheet draws its icons as data: images, which only this page allows.
+    path(
+        "api/docs/",
+        csp_update({"img-src": ["data:"]})(
+            SpectacularSwaggerSplitView.as_view(url_name="schema", template_name="workbench/api_docs.html")
+        ),
+        name="api_docs",
+    ),
     path("api/v1/<slug:env>/", include(api_urlpatterns)),
     path("hooks/<str:token>", trigger_receiver.webhook_endpoint, name="webhook"),
 ]

@@ -20,6 +20,8 @@ CHROMIUM = Path(os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium"))
 E2E_PASSWORD = "correct horse battery staple"
 # Long enough for a slow CI machine, short enough that a broken page fails fast.
 E2E_TIMEOUT_MS = 10_000
+# How Chromium's console reports what the Content-Security-Policy blocked.
+CSP_VIOLATION = "Content Security Policy"
 
 
 @pytest.fixture(scope="package")
@@ -68,8 +70,13 @@ def e2e_context(e2e_browser: Browser, live_server: Any) -> Iterator[BrowserConte
 
 
 @pytest.fixture
-def e2e_page(e2e_context: BrowserContext) -> Page:
-    return e2e_context.new_page()
+def e2e_page(e2e_context: BrowserContext) -> Iterator[Page]:
+    """A page whose test fails when Chromium reports a Content-Security-Policy violation."""
+    page = e2e_context.new_page()
+    violations: list[str] = []
+    page.on("console", lambda message: violations.append(message.text) if CSP_VIOLATION in message.text else None)
+    yield page
+    assert not violations, f"The page broke its Content-Security-Policy: {violations}"
 
 
 @dataclass(frozen=True)
