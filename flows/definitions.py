@@ -7,6 +7,7 @@ A definition is `{"variables": [{name, default, required}], "steps": [...]}` wit
 
 from __future__ import annotations
 
+import html
 import re
 from typing import Any
 
@@ -16,9 +17,15 @@ MAX_ACTIONS = 5
 MAX_WAIT_SECONDS = 366 * 24 * 3600
 VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
-SAFE_URL = re.compile(r"^(https?://|[a-z][a-z0-9+.-]*://)\S+$", re.IGNORECASE)
-SAFE_SCHEME = re.compile(r"^(https?://|[a-z][a-z0-9+.-]*://)", re.IGNORECASE)
-UNSAFE_SCHEMES = ("javascript:", "data:")
+# A button opens a web page (https://…) or an app (myapp://…, a deep link): `scheme://`, then
+# no white space.
+LINK = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+# Schemes that run code or read local files wherever the link is opened.
+UNSAFE_SCHEMES = frozenset({"javascript", "vbscript", "data", "file"})
+SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):", re.IGNORECASE)
+# What URL parsers ignore around a URL (C0 controls and space) and inside it (tab, newlines).
+C0_AND_SPACE = "".join(chr(code) for code in range(0x21))
+TAB_AND_NEWLINES = {ord("\t"): None, ord("\n"): None, ord("\r"): None}
 
 
 class InvalidDefinition(ValueError):
@@ -134,11 +141,7 @@ def _validate_actions(actions: Any, where: str, errors: dict[str, list[str]]) ->
         if not isinstance(label, str) or not label.strip() or len(label) > 100:
             errors[f"{where}.{index}.label"] = ["A button needs a label of 1 to 100 characters."]
             continue
-        if (
-            not isinstance(url, str)
-            or not (SAFE_URL.match(url) or PLACEHOLDER.search(url))
-            or url.lower().startswith(UNSAFE_SCHEMES)
-        ):
+        if not isinstance(url, str) or not _acceptable_button_url(url):
             errors[f"{where}.{index}.url"] = ["A button needs a URL such as https://… or an app link myapp://…."]
             continue
         clean.append({"label": label, "url": url})
@@ -208,8 +211,31 @@ def render_card(card: dict[str, Any], variables: dict[str, Any]) -> dict[str, An
 
 
 def is_safe_link(url: str) -> bool:
-    """A web or app link (https://…, myapp://…), never javascript: or data:."""
-    return bool(SAFE_SCHEME.match(url)) and not url.lower().startswith(UNSAFE_SCHEMES)
+    """A web or app link (https://…, myapp://…), never one whose scheme runs code or opens
+    local files (javascript:, vbscript:, data:, file:) however it is written."""
+    return bool(LINK.match(url)) and not _has_unsafe_scheme(url)
+
+
+def _acceptable_button_url(url: str) -> bool:
+    """A safe link, or a template whose variables decide the link: then the text before the
+    first `{{…}}` must not already name an unsafe scheme (the rendered link is checked again
+    at delivery, `render_card`)."""
+    placeholder = PLACEHOLDER.search(url)
+    if placeholder is None:
+        return is_safe_link(url)
+    return not _has_unsafe_scheme(url[: placeholder.start()])
+
+
+def _has_unsafe_scheme(url: str) -> bool:
+    """Whether a browser, or an app that renders the link as HTML, would see an unsafe scheme:
+    character references decoded (`&#106;avascript:`, `javascript&colon;`), surrounding
+    controls and space stripped and tabs and newlines dropped, as URL parsers do, any case."""
+    text = url
+    for _ in range(3):  # references encoded twice or three times over are still decoded
+        text = html.unescape(text)
+    text = text.translate(TAB_AND_NEWLINES).strip(C0_AND_SPACE)
+    scheme = SCHEME.match(text)
+    return scheme is not None and scheme.group(1).lower() in UNSAFE_SCHEMES
 
 
 def describe_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from django import forms
 
-from .definitions import MAX_ACTIONS, MAX_STEPS, MAX_VARIABLES, PLACEHOLDER, render_card, render_text
+from .definitions import MAX_ACTIONS, MAX_STEPS, MAX_VARIABLES, PLACEHOLDER, is_safe_link, render_card, render_text
 
 # Wait steps are typed as an amount and a unit, and stored as seconds.
 WAIT_UNITS: list[tuple[int, str]] = [(86400, "days"), (3600, "hours"), (60, "minutes"), (1, "seconds")]
@@ -321,13 +321,9 @@ class BuilderState:
 
 
 def safe_href(url: str) -> str | None:
-    """A URL fit for an href: web and app links, never javascript: or data: ones."""
+    """A URL fit for an href (`definitions.is_safe_link`), or None."""
     url = url.strip()
-    if re.match(r"^(https?://|[a-z][a-z0-9+.-]*://)\S+$", url, re.IGNORECASE) and not url.lower().startswith(
-        ("javascript:", "data:", "vbscript:")
-    ):
-        return url
-    return None
+    return url if is_safe_link(url) else None
 
 
 def _split_seconds(seconds: Any) -> tuple[str, int]:
