@@ -9,7 +9,6 @@ and at a queue of its own, so stray messages of other runs cannot reach it.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from django.conf import settings
 from django.db import connection
 from kombu import Connection
 
+from tests.gunicorn import GunicornServer
 from workbench.celery import app as celery_app
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,52 +152,15 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30, interval: float
     return condition()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class ApiServer:
-    """gunicorn serving the project against the test database, as in production."""
-
-    def __init__(self, env: dict[str, str], log_path: Path, workers: int = 2, threads: int = 8):
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        log = log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "-m", "gunicorn", "workbench.wsgi", "--bind", f"127.0.0.1:{self.port}",
-                "--workers", str(workers), "--threads", str(threads), "--timeout", "60",
-            ],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        self.log_path = log_path
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"gunicorn exited at start-up; see {log_path}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail(f"gunicorn did not listen in 30 s; see {log_path}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-
-
 @pytest.fixture
-def api_server(celery_worker_process: WorkerProcess, tmp_path: Path) -> Iterator[Callable[..., ApiServer]]:
+def api_server(celery_worker_process: WorkerProcess, tmp_path: Path) -> Iterator[Callable[..., GunicornServer]]:
     """Start gunicorn processes; `api_server(CELERY_BROKER_URL="redis://127.0.0.1:1/0")` overrides settings."""
-    servers: list[ApiServer] = []
+    servers: list[GunicornServer] = []
 
-    def start(**overrides: str) -> ApiServer:
+    def start(**overrides: str) -> GunicornServer:
         env = service_environment(celery_worker_process.database_name, celery_worker_process.queue, **overrides)
-        server = ApiServer(env, tmp_path / f"gunicorn-{len(servers)}.log")
+        flags = ("--workers", "2", "--threads", "8", "--timeout", "60")
+        server = GunicornServer(env, tmp_path / f"gunicorn-{len(servers)}.log", *flags)
         servers.append(server)
         return server
 

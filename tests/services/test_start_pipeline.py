@@ -21,7 +21,8 @@ from customers.services import testuser_create
 from flows.models import AnalyticsEvent, Card, Flow, FlowRun, Invocation
 from flows.services import flow_create, flow_publish
 from flows.tasks import sweep
-from tests.services.conftest import ApiServer, WorkerProcess, wait_for
+from tests.gunicorn import GunicornServer
+from tests.services.conftest import WorkerProcess, wait_for
 from workbench.models import Environment
 from workbench.services import credential_create, environment_create
 
@@ -48,7 +49,7 @@ def http(method: str, url: str, body: Any = None, token: str | None = None, form
 class Consumer:
     """An API consumer of one environment, with an events token from the server's /oauth/token."""
 
-    def __init__(self, server: ApiServer, environment: Environment):
+    def __init__(self, server: GunicornServer, environment: Environment):
         issued = credential_create(environment=environment, role="events")
         basic = base64.b64encode(f"{issued.credential.client_id}:{issued.client_secret}".encode()).decode()
         request = urllib.request.Request(
@@ -84,7 +85,7 @@ def live_flow() -> Flow:
 
 
 def test_a_live_start_through_the_api_reaches_the_users_feed(
-    api_server: Callable[..., ApiServer], live_flow: Flow
+    api_server: Callable[..., GunicornServer], live_flow: Flow
 ) -> None:
     consumer = Consumer(api_server(), live_flow.environment)
 
@@ -102,7 +103,7 @@ def test_a_live_start_through_the_api_reaches_the_users_feed(
     )
 
 
-def test_a_test_start_reaches_only_test_users(api_server: Callable[..., ApiServer], live_flow: Flow) -> None:
+def test_a_test_start_reaches_only_test_users(api_server: Callable[..., GunicornServer], live_flow: Flow) -> None:
     testuser_create(environment=live_flow.environment, user_id="tester")
     consumer = Consumer(api_server(), live_flow.environment)
 
@@ -116,7 +117,7 @@ def test_a_test_start_reaches_only_test_users(api_server: Callable[..., ApiServe
 
 
 def test_a_start_accepted_while_the_broker_is_down_runs_once_it_is_back(
-    api_server: Callable[..., ApiServer], live_flow: Flow
+    api_server: Callable[..., GunicornServer], live_flow: Flow
 ) -> None:
     broker_down = api_server(CELERY_BROKER_URL="redis://127.0.0.1:1/0")
     consumer = Consumer(broker_down, live_flow.environment)
@@ -137,7 +138,7 @@ def test_a_start_accepted_while_the_broker_is_down_runs_once_it_is_back(
 
 
 def test_fifty_concurrent_identical_starts_make_one_run_and_one_card_per_user(
-    api_server: Callable[..., ApiServer], live_flow: Flow
+    api_server: Callable[..., GunicornServer], live_flow: Flow
 ) -> None:
     consumer = Consumer(api_server(), live_flow.environment)
     body = {"targetUserIds": ["u1", "u2", "u3"], "flowInvocationId": "same-key"}
@@ -155,7 +156,7 @@ def test_fifty_concurrent_identical_starts_make_one_run_and_one_card_per_user(
 
 
 def test_a_worker_killed_mid_fan_out_completes_every_run_exactly_once_after_a_restart(
-    api_server: Callable[..., ApiServer], celery_worker_process: WorkerProcess, live_flow: Flow
+    api_server: Callable[..., GunicornServer], celery_worker_process: WorkerProcess, live_flow: Flow
 ) -> None:
     consumer = Consumer(api_server(), live_flow.environment)
     for batch in range(10):

@@ -23,7 +23,8 @@ from django.db.models import Count
 
 from flows.models import Card, Flow, FlowRun, Invocation
 from flows.services import flow_create, flow_publish
-from tests.services.conftest import ApiServer, wait_for
+from tests.gunicorn import GunicornServer
+from tests.services.conftest import wait_for
 from triggers.models import Trigger, WebhookRequest
 from triggers.services import trigger_mode_set, webhook_trigger_create, webhook_trigger_update
 from workbench.services import credential_create, environment_create
@@ -91,12 +92,12 @@ def live_trigger() -> Trigger:
     return trigger
 
 
-def hook_url(server: ApiServer, trigger: Trigger) -> str:
+def hook_url(server: GunicornServer, trigger: Trigger) -> str:
     return f"{server.url}/hooks/{trigger.token}"
 
 
 def test_a_signed_delivery_through_gunicorn_reaches_every_mapped_users_feed(
-    api_server: Callable[..., ApiServer], live_trigger: Trigger
+    api_server: Callable[..., GunicornServer], live_trigger: Trigger
 ) -> None:
     url = hook_url(api_server(), live_trigger)
     body = order_shipped("dlv-1", ["u1", "u2"], name="Grace")
@@ -113,7 +114,7 @@ def test_a_signed_delivery_through_gunicorn_reaches_every_mapped_users_feed(
 
 
 def test_a_senders_retry_of_the_same_delivery_starts_once(
-    api_server: Callable[..., ApiServer], live_trigger: Trigger
+    api_server: Callable[..., GunicornServer], live_trigger: Trigger
 ) -> None:
     url = hook_url(api_server(), live_trigger)
     body = order_shipped("dlv-retry", ["u1"])
@@ -132,7 +133,7 @@ def test_a_senders_retry_of_the_same_delivery_starts_once(
 
 
 def test_thirty_concurrent_identical_deliveries_make_one_run_per_user(
-    api_server: Callable[..., ApiServer], live_trigger: Trigger
+    api_server: Callable[..., GunicornServer], live_trigger: Trigger
 ) -> None:
     url = hook_url(api_server(), live_trigger)
     body = order_shipped("dlv-burst", ["u1", "u2", "u3"])
@@ -153,7 +154,7 @@ def test_thirty_concurrent_identical_deliveries_make_one_run_per_user(
 
 
 def test_a_request_with_a_wrong_signature_is_refused_and_logged_on_the_real_stack(
-    api_server: Callable[..., ApiServer], live_trigger: Trigger
+    api_server: Callable[..., GunicornServer], live_trigger: Trigger
 ) -> None:
     url = hook_url(api_server(), live_trigger)
     body = order_shipped("dlv-forged", ["u1"])
@@ -167,7 +168,7 @@ def test_a_request_with_a_wrong_signature_is_refused_and_logged_on_the_real_stac
 
 
 def test_a_body_with_a_nul_byte_is_answered_and_logged_not_a_server_error(
-    api_server: Callable[..., ApiServer], live_trigger: Trigger
+    api_server: Callable[..., GunicornServer], live_trigger: Trigger
 ) -> None:
     url = hook_url(api_server(), live_trigger)
     body = b'{"delivery": {"id": "d"}, "name": "\x00"}'
@@ -179,7 +180,7 @@ def test_a_body_with_a_nul_byte_is_answered_and_logged_not_a_server_error(
 
 
 def test_an_escaped_nul_in_the_body_or_query_is_answered_and_logged_not_a_server_error(
-    api_server: Callable[..., ApiServer], live_trigger: Trigger
+    api_server: Callable[..., GunicornServer], live_trigger: Trigger
 ) -> None:
     url = hook_url(api_server(), live_trigger)
     body = b'{"delivery": {"id": "d-nul"}, "recipients": ["u1"], "name": "Zo\\u0000e"}'
@@ -196,7 +197,7 @@ def test_an_escaped_nul_in_the_body_or_query_is_answered_and_logged_not_a_server
     assert not Invocation.objects.filter(flow_invocation_id="d-nul").exists()
 
 
-def workbench_token(server: ApiServer, trigger: Trigger) -> str:
+def workbench_token(server: GunicornServer, trigger: Trigger) -> str:
     issued = credential_create(environment=trigger.environment, role="workbench")
     basic = base64.b64encode(f"{issued.credential.client_id}:{issued.client_secret}".encode()).decode()
     request = urllib.request.Request(
@@ -218,7 +219,7 @@ def member_post(url: str, token: str) -> tuple[int, Any]:
 
 
 def test_concurrent_held_replays_replay_each_held_request_exactly_once(
-    api_server: Callable[..., ApiServer], live_trigger: Trigger
+    api_server: Callable[..., GunicornServer], live_trigger: Trigger
 ) -> None:
     # Without a delivery id in the mapping, a request replayed twice would start twice.
     webhook_trigger_update(
