@@ -23,11 +23,12 @@ from flows.models import AnalyticsEvent, Flow
 from flows.selectors import FlowStartColumns, flow_start_columns
 from flows.services import FlowRefused, StartOutcome, invocations_accept
 from flows.start_requests import InvalidStartRequest, parse_start_requests
+from workbench.client_address import client_address
 from workbench.json_values import UnstorableJSON, check_storable, loads_storable
 from workbench.raw_rows import ModelColumns, prepared_cursor
 
 from . import services
-from .ip_allowlist import address_allowed, client_address
+from .ip_allowlist import address_allowed
 from .mapping import (
     InvalidMappingConfig,
     MappingError,

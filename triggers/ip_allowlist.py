@@ -3,9 +3,10 @@
 Three small questions, kept apart so each has one answer:
 
 - `validate_allowlist`: is what a member typed a list of addresses and CIDR ranges? (on save)
-- `client_address`: who is calling? The connection's peer, unless that peer is one of the
-  deployment's trusted proxies (`settings.TRUSTED_PROXIES`), in which case the proxies'
-  `X-Forwarded-For` hops are honoured from the right.
+- `client_address` (in `workbench.client_address`, shared with the log-in rate limits): who
+  is calling? The connection's peer, unless that peer is one of the deployment's trusted
+  proxies (`settings.TRUSTED_PROXIES`), in which case the proxies' `X-Forwarded-For` hops are
+  honoured from the right.
 - `address_allowed`: is that caller on the list? An empty list allows everyone.
 
 Decisions, and why:
@@ -27,6 +28,8 @@ import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
+from workbench.client_address import UNKNOWN_CLIENT, IPNetwork, client_address, parse_address, unmap
+
 __all__ = [
     "UNKNOWN_CLIENT",
     "InvalidAllowlist",
@@ -35,10 +38,6 @@ __all__ = [
     "validate_allowlist",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-UNKNOWN_CLIENT = "unknown"
 MAX_ENTRIES = 500
 _MAPPED_IPV4 = ipaddress.IPv6Network("::ffff:0:0/96")
 
@@ -89,7 +88,7 @@ def _normalise_entry(entry: Any) -> str:
         raise ValueError(f"{shown!r} has a zone (%...); zones mean nothing for a remote sender.")
     if "/" not in text:
         try:
-            return str(_unmap(ipaddress.ip_address(text)))
+            return str(unmap(ipaddress.ip_address(text)))
         except ValueError:
             raise ValueError(f"{shown!r} is not an IP address or CIDR range.") from None
     try:
@@ -104,71 +103,6 @@ def _normalise_entry(entry: Any) -> str:
     return str(_unmap_network(network))
 
 
-# --- the client (per request) -------------------------------------------------------------------
-
-
-def client_address(
-    remote_addr: str,
-    forwarded_for: str | None,
-    trusted_proxies: Sequence[IPNetwork],
-) -> str:
-    """The address the request came from, as text: an IP address or `UNKNOWN_CLIENT`.
-
-    1. The connection's peer is the client, unless it is a trusted proxy.
-    2. From a trusted proxy, walk X-Forwarded-For from the right (each proxy appends the peer it
-       saw), skipping hops that are themselves trusted proxies; the first other hop is the
-       client. Hops to its left were written by the client and are never read.
-    3. If every hop is a trusted proxy, the leftmost one is the client; with no hops at all,
-       the proxy itself is (a health check, say).
-    """
-    peer = _parse_address(remote_addr)
-    if peer is None:
-        return UNKNOWN_CLIENT
-    if not forwarded_for or not forwarded_for.strip() or not _is_trusted(peer, trusted_proxies):
-        return str(peer)
-    client = peer
-    for hop in reversed(forwarded_for.split(",")):
-        address = _parse_hop(hop)
-        if address is None:
-            return UNKNOWN_CLIENT
-        client = address
-        if not _is_trusted(address, trusted_proxies):
-            break
-    return str(client)
-
-
-def _is_trusted(address: IPAddress, trusted_proxies: Sequence[IPNetwork]) -> bool:
-    # `in` is simply False across IP versions, so mixed lists are fine.
-    return any(address in network for network in trusted_proxies)
-
-
-def _parse_address(text: str | None) -> IPAddress | None:
-    if not isinstance(text, str) or "%" in text:
-        return None
-    try:
-        return _unmap(ipaddress.ip_address(text.strip()))
-    except ValueError:
-        return None
-
-
-def _parse_hop(hop: str) -> IPAddress | None:
-    """One X-Forwarded-For hop; some proxies (Azure, IIS) add a port: "203.0.113.7:443", "[2001:db8::1]:443"."""
-    hop = hop.strip()
-    if hop.startswith("["):
-        host, bracket, port = hop[1:].partition("]")
-        if not bracket or (port and not (port.startswith(":") and _is_port(port[1:]))):
-            return None
-        return _parse_address(host)
-    if hop.count(":") == 1:
-        host, _, port = hop.partition(":")
-        return _parse_address(host) if _is_port(port) else None
-    return _parse_address(hop)
-
-
-def _is_port(text: str) -> bool:
-    return text.isascii() and text.isdigit() and len(text) <= 5
-
-
 # --- matching -----------------------------------------------------------------------------------
 
 
@@ -180,7 +114,7 @@ def address_allowed(address: str, entries: Sequence[str]) -> bool:
     """
     if not entries:
         return True
-    parsed = _parse_address(address)
+    parsed = parse_address(address)
     if parsed is None:
         return False
     return any(parsed in network for network in _entry_networks(entries))
@@ -196,13 +130,6 @@ def _entry_networks(entries: Sequence[str]) -> list[IPNetwork]:
         except ValueError:
             continue
     return networks
-
-
-def _unmap(address: IPAddress) -> IPAddress:
-    """::ffff:203.0.113.7 is 203.0.113.7 (a dual-stack socket reports IPv4 peers that way)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
 
 
 def _unmap_network(network: IPNetwork) -> IPNetwork:

@@ -30,9 +30,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django_ratelimit.core import get_usage
 from oauth2_provider.views import TokenView
 
-# The one client address rule of the deployment (TRUSTED_PROXIES), shared with webhook
-# allowlists; this module is wiring of the project package, as urls.py is.
-from triggers.ip_allowlist import UNKNOWN_CLIENT, client_address
+from .client_address import UNKNOWN_CLIENT, client_address
 
 # Every client whose address cannot be told shares one counter.
 UNIDENTIFIED_ADDRESS = "0.0.0.0"  # noqa: S104 (a counter key, not a bind address)
