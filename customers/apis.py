@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
+from workbench.schema import ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TEST_USERS, CUSTOMERS, answers
 
 from . import selectors, services
 from .models import Customer, TestUser
@@ -25,6 +26,16 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "Names of 1 to 100 characters; null removes a key.",
+        "additionalProperties": {
+            "oneOf": [{"type": "string", "maxLength": 10_000}, {"type": "number"}, {"type": "boolean"}],
+            "nullable": True,
+        },
+    }
+)
 class CustomFieldsField(serializers.DictField):
     """customFields: string, number, boolean or ISO date (as a string) values; null removes a key."""
 
@@ -67,17 +78,28 @@ class CustomerProfileSerializer(StrictSerializer):
     timezone = _text(64)
     tags = serializers.ListField(child=StrictCharField(max_length=100), required=False, allow_null=True)
     customFields = CustomFieldsField(source="custom_fields", required=False, allow_null=True)
-    createdAt = _moment("created_at")
+    createdAt = serializers.DateTimeField(
+        source="created_at", required=False, error_messages={"null": "createdAt cannot be removed."}
+    )
     firstSeenAt = _moment("first_seen_at")
     lastSeenAt = _moment("last_seen_at")
     lastSeenIosAt = _moment("last_seen_ios_at")
     lastSeenAndroidAt = _moment("last_seen_android_at")
     lastSeenWebAt = _moment("last_seen_web_at")
 
-    def validate_createdAt(self, value: Any) -> Any:
-        if value is None:
-            raise serializers.ValidationError("createdAt cannot be removed.")
-        return value
+
+class CustomerUpsertSerializer(CustomerProfileSerializer):
+    """PUT customers/{userId}: the path names the profile, so the body's userId is optional."""
+
+    userId = StrictCharField(source="user_id", max_length=255, required=False)
+
+
+# A userId in a path is validated like one in a body: 1 to 255 characters, not only spaces.
+USER_ID_PATH = OpenApiParameter(
+    "user_id",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"\S"},
+    OpenApiParameter.PATH,
+)
 
 
 def customer_representation(customer: Customer) -> dict[str, Any]:
@@ -113,22 +135,28 @@ BatchUpsertEnvelope = envelope_schema(
 )
 
 
+@extend_schema(tags=[CUSTOMERS], parameters=[USER_ID_PATH])
 class CustomerDetailApi(EnvironmentAPIView):
     allowed_roles = EVENTS
 
-    @extend_schema(request=None, responses=CustomerEnvelope)
+    @extend_schema(request=None, responses=answers({200: CustomerEnvelope}))
     def get(self, request: Request, env: str, user_id: str) -> Response:
         customer = selectors.customer_get(environment=self.environment, user_id=user_id)
         return Response(envelope(customer_representation(customer)))
 
-    @extend_schema(request=CustomerProfileSerializer, responses={200: CustomerEnvelope, 201: CustomerEnvelope})
+    @extend_schema(
+        request=CustomerUpsertSerializer,
+        responses=answers({200: CustomerEnvelope, 201: CustomerEnvelope}, body=True),
+        extensions={BODY_REQUIRED: True},
+    )
     def put(self, request: Request, env: str, user_id: str) -> Response:
-        if not isinstance(request.data, dict):
-            raise serializers.ValidationError({"request": ["Expected a JSON object."]})
+        # No body at all is no empty profile: it creates nothing.
+        if request.stream is None or not isinstance(request.data, dict):
+            raise serializers.ValidationError({"request": ["Send the profile as a JSON object."]})
         if request.data.get("userId", user_id) != user_id:
             raise serializers.ValidationError({"userId": ["Does not match the userId in the path."]})
         # The path's userId is validated like any other (length, characters).
-        serializer = CustomerProfileSerializer(data={**request.data, "userId": user_id})
+        serializer = CustomerUpsertSerializer(data={**request.data, "userId": user_id})
         serializer.is_valid(raise_exception=True)
         customer, created = services.customer_upsert(environment=self.environment, profile=serializer.validated_data)
         return Response(
@@ -137,10 +165,15 @@ class CustomerDetailApi(EnvironmentAPIView):
         )
 
 
+@extend_schema(tags=[CUSTOMERS])
 class CustomerBatchApi(EnvironmentAPIView):
     allowed_roles = EVENTS
 
-    @extend_schema(request=CustomerProfileSerializer(many=True), responses=BatchUpsertEnvelope)
+    @extend_schema(
+        request=CustomerProfileSerializer(many=True),
+        responses=answers({200: BatchUpsertEnvelope}, body=True),
+        extensions={ARRAY_BOUNDS: {"minItems": 1, "maxItems": settings.BATCH_UPSERT_MAX_PROFILES}},
+    )
     def post(self, request: Request, env: str) -> Response:
         limit = settings.BATCH_UPSERT_MAX_PROFILES
         if not isinstance(request.data, list):
@@ -163,15 +196,16 @@ def _test_user_data(test_user: TestUser) -> Any:
     return TestUserSerializer(test_user).data
 
 
+@extend_schema(tags=[CONFIG_TEST_USERS])
 class TestUserListApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
 
-    @extend_schema(responses=TestUserSerializer(many=True))
+    @extend_schema(responses=answers({200: TestUserSerializer(many=True)}))
     def get(self, request: Request, env: str) -> Response:
         test_users = selectors.testuser_list(environment=self.environment)
         return Response(TestUserSerializer(test_users, many=True).data)
 
-    @extend_schema(request=TestUserSerializer, responses=TestUserSerializer)
+    @extend_schema(request=TestUserSerializer, responses=answers({201: TestUserSerializer}, body=True))
     def post(self, request: Request, env: str) -> Response:
         serializer = TestUserSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -180,15 +214,16 @@ class TestUserListApi(EnvironmentAPIView):
         return Response(_test_user_data(test_user), status=status.HTTP_201_CREATED)
 
 
+@extend_schema(tags=[CONFIG_TEST_USERS])
 class TestUserDetailApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
 
-    @extend_schema(responses=TestUserSerializer)
+    @extend_schema(responses=answers({200: TestUserSerializer}))
     def get(self, request: Request, env: str, test_user_id: int) -> Response:
         test_user = selectors.testuser_get(environment=self.environment, test_user_id=test_user_id)
         return Response(_test_user_data(test_user))
 
-    @extend_schema(request=TestUserSerializer, responses=TestUserSerializer)
+    @extend_schema(request=TestUserSerializer, responses=answers({200: TestUserSerializer}, body=True))
     def patch(self, request: Request, env: str, test_user_id: int) -> Response:
         test_user = selectors.testuser_get(environment=self.environment, test_user_id=test_user_id)
         serializer = TestUserSerializer(data=request.data, partial=True)
@@ -199,7 +234,7 @@ class TestUserDetailApi(EnvironmentAPIView):
         test_user = services.testuser_update(test_user=test_user, **serializer.validated_data)
         return Response(_test_user_data(test_user))
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(request=None, responses=answers({204: None}))
     def delete(self, request: Request, env: str, test_user_id: int) -> Response:
         test_user = selectors.testuser_get(environment=self.environment, test_user_id=test_user_id)
         services.testuser_delete(test_user=test_user)

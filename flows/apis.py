@@ -4,15 +4,83 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
+from workbench.schema import ACTION_FLOWS, CONFIG_FLOWS, answers
 
-from . import selectors, services
-from .models import Card, Flow, Invocation
+from . import definitions, selectors, services
+from .models import Card, Flow, FlowStatus, Invocation, InvocationStatus, Mode, RunStatus
+
+FLOW_ARCHIVED = "flow_archived: an archived flow can no longer change."
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{letter.lower()}{letter.upper()}]" for letter in word)
+
+
+# A button's URL as flows.definitions accepts it: `scheme://` and no white space, the scheme
+# not one that runs code or reads files (OpenAPI patterns have no case-insensitive flag).
+_UNSAFE = "|".join(_any_case(scheme) for scheme in sorted(definitions.UNSAFE_SCHEMES))
+SAFE_LINK = rf"^(?!(?:{_UNSAFE}):)[A-Za-z][A-Za-z0-9+.-]*://\S+$"
+
+# --- The flow definition's declared shape: flows.definitions validates it, these document it. ---
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True})
+class ScalarField(serializers.JSONField):
+    pass
+
+
+class VariableSchema(StrictSerializer):
+    name = serializers.RegexField(definitions.VARIABLE_NAME.pattern, max_length=100, help_text="Unique in the flow.")
+    default = ScalarField(required=False, allow_null=True, help_text="A string, number or boolean.")
+    required = serializers.BooleanField(required=False, default=False)  # type: ignore[assignment]  # payload
+
+
+class CardActionSchema(StrictSerializer):
+    label = serializers.CharField(max_length=100)  # type: ignore[assignment]  # a payload field
+    url = serializers.RegexField(
+        SAFE_LINK, help_text="https://… or an app link myapp://…; never javascript:, vbscript:, data: or file:."
+    )
+
+
+class CardSchema(StrictSerializer):
+    title = serializers.CharField(max_length=500, help_text="May use {{variable}} placeholders of declared variables.")
+    body = serializers.CharField(max_length=5000, required=False, allow_blank=True)
+    actions = serializers.ListField(child=CardActionSchema(), required=False, max_length=definitions.MAX_ACTIONS)
+
+
+class CardStepSchema(StrictSerializer):
+    type = serializers.ChoiceField(choices=["send_card"])
+    card = CardSchema()
+
+
+class WaitStepSchema(StrictSerializer):
+    type = serializers.ChoiceField(choices=["wait"])
+    seconds = serializers.IntegerField(min_value=1, max_value=definitions.MAX_WAIT_SECONDS)
+
+
+@extend_schema_field(serializers.ListField(child=VariableSchema(), max_length=definitions.MAX_VARIABLES))
+class VariablesField(serializers.JSONField):
+    """Validated by flows.definitions (which also refuses a name defined twice)."""
+
+
+@extend_schema_field(
+    serializers.ListField(
+        child=PolymorphicProxySerializer(
+            component_name="Step",
+            serializers={"send_card": CardStepSchema, "wait": WaitStepSchema},
+            resource_type_field_name="type",
+        ),
+        max_length=definitions.MAX_STEPS,
+    )
+)
+class StepsField(serializers.JSONField):
+    """Validated by flows.definitions (which also refuses placeholders of undeclared variables)."""
 
 
 class FlowSerializer(StrictSerializer):
@@ -20,9 +88,9 @@ class FlowSerializer(StrictSerializer):
 
     id = serializers.IntegerField(read_only=True)
     name = serializers.CharField(max_length=200)
-    status = serializers.CharField(read_only=True)
-    variables = serializers.JSONField(required=False)
-    steps = serializers.JSONField(required=False)
+    status = serializers.ChoiceField(choices=FlowStatus.choices, read_only=True)
+    variables = VariablesField(required=False)
+    steps = StepsField(required=False)
     publishedVersion = serializers.IntegerField(source="published_version", read_only=True, allow_null=True)
 
     def to_representation(self, flow: Flow) -> dict[str, Any]:
@@ -40,15 +108,16 @@ class PublishSerializer(StrictSerializer):
     triggerExistingSegmentMembers = serializers.BooleanField(required=False, default=False)
 
 
+@extend_schema(tags=[CONFIG_FLOWS])
 class FlowListApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
 
-    @extend_schema(responses=FlowSerializer(many=True))
+    @extend_schema(responses=answers({200: FlowSerializer(many=True)}))
     def get(self, request: Request, env: str) -> Response:
         flows = selectors.flow_list(environment=self.environment)
         return Response([FlowSerializer().to_representation(flow) for flow in flows])
 
-    @extend_schema(request=FlowSerializer, responses={201: FlowSerializer})
+    @extend_schema(request=FlowSerializer, responses=answers({201: FlowSerializer}, body=True))
     def post(self, request: Request, env: str) -> Response:
         serializer = FlowSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -62,15 +131,16 @@ class FlowListApi(EnvironmentAPIView):
         return Response(FlowSerializer().to_representation(flow), status=status.HTTP_201_CREATED)
 
 
+@extend_schema(tags=[CONFIG_FLOWS])
 class FlowDetailApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
 
-    @extend_schema(responses=FlowSerializer)
+    @extend_schema(responses=answers({200: FlowSerializer}))
     def get(self, request: Request, env: str, flow_id: int) -> Response:
         flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
         return Response(FlowSerializer().to_representation(flow))
 
-    @extend_schema(request=FlowSerializer, responses=FlowSerializer)
+    @extend_schema(request=FlowSerializer, responses=answers({200: FlowSerializer}, {409: FLOW_ARCHIVED}, body=True))
     def patch(self, request: Request, env: str, flow_id: int) -> Response:
         flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
         serializer = FlowSerializer(data=request.data, partial=True)
@@ -81,29 +151,35 @@ class FlowDetailApi(EnvironmentAPIView):
         )
         return Response(FlowSerializer().to_representation(flow))
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(request=None, responses=answers({204: None}))
     def delete(self, request: Request, env: str, flow_id: int) -> Response:
         flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
         services.flow_delete(flow=flow)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+@extend_schema(tags=[CONFIG_FLOWS])
 class FlowPublishApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
 
-    @extend_schema(request=PublishSerializer, responses=FlowSerializer)
+    @extend_schema(
+        request=PublishSerializer,
+        responses=answers({200: FlowSerializer}, {400: "a draft without steps.", 409: FLOW_ARCHIVED}, body=True),
+    )
     def post(self, request: Request, env: str, flow_id: int) -> Response:
         flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
-        serializer = PublishSerializer(data=request.data or {})
+        # No body means the defaults; a body that is no object is refused, not ignored.
+        serializer = PublishSerializer(data=request.data if request.stream is not None else {})
         serializer.is_valid(raise_exception=True)
         result = services.flow_publish(flow=flow)
         return Response(FlowSerializer().to_representation(result.flow))
 
 
+@extend_schema(tags=[CONFIG_FLOWS])
 class FlowArchiveApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
 
-    @extend_schema(request=None, responses=FlowSerializer)
+    @extend_schema(request=None, responses=answers({200: FlowSerializer}))
     def post(self, request: Request, env: str, flow_id: int) -> Response:
         flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)
         return Response(FlowSerializer().to_representation(services.flow_archive(flow=flow)))
@@ -144,12 +220,33 @@ def invocation_json(invocation: Invocation) -> dict[str, Any]:
     }
 
 
+class RunSchema(serializers.Serializer):
+    userId = serializers.CharField()
+    status = serializers.ChoiceField(choices=RunStatus.choices)
+    error = serializers.CharField(required=False)
+
+
+class InvocationSchema(serializers.Serializer):
+    """An invocation as invocation_json shows it."""
+
+    flowInvocationId = serializers.CharField()
+    flowId = serializers.IntegerField()
+    mode = serializers.ChoiceField(choices=Mode.choices)
+    source = serializers.CharField()  # type: ignore[assignment]  # a payload field, not Field.source
+    status = serializers.ChoiceField(choices=InvocationStatus.choices)
+    targetUserIds = serializers.ListField(child=serializers.CharField())
+    ignoredUserIds = serializers.ListField(child=serializers.CharField())
+    runs = RunSchema(many=True)
+    cards = CardSerializer(many=True)
+
+
+@extend_schema(tags=[ACTION_FLOWS])
 class UserCardsApi(EnvironmentAPIView):
     allowed_roles = EVENTS
 
     @extend_schema(
         parameters=[OpenApiParameter("test", bool, description="Only test (true) or live (false) cards")],
-        responses=envelope_schema("CardFeed", CardSerializer(many=True)),
+        responses=answers({200: envelope_schema("CardFeed", CardSerializer(many=True))}),
     )
     def get(self, request: Request, env: str, user_id: str) -> Response:
         test = _optional_bool(request.query_params.get("test"))
@@ -157,11 +254,12 @@ class UserCardsApi(EnvironmentAPIView):
         return Response(envelope([card_json(card) for card in cards]))
 
 
+@extend_schema(tags=[ACTION_FLOWS])
 class InvocationApi(EnvironmentAPIView):
     allowed_roles = EVENTS
     read_roles = EVENTS + WORKBENCH
 
-    @extend_schema(responses=envelope_schema("Invocations", serializers.ListField(child=serializers.DictField())))
+    @extend_schema(responses=answers({200: envelope_schema("Invocations", InvocationSchema(many=True))}))
     def get(self, request: Request, env: str, flow_invocation_id: str) -> Response:
         invocations = selectors.invocations_by_key(environment=self.environment, flow_invocation_id=flow_invocation_id)
         data = [invocation_json(invocation) for invocation in invocations]

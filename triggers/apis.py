@@ -6,8 +6,7 @@ from functools import cache
 from typing import Any
 
 from django.db import connection, transaction
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -15,16 +14,108 @@ from rest_framework.response import Response
 from flows import selectors as flow_selectors
 from flows import services as flow_services
 from flows.models import Flow, Mode
+from flows.start_requests import MAX_ID_LENGTH, MAX_STARTS, MAX_TARGETS
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
+from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 
-from . import intake, selectors, services
+from . import intake, selectors, services, signatures
 from .mapping import mappable_properties
-from .models import Trigger, TriggerMode, TriggerType, WebhookRequest
+from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
+
+# --- The start request (SPEC section 2): flows.start_requests validates it, these document it. ---
+
+
+def _user_ids() -> serializers.ListField:
+    # A userId is any 1 to 255 characters: spaces are kept, not trimmed.
+    child = serializers.CharField(min_length=1, max_length=MAX_ID_LENGTH, trim_whitespace=False)
+    return serializers.ListField(child=child, min_length=1, max_length=MAX_TARGETS)
+
+
+def _flow_invocation_id() -> serializers.CharField:
+    return serializers.CharField(
+        required=False,
+        allow_null=True,
+        min_length=1,
+        max_length=MAX_ID_LENGTH,
+        trim_whitespace=False,
+        help_text="The idempotency key; generated when absent, always returned.",
+    )
+
+
+class StartRequestSchema(StrictSerializer):
+    targetUserIds = _user_ids()
+    flowInvocationId = _flow_invocation_id()
+    variables = serializers.DictField(required=False, allow_null=True)
+    notificationDetail = serializers.DictField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    cardOptions = serializers.DictField(required=False, allow_null=True)
+
+
+class UsersByIdSchema(StrictSerializer):
+    usersById = _user_ids()
+
+
+class AtomicPayloadSchema(StrictSerializer):
+    variables = serializers.DictField(required=False, allow_null=True)
+    notificationDetail = serializers.DictField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    cardOptions = serializers.DictField(required=False, allow_null=True)
+
+
+class AtomicFlowSchema(StrictSerializer):
+    target = UsersByIdSchema()
+    flowInvocationId = _flow_invocation_id()
+    payload = AtomicPayloadSchema(required=False)
+
+
+class AtomicEnvelopeSchema(StrictSerializer):
+    """Atomic's API envelope."""
+
+    flows = serializers.ListField(child=AtomicFlowSchema(), min_length=1, max_length=MAX_STARTS)
+
+
+class ConnectorPayloadSchema(StrictSerializer):
+    target = UsersByIdSchema()
+    flowInvocationId = _flow_invocation_id()
+    detail = serializers.DictField(required=False, allow_null=True, help_text="The variables.")
+    notificationDetail = serializers.DictField(required=False, allow_null=True)
+    metadata = serializers.DictField(required=False, allow_null=True)
+    cardOptions = serializers.DictField(required=False, allow_null=True)
+
+
+class ConnectorEnvelopeSchema(StrictSerializer):
+    """The older connector shape."""
+
+    payload = ConnectorPayloadSchema()
+
+
+StartRequestBody = PolymorphicProxySerializer(
+    component_name="StartRequestBody",
+    serializers=[
+        StartRequestSchema,
+        AtomicEnvelopeSchema,
+        ConnectorEnvelopeSchema,
+        StartRequestSchema(many=True),
+    ],
+    resource_type_field_name=None,
+    many=False,
+)
+
+
+class StartOutcomeSchema(serializers.Serializer):
+    flowInvocationId = serializers.CharField()
+    status = serializers.ChoiceField(choices=["accepted", "duplicate"])
+    targetCount = serializers.IntegerField()
+    ignoredUserIds = serializers.ListField(child=serializers.CharField(), help_text="Test starts: not test users.")
+
 
 StartAnswer = envelope_schema(
-    "StartAnswer",
-    serializers.DictField(help_text='{"invocations": [{flowInvocationId, status, targetCount, ignoredUserIds}]}'),
+    "StartAnswer", inline_serializer("StartResult", {"invocations": StartOutcomeSchema(many=True)})
 )
+START_REFUSALS = {
+    400: "missing_variables: required variables without a value and without a default.",
+    409: "flow_not_published (live starts), flow_archived, idempotency_mismatch (a key repeated with other content).",
+}
 
 
 @cache
@@ -41,13 +132,18 @@ def _api_trigger_id_column() -> tuple[tuple[str, str], ...]:
     return (("api_trigger_id", sql),)
 
 
+@extend_schema(tags=[ACTION_FLOWS])
 class ActionFlowStartApi(EnvironmentAPIView):
     """POST action-flow/{flowId}/start (live) and /test: accept a start request (SPEC section 2)."""
 
     allowed_roles = EVENTS
     mode: str = Mode.LIVE
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={202: StartAnswer, 200: StartAnswer})
+    @extend_schema(
+        request=StartRequestBody,
+        responses=answers({202: StartAnswer, 200: StartAnswer}, START_REFUSALS, body=True),
+        extensions={BODY_REQUIRED: True, ARRAY_BOUNDS: {"minItems": 1, "maxItems": MAX_STARTS}},
+    )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
         # One query: the flow, its latest version and its api trigger's id.
         flow = flow_selectors.flow_for_start(
@@ -104,15 +200,157 @@ def trigger_json(trigger: Trigger, request: Request) -> dict[str, Any]:
     return data
 
 
+# A structured mapping's leaf: a JSONPath into the body, or a literal.
+MAPPING_LEAF = {
+    "oneOf": [
+        {"type": "string", "pattern": r"^\$", "description": 'A JSONPath, e.g. "$.customer.id".'},
+        {"type": "object", "properties": {"value": {}}, "required": ["value"], "additionalProperties": False},
+    ]
+}
+MAPPING_ENTRIES = {
+    "type": "object",
+    "additionalProperties": {},
+    "description": "Leaves, or objects and arrays of them.",
+}
+STRUCTURED_MAPPING = {
+    "type": "object",
+    "description": "Shaped like the start request; its leaves are JSONPaths into the body or literals.",
+    "properties": {
+        "targetUserIds": {"oneOf": [MAPPING_LEAF, {"type": "array", "items": MAPPING_LEAF, "minItems": 1}]},
+        "flowInvocationId": MAPPING_LEAF,
+        **{
+            name: {"oneOf": [MAPPING_LEAF, MAPPING_ENTRIES]}
+            for name in ("variables", "notificationDetail", "metadata", "cardOptions")
+        },
+    },
+    "required": ["targetUserIds"],
+    "additionalProperties": False,
+}
+
+
+@extend_schema_field(STRUCTURED_MAPPING)
+class StructuredMappingField(serializers.DictField):
+    pass
+
+
+def _structured(required: bool) -> serializers.DictField:
+    return StructuredMappingField(required=required)
+
+
+def _script(required: bool) -> serializers.CharField:
+    return serializers.CharField(
+        required=required, allow_blank=True, trim_whitespace=False, help_text="JavaScript defining transform(request)."
+    )
+
+
+class NoMappingSchema(StrictSerializer):
+    """The body already is a start request. A draft of another type's part may stay (unchecked)."""
+
+    type = serializers.ChoiceField(choices=["none"])
+    structured = serializers.DictField(required=False, help_text="A draft, kept while another type is selected.")
+    script = _script(required=False)
+
+
+class StructuredMappingSchema(NoMappingSchema):
+    type = serializers.ChoiceField(choices=["structured"])
+    structured = _structured(required=True)
+
+
+class ScriptMappingSchema(NoMappingSchema):
+    type = serializers.ChoiceField(choices=["script"])
+    script = _script(required=True)
+
+
+MappingSchema = PolymorphicProxySerializer(
+    component_name="Mapping",
+    serializers={"none": NoMappingSchema, "structured": StructuredMappingSchema, "script": ScriptMappingSchema},
+    resource_type_field_name="type",
+)
+
+
+class SignatureLocationSchema(StrictSerializer):
+    header = serializers.RegexField(
+        r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$",
+        max_length=signatures.MAX_HEADER_NAME_LENGTH,
+        help_text="Matched case-insensitively.",
+    )
+    parsePrefix = serializers.RegexField(
+        r"^[^\x00-\x1f\x7f-\x9f]+$",
+        required=False,
+        max_length=signatures.MAX_PREFIX_LENGTH,
+        trim_whitespace=False,
+        help_text="Printable text.",
+    )
+
+
+class SignatureDataSchema(StrictSerializer):
+    signature = SignatureLocationSchema()
+    timestamp = SignatureLocationSchema(required=False)
+    id = SignatureLocationSchema(required=False)
+
+
+class SignatureSchema(StrictSerializer):
+    """SPEC section 4: how senders sign their requests (the secret is masked in answers)."""
+
+    secret = serializers.CharField(trim_whitespace=False)
+    algorithm = serializers.ChoiceField(choices=["sha1", "sha256"])
+    digest = serializers.ChoiceField(choices=["hex", "base64"])
+    data = SignatureDataSchema()  # type: ignore[assignment]  # a payload field, not Serializer.data
+    template = serializers.CharField(trim_whitespace=False, help_text="E.g. [timestamp].[payload].")
+    toleranceSeconds = serializers.IntegerField(required=False, min_value=0)
+    secretEncoding = serializers.ChoiceField(choices=["utf8", "base64", "hex"], required=False)
+    secretPrefix = serializers.CharField(required=False, trim_whitespace=False)
+
+
+class SecuritySchema(StrictSerializer):
+    allowedIps = serializers.ListField(
+        child=serializers.CharField(), required=False, help_text="Addresses or CIDR ranges; empty allows every one."
+    )
+    signature = SignatureSchema(required=False, allow_null=True)
+
+
+@extend_schema_field(MappingSchema)
+class MappingField(serializers.JSONField):
+    """Validated by triggers.mapping (paths must parse, a script must define transform)."""
+
+
+@extend_schema_field(SecuritySchema)
+class SecurityField(serializers.JSONField):
+    """Validated by triggers.services (addresses, signature configuration)."""
+
+
 class WebhookTriggerSerializer(StrictSerializer):
     """A webhook trigger's writable fields (SPEC section 4)."""
 
     type = serializers.ChoiceField(choices=[TriggerType.WEBHOOK.value], required=False)
     mode = serializers.ChoiceField(choices=[m.value for m in services.MEMBER_MODES], required=False)
     sample = serializers.JSONField(required=False, allow_null=True)
-    mapping = serializers.JSONField(required=False)
+    mapping = MappingField(required=False)
     shapeCheck = serializers.BooleanField(required=False)
-    security = serializers.JSONField(required=False)
+    security = SecurityField(required=False)
+
+
+class WebhookTriggerCreateSerializer(WebhookTriggerSerializer):
+    type = serializers.ChoiceField(choices=[TriggerType.WEBHOOK.value], help_text="Webhook triggers are created here.")
+
+
+class TriggerSchema(serializers.Serializer):
+    """A trigger as trigger_json shows it; the fields after `url` belong to one type."""
+
+    id = serializers.IntegerField()
+    flowId = serializers.IntegerField()
+    type = serializers.ChoiceField(choices=TriggerType.choices)
+    mode = serializers.ChoiceField(choices=TriggerMode.choices)
+    pausedReason = serializers.CharField(allow_null=True)
+    url = serializers.URLField(allow_null=True, help_text="The absolute webhook URL (webhook triggers).")
+    startUrl = serializers.URLField(required=False, help_text="api triggers.")
+    testUrl = serializers.URLField(required=False, help_text="api triggers.")
+    sample = serializers.JSONField(required=False, allow_null=True, help_text="webhook triggers.")
+    mapping = MappingField(required=False)
+    shapeCheck = serializers.BooleanField(required=False)
+    security = SecuritySchema(required=False, help_text="The signing secret is always masked.")
+    captureArmedUntil = serializers.DateTimeField(required=False, allow_null=True)
+    heldRequests = serializers.IntegerField(required=False)
 
 
 def _webhook_changes(data: dict[str, Any]) -> dict[str, Any]:
@@ -123,19 +361,23 @@ def _webhook_changes(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@extend_schema(tags=[CONFIG_TRIGGERS])
 class FlowTriggerListApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=answers({200: TriggerSchema(many=True)}))
     def get(self, request: Request, env: str, flow_id: str) -> Response:
         flow = flow_selectors.flow_get(environment=self.environment, flow_id=flow_id)
         triggers = selectors.trigger_list(flow=flow).select_related("environment")
         return Response([trigger_json(trigger, request) for trigger in triggers])
 
-    @extend_schema(request=WebhookTriggerSerializer, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=WebhookTriggerCreateSerializer,
+        responses=answers({201: TriggerSchema}, {409: "flow_not_published (mode live)."}, body=True),
+    )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
         flow = flow_selectors.flow_get(environment=self.environment, flow_id=flow_id)
-        serializer = WebhookTriggerSerializer(data=request.data)
+        serializer = WebhookTriggerCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if data.get("type") != TriggerType.WEBHOOK:
@@ -147,15 +389,23 @@ class FlowTriggerListApi(EnvironmentAPIView):
         return Response(trigger_json(trigger, request), status=status.HTTP_201_CREATED)
 
 
+@extend_schema(tags=[CONFIG_TRIGGERS])
 class TriggerDetailApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=answers({200: TriggerSchema}))
     def get(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
         return Response(trigger_json(trigger, request))
 
-    @extend_schema(request=WebhookTriggerSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=WebhookTriggerSerializer,
+        responses=answers(
+            {200: TriggerSchema},
+            {409: "flow_not_published (mode live), api_trigger_mode (the API trigger has no mode to set)."},
+            body=True,
+        ),
+    )
     def patch(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
         serializer = WebhookTriggerSerializer(data=request.data, partial=True)
@@ -177,13 +427,64 @@ class TriggerDetailApi(EnvironmentAPIView):
             trigger_json(selectors.trigger_get(environment=self.environment, trigger_id=trigger_id), request)
         )
 
-    @extend_schema(request=None, responses={204: None})
+    @extend_schema(
+        request=None,
+        responses=answers(
+            {204: None},
+            {409: "trigger_not_disabled (disable it first), api_trigger_required (a flow keeps its API trigger)."},
+        ),
+    )
     def delete(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
         services.trigger_delete(trigger=trigger)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+NOT_A_WEBHOOK = "not_a_webhook: only webhook triggers have this action."
+
+
+class WebhookAnswerSchema(serializers.Serializer):
+    """What a replayed or test-sent request got: the answer a sender would have had."""
+
+    status = serializers.ChoiceField(choices=["accepted", "duplicate"])
+    flowInvocationId = serializers.CharField()
+    flowInvocationIds = serializers.ListField(child=serializers.CharField(), required=False)
+    mode = serializers.ChoiceField(choices=Mode.choices)
+
+
+class SentTestSchema(WebhookAnswerSchema):
+    invocations = StartOutcomeSchema(many=True)
+
+
+REPLAY_REFUSALS = {
+    400: "invalid_payload: the logged body is not JSON.",
+    409: f"trigger_disabled, flow_not_published, flow_archived, idempotency_mismatch; {NOT_A_WEBHOOK}",
+    422: "mapping_failed: the current mapping fails on the body, or makes no valid start request.",
+}
+
+
+class RequestLogSchema(serializers.Serializer):
+    id = serializers.IntegerField()
+    receivedAt = serializers.DateTimeField()
+    sourceIp = serializers.CharField()
+    method = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=RequestOutcome.choices)
+    statusCode = serializers.IntegerField()
+    code = serializers.CharField(allow_null=True)
+    detail = serializers.CharField(allow_null=True)
+    flowInvocationId = serializers.CharField(allow_null=True)
+    held = serializers.ChoiceField(choices=HeldState.choices, allow_null=True)
+    replayOf = serializers.IntegerField(allow_null=True)
+
+
+class RequestDetailSchema(RequestLogSchema):
+    headers = serializers.DictField(child=serializers.CharField())
+    query = serializers.DictField(child=serializers.CharField())
+    body = serializers.CharField(help_text="The raw body as text.")
+    errors = serializers.JSONField(allow_null=True)  # type: ignore[assignment]  # a payload field
+
+
+@extend_schema(tags=[CONFIG_TRIGGERS])
 class WebhookActionApi(EnvironmentAPIView):
     """Base of the webhook trigger actions: the trigger, which must be a webhook."""
 
@@ -196,27 +497,62 @@ class WebhookActionApi(EnvironmentAPIView):
         return trigger
 
 
+def _body_or_empty(request: Request) -> Any:
+    """The body, or {} when there is none: a body that is no object is refused, not ignored."""
+    return request.data if request.stream is not None else {}
+
+
 def _answer(answer: intake.Answer) -> Response:
     return Response(answer.body, status=answer.status)
 
 
 class CaptureSampleApi(WebhookActionApi):
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=None,
+        responses=answers(
+            {
+                202: inline_serializer(
+                    "CaptureArmed",
+                    {
+                        "status": serializers.ChoiceField(choices=["armed"]),
+                        "captureArmedUntil": serializers.DateTimeField(),
+                    },
+                )
+            },
+            {409: NOT_A_WEBHOOK},
+        ),
+    )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = services.trigger_capture_arm(trigger=self.webhook(trigger_id))
         return Response({"status": "armed", "captureArmedUntil": trigger.capture_until}, status=202)
 
 
 class PreviewSerializer(StrictSerializer):
-    payload = serializers.JSONField(required=False, allow_null=True)
-    mapping = serializers.JSONField(required=False)
+    payload = serializers.JSONField(required=False, allow_null=True, help_text="The sample when absent.")
+    # A mapping to try: its problems are the preview's answer (`errors`), not a refusal.
+    mapping = serializers.DictField(required=False, help_text="The saved mapping when absent.")
 
 
 class PreviewApi(WebhookActionApi):
-    @extend_schema(request=PreviewSerializer, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=PreviewSerializer,
+        responses=answers(
+            {
+                200: inline_serializer(
+                    "MappingPreview",
+                    {
+                        "output": serializers.JSONField(allow_null=True, help_text="The mapped start request."),
+                        "errors": serializers.ListField(child=serializers.CharField()),
+                    },
+                )
+            },
+            {409: NOT_A_WEBHOOK},
+            body=True,
+        ),
+    )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = self.webhook(trigger_id)
-        serializer = PreviewSerializer(data=request.data or {})
+        serializer = PreviewSerializer(data=_body_or_empty(request))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         preview = intake.mapping_preview(
@@ -226,7 +562,16 @@ class PreviewApi(WebhookActionApi):
 
 
 class MappablePropertiesApi(WebhookActionApi):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        responses=answers(
+            {
+                200: inline_serializer(
+                    "MappableProperties", {"properties": serializers.ListField(child=serializers.CharField())}
+                )
+            },
+            {409: NOT_A_WEBHOOK},
+        )
+    )
     def get(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = self.webhook(trigger_id)
         sample = trigger.sample
@@ -234,13 +579,25 @@ class MappablePropertiesApi(WebhookActionApi):
 
 
 class SendTestApi(WebhookActionApi):
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(
+        request=None,
+        responses=answers(
+            {202: SentTestSchema, 200: SentTestSchema},
+            {
+                409: f"no_sample (capture or paste one first), flow_archived; {NOT_A_WEBHOOK}",
+                422: "mapping_failed: the saved mapping fails on the sample, or makes no valid start request.",
+            },
+        ),
+    )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
         return _answer(intake.send_test(trigger=self.webhook(trigger_id)))
 
 
 class ReactivateApi(WebhookActionApi):
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=None,
+        responses=answers({200: TriggerSchema}, {409: f"trigger_not_paused; {NOT_A_WEBHOOK}"}),
+    )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = services.trigger_reactivate(trigger=self.webhook(trigger_id))
         return Response(trigger_json(trigger, request))
@@ -263,7 +620,10 @@ def request_log_json(logged: WebhookRequest) -> dict[str, Any]:
 
 
 class RequestLogApi(WebhookActionApi):
-    @extend_schema(operation_id="triggers_requests_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        operation_id="triggers_requests_list",
+        responses=answers({200: RequestLogSchema(many=True)}, {409: NOT_A_WEBHOOK}),
+    )
     def get(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = self.webhook(trigger_id)
         entries = selectors.webhook_request_list(trigger=trigger)[:200]
@@ -271,7 +631,7 @@ class RequestLogApi(WebhookActionApi):
 
 
 class RequestDetailApi(WebhookActionApi):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses=answers({200: RequestDetailSchema}, {409: NOT_A_WEBHOOK}))
     def get(self, request: Request, env: str, trigger_id: int, request_id: int) -> Response:
         logged = selectors.webhook_request_get(trigger=self.webhook(trigger_id), request_id=request_id)
         detail = request_log_json(logged)
@@ -280,7 +640,9 @@ class RequestDetailApi(WebhookActionApi):
 
 
 class RequestReplayApi(WebhookActionApi):
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=None, responses=answers({202: WebhookAnswerSchema, 200: WebhookAnswerSchema}, REPLAY_REFUSALS)
+    )
     def post(self, request: Request, env: str, trigger_id: int, request_id: int) -> Response:
         trigger = self.webhook(trigger_id)
         logged = selectors.webhook_request_get(trigger=trigger, request_id=request_id)
@@ -288,13 +650,41 @@ class RequestReplayApi(WebhookActionApi):
 
 
 class HeldReplayApi(WebhookActionApi):
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=None,
+        responses=answers(
+            {
+                200: inline_serializer(
+                    "HeldReplayed",
+                    {
+                        "replayed": inline_serializer(
+                            "HeldReplayResult",
+                            {
+                                "id": serializers.IntegerField(),
+                                "statusCode": serializers.IntegerField(),
+                                "answer": serializers.DictField(
+                                    help_text="The answer the replay got, as a sender would."
+                                ),
+                            },
+                            many=True,
+                        )
+                    },
+                )
+            },
+            {409: f"trigger_paused (reactivate first), trigger_disabled; {NOT_A_WEBHOOK}"},
+        ),
+    )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
         results = intake.held_replay(trigger=self.webhook(trigger_id))
         return Response({"replayed": [{"id": r.request_id, "statusCode": r.status, "answer": r.body} for r in results]})
 
 
 class HeldDiscardApi(WebhookActionApi):
-    @extend_schema(request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request=None,
+        responses=answers(
+            {200: inline_serializer("HeldDiscarded", {"discarded": serializers.IntegerField()})}, {409: NOT_A_WEBHOOK}
+        ),
+    )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
         return Response({"discarded": intake.held_discard(trigger=self.webhook(trigger_id))})

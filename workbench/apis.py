@@ -10,11 +10,12 @@ from rest_framework.response import Response
 from . import selectors, services
 from .api_base import AUTH, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from .models import ApiCredential, CredentialRole
+from .schema import CREDENTIALS, answers
 
 
 class CredentialOutSerializer(serializers.Serializer):
     clientId = serializers.CharField(source="client_id")
-    role = serializers.CharField()
+    role = serializers.ChoiceField(choices=CredentialRole.choices)
     createdAt = serializers.DateTimeField(source="created_at")
 
 
@@ -39,17 +40,18 @@ RevokedCredentialEnvelope = envelope_schema(
 )
 
 
+@extend_schema(tags=[CREDENTIALS])
 class CredentialListApi(EnvironmentAPIView):
     allowed_roles = AUTH
     # Reading the list is open to workbench credentials too; issuing is auth only.
     read_roles = AUTH + WORKBENCH
 
-    @extend_schema(responses=CredentialListEnvelope)
+    @extend_schema(responses=answers({200: CredentialListEnvelope}))
     def get(self, request: Request, env: str) -> Response:
         credentials = selectors.credential_list(environment=self.environment)
         return Response(envelope(CredentialOutSerializer(credentials, many=True).data))
 
-    @extend_schema(request=CredentialCreateSerializer, responses={201: IssuedCredentialEnvelope})
+    @extend_schema(request=CredentialCreateSerializer, responses=answers({201: IssuedCredentialEnvelope}, body=True))
     def post(self, request: Request, env: str) -> Response:
         serializer = CredentialCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -62,10 +64,11 @@ class CredentialListApi(EnvironmentAPIView):
         return Response(envelope(body), status=status.HTTP_201_CREATED)
 
 
+@extend_schema(tags=[CREDENTIALS])
 class CredentialDetailApi(EnvironmentAPIView):
     allowed_roles = AUTH
 
-    @extend_schema(request=None, responses=RevokedCredentialEnvelope)
+    @extend_schema(request=None, responses=answers({200: RevokedCredentialEnvelope}))
     def delete(self, request: Request, env: str, client_id: str) -> Response:
         credential: ApiCredential = selectors.credential_get(environment=self.environment, client_id=client_id)
         services.credential_revoke(credential=credential)

@@ -284,6 +284,27 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # Request components of their own: they carry minLength 1 for non-blank fields and
+    # additionalProperties false for serializers that refuse unknown fields (workbench.schema).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Several choice sets share a field name (status, type, mode): each gets a name of its own.
+    "ENUM_NAME_OVERRIDES": {
+        "FlowStatusEnum": "flows.models.FlowStatus",
+        "InvocationStatusEnum": "flows.models.InvocationStatus",
+        "RunStatusEnum": "flows.models.RunStatus",
+        "StartModeEnum": "flows.models.Mode",
+        "TriggerTypeEnum": "triggers.models.TriggerType",
+        "TriggerModeEnum": "triggers.models.TriggerMode",
+        "MemberTriggerModeEnum": ["test", "live", "disabled"],
+        "MappingTypeEnum": "triggers.mapping.MAPPING_TYPES",
+        "StartStatusEnum": ["accepted", "duplicate"],
+        "StepTypeEnum": ["send_card", "wait"],
+        "WebhookTypeEnum": ["webhook"],
+    },
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "workbench.schema.document_non_drf_endpoints",
+    ],
 }
 
 # --- Background work ------------------------------------------------------------------
