@@ -12,9 +12,12 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import Client
 from django.utils import timezone
 from oauth2_provider.models import AccessToken
@@ -170,3 +173,26 @@ def session_with(api_client, env_b) -> Callable[[str, str], ApiSession]:
         return session.client
 
     return make
+
+
+def in_test_transaction(application: Any) -> Any:
+    """`application` (a WSGI callable) called as Django's test client calls the project:
+    without the request signals' `close_old_connections`, which would close the connection
+    holding the test's transaction (a no-op on SQLite, a broken transaction on PostgreSQL).
+    The answer is read whole, so that `request_finished` fires inside the call."""
+
+    def call(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        request_started.disconnect(close_old_connections)
+        request_finished.disconnect(close_old_connections)
+        try:
+            answer = application(environ, start_response)
+            try:
+                return [b"".join(answer)]
+            finally:
+                if hasattr(answer, "close"):
+                    answer.close()
+        finally:
+            request_started.connect(close_old_connections)
+            request_finished.connect(close_old_connections)
+
+    return call

@@ -43,6 +43,7 @@ from schemathesis.specs.openapi.checks import (
 
 from customers import services as customer_services
 from flows import services as flow_services
+from tests.conftest import in_test_transaction
 from triggers import services as trigger_services
 from workbench.models import Environment
 from workbench.services import credential_create
@@ -79,7 +80,7 @@ CHECKS = [
 
 @cache
 def api_schema() -> Any:
-    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+    return schemathesis.openapi.from_wsgi("/api/schema/?format=json", in_test_transaction(get_wsgi_application()))
 
 
 def operation_labels() -> list[str]:

@@ -15,12 +15,13 @@ import pytest
 from django.core.handlers.wsgi import WSGIHandler
 
 from flows.models import Invocation
+from tests.conftest import in_test_transaction
 from triggers.models import WebhookRequest
 from workbench.chunked_bodies import ChunkedBodyMiddleware
 
 pytestmark = pytest.mark.django_db
 
-application = ChunkedBodyMiddleware(WSGIHandler())
+application = in_test_transaction(ChunkedBodyMiddleware(WSGIHandler()))
 
 
 def call_chunked(path: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
