@@ -42,24 +42,30 @@ def _flow_invocation_id() -> serializers.CharField:
     )
 
 
-class StartRequestSchema(StrictSerializer):
+def _payload_object(help_text: str = "") -> serializers.DictField:
+    return serializers.DictField(required=False, allow_null=True, help_text=help_text)
+
+
+class AtomicPayloadSchema(StrictSerializer):
+    """What a start carries besides its targets and key, in every shape but the connector's."""
+
+    variables = _payload_object()
+    notificationDetail = _payload_object()
+    metadata = _payload_object()
+    cardOptions = _payload_object()
+
+
+class _TargetsAndKeySchema(StrictSerializer):
     targetUserIds = _user_ids()
     flowInvocationId = _flow_invocation_id()
-    variables = serializers.DictField(required=False, allow_null=True)
-    notificationDetail = serializers.DictField(required=False, allow_null=True)
-    metadata = serializers.DictField(required=False, allow_null=True)
-    cardOptions = serializers.DictField(required=False, allow_null=True)
+
+
+class StartRequestSchema(_TargetsAndKeySchema, AtomicPayloadSchema):
+    """The canonical start request (its fields in this order: the first base's first)."""
 
 
 class UsersByIdSchema(StrictSerializer):
     usersById = _user_ids()
-
-
-class AtomicPayloadSchema(StrictSerializer):
-    variables = serializers.DictField(required=False, allow_null=True)
-    notificationDetail = serializers.DictField(required=False, allow_null=True)
-    metadata = serializers.DictField(required=False, allow_null=True)
-    cardOptions = serializers.DictField(required=False, allow_null=True)
 
 
 class AtomicFlowSchema(StrictSerializer):
@@ -77,10 +83,10 @@ class AtomicEnvelopeSchema(StrictSerializer):
 class ConnectorPayloadSchema(StrictSerializer):
     target = UsersByIdSchema()
     flowInvocationId = _flow_invocation_id()
-    detail = serializers.DictField(required=False, allow_null=True, help_text="The variables.")
-    notificationDetail = serializers.DictField(required=False, allow_null=True)
-    metadata = serializers.DictField(required=False, allow_null=True)
-    cardOptions = serializers.DictField(required=False, allow_null=True)
+    detail = _payload_object("The variables.")
+    notificationDetail = _payload_object()
+    metadata = _payload_object()
+    cardOptions = _payload_object()
 
 
 class ConnectorEnvelopeSchema(StrictSerializer):
