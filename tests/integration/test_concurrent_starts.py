@@ -14,7 +14,7 @@ from flows.models import Invocation
 from flows.services import AcceptResult, FlowRefused, flow_create, flow_publish, invocations_accept
 from tests.factories import EnvironmentFactory
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CARD = {"type": "send_card", "card": {"title": "Hi {{name}}", "body": "Welcome.", "actions": []}}
 

@@ -2,7 +2,7 @@
 
 A real gunicorn, started from the repository root as in production so that it reads
 gunicorn.conf.py, on a free loopback port. It needs no database or broker (SQLite, and these
-requests never reach a query), so it runs everywhere without the `services` marker. Requests
+requests never reach a query), so it runs everywhere without the `integration` marker. Requests
 are raw bytes over a socket: no HTTP client would send a control character in a header.
 """
 

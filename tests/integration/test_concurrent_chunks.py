@@ -15,7 +15,7 @@ from flows.models import Card, FlowRun
 from flows.services import flow_create, flow_publish, invocation_fan_out, invocations_accept, runs_execute
 from workbench.services import environment_create
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def test_two_workers_executing_chunks_of_one_invocation_complete_every_run() -> None:

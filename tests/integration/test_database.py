@@ -12,12 +12,12 @@ from django.utils import timezone
 from flows.models import AnalyticsEvent
 from flows.services import flow_create
 from tests.factories import EnvironmentFactory
-from tests.services.conftest import wait_for
+from tests.integration.conftest import wait_for
 from triggers.models import RequestOutcome, WebhookRequest
 from triggers.services import webhook_trigger_create
 from workbench.raw_rows import insert_rows_together, json_rows_insert, prepared_cursor
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def admin_connection() -> psycopg.Connection:

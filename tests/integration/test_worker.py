@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from tests.services.conftest import WorkerProcess, wait_for
+from tests.integration.conftest import WorkerProcess, wait_for
 from workbench.models import WorkerHeartbeat
 from workbench.tasks import record_worker_heartbeat
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def test_the_suite_runs_on_postgresql() -> None:

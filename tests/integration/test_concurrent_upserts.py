@@ -12,7 +12,7 @@ from customers.models import Customer
 from customers.services import customers_upsert
 from workbench.services import environment_create
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
 def test_overlapping_batches_in_different_orders_all_succeed_with_one_row_per_user() -> None:

@@ -1,4 +1,4 @@
-"""Tests against the real services: PostgreSQL, a broker, and a real Celery worker process.
+"""Integration tests against the real services: PostgreSQL, a broker, and a real Celery worker process.
 
 They run whenever DATABASE_URL (PostgreSQL) and CELERY_BROKER_URL are set; CI always sets
 them and, with CI set, an unconfigured or unreachable service fails the run instead of
@@ -36,7 +36,7 @@ def _services_configured() -> bool:
 def _require_services(request: pytest.FixtureRequest) -> Iterator[None]:
     """Service tests send tasks through the real broker (the rest of the suite runs them
     in-process); unconfigured services skip them, or fail them in CI."""
-    if request.node.get_closest_marker("services") is None:
+    if request.node.get_closest_marker("integration") is None:
         yield
         return
     if not _services_configured():

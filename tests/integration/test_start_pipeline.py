@@ -22,11 +22,11 @@ from flows.models import AnalyticsEvent, Card, Flow, FlowRun, Invocation
 from flows.services import flow_create, flow_publish
 from flows.tasks import sweep
 from tests.gunicorn import GunicornServer
-from tests.services.conftest import WorkerProcess, wait_for
+from tests.integration.conftest import WorkerProcess, wait_for
 from workbench.models import Environment
 from workbench.services import credential_create, environment_create
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 CARD = {"type": "send_card", "card": {"title": "Hello {{firstName}}", "body": "Welcome aboard", "actions": []}}
 

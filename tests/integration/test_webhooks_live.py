@@ -24,12 +24,12 @@ from django.db.models import Count
 from flows.models import Card, Flow, FlowRun, Invocation
 from flows.services import flow_create, flow_publish
 from tests.gunicorn import GunicornServer
-from tests.services.conftest import wait_for
+from tests.integration.conftest import wait_for
 from triggers.models import Trigger, WebhookRequest
 from triggers.services import trigger_mode_set, webhook_trigger_create, webhook_trigger_update
 from workbench.services import credential_create, environment_create
 
-pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 SECRET = "whsec_live_7d3a"
 SIGNATURE = {
