@@ -1,4 +1,5 @@
-"""Workbench pages: customers list and profile, test users."""
+"""Workbench pages: the environment's home (the customers dashboard), customers list and profile,
+test users."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
+from workbench import selectors as workbench_selectors
 from workbench.models import Role
 from workbench.shell import environment_page
 
@@ -17,6 +19,19 @@ from . import selectors, services
 from .forms import MyTestUserForm, TestUserForm
 
 CUSTOMERS_PER_PAGE = 50
+
+
+@environment_page()
+def environment_home(request: HttpRequest) -> HttpResponse:
+    """The environment's first page: how many customers, test users and credentials it has,
+    and the getting-started steps still to do."""
+    environment = request.environment  # type: ignore[attr-defined]
+    context = {
+        "customer_count": selectors.customer_list(environment=environment).count(),
+        "test_user_count": selectors.testuser_list(environment=environment).count(),
+        "credential_count": workbench_selectors.credential_list(environment=environment).count(),
+    }
+    return render(request, "customers/environment_home.html", context)
 
 
 @environment_page()

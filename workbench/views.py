@@ -9,8 +9,6 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from customers.selectors import customer_list, testuser_list
-
 from . import selectors, services
 from .forms import CredentialCreateForm
 from .models import Role
@@ -24,17 +22,6 @@ def home(request: HttpRequest) -> HttpResponse:
     if membership is None:
         return render(request, "workbench/no_environment.html")
     return redirect("environment_home", env=membership.environment.slug)
-
-
-@environment_page()
-def environment_home(request: HttpRequest) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
-    context = {
-        "customer_count": customer_list(environment=environment).count(),
-        "test_user_count": testuser_list(environment=environment).count(),
-        "credential_count": selectors.credential_list(environment=environment).count(),
-    }
-    return render(request, "workbench/environment_home.html", context)
 
 
 @login_required
