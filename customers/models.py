@@ -78,7 +78,3 @@ class TestUser(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} (test user)"
-
-    @property
-    def is_member_test_user(self) -> bool:
-        return self.membership_id is not None

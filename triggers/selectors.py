@@ -8,7 +8,7 @@ from django.http import Http404
 from flows.models import Flow
 from workbench.models import Environment
 
-from .models import HeldState, Trigger, TriggerModeChange, TriggerType, WebhookRequest
+from .models import HeldState, Trigger, TriggerModeChange, WebhookRequest
 
 
 def trigger_list(*, flow: Flow) -> QuerySet[Trigger]:
@@ -20,10 +20,6 @@ def trigger_get(*, environment: Environment, trigger_id: int) -> Trigger:
     if trigger is None:
         raise Http404("No such trigger")
     return trigger
-
-
-def api_trigger_of(*, flow: Flow) -> Trigger | None:
-    return Trigger.objects.filter(flow=flow, type=TriggerType.API).first()
 
 
 def webhook_request_list(*, trigger: Trigger) -> QuerySet[WebhookRequest]:

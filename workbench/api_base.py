@@ -70,18 +70,6 @@ class StrictSerializer(serializers.Serializer):
         return value
 
 
-class StrictModelSerializer(serializers.ModelSerializer):
-    def to_internal_value(self, data: Any) -> Any:
-        if not isinstance(data, dict):
-            raise serializers.ValidationError({"request": ["Expected a JSON object."]})
-        writable = {name for name, field in self.fields.items() if not field.read_only}
-        unknown = sorted(set(data) - writable - {name for name in self.fields})
-        value = super().to_internal_value(data)
-        if unknown:
-            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
-        return value
-
-
 def envelope(data: Any) -> dict[str, Any]:
     return {"data": data}
 

@@ -12,10 +12,9 @@ from .api_errors import is_api_path, json_error_response
 
 
 def body_limit_for(path: str) -> int | None:
-    if is_api_path(path) and "/csv-task" not in path:
-        return settings.API_MAX_BODY_BYTES
+    """The largest body the path accepts, or None when the path sets no limit of its own."""
     if is_api_path(path):
-        return settings.CSV_MAX_BODY_BYTES
+        return settings.API_MAX_BODY_BYTES
     return None
 
 

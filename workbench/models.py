@@ -101,10 +101,6 @@ class ApiCredential(models.Model):
     def __str__(self) -> str:
         return f"{self.client_id} ({self.role}, {self.environment.slug})"
 
-    @property
-    def is_active(self) -> bool:
-        return self.revoked_at is None
-
 
 class WorkerHeartbeat(models.Model):
     """The last time each Celery worker proved it takes work from the broker.

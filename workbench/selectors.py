@@ -23,13 +23,6 @@ def membership_get(*, user: User | AnonymousUser, environment_slug: str) -> Memb
     return membership
 
 
-def environment_get(*, slug: str) -> Environment:
-    environment = Environment.objects.filter(slug=slug).first()
-    if environment is None:
-        raise Http404("No such environment")
-    return environment
-
-
 def credential_list(*, environment: Environment) -> QuerySet[ApiCredential]:
     """The environment's active credentials, newest first."""
     return ApiCredential.objects.filter(environment=environment, revoked_at__isnull=True).select_related("created_by")
