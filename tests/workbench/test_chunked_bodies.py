@@ -2,7 +2,7 @@
 
 Gunicorn hands a chunked body over without CONTENT_LENGTH and with `wsgi.input_terminated`;
 these tests call the project's WSGI application the way gunicorn does (the real-server
-round trip is in tests/integration/test_gunicorn_bodies.py).
+round trip is in tests/test_gunicorn_requests.py).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Senders retry a 503 with Retry-After; a 500 tells them we are broken and many give up. The
 outage is simulated by failing every attempt to use a connection, as psycopg does when
 PostgreSQL refuses connections; the real thing, against gunicorn, is in
-tests/integration/test_gunicorn_bodies.py.
+tests/test_gunicorn_requests.py.
 """
 
 from __future__ import annotations
