@@ -18,8 +18,8 @@ from flows.start_requests import MAX_ID_LENGTH, MAX_STARTS, MAX_TARGETS
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 
-from . import intake, selectors, services, signatures
-from .mapping import mappable_properties
+from . import intake, selectors, services
+from .mapping import MAPPING_SERIALIZERS, mappable_properties
 from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 
 # --- The start request (SPEC section 2): flows.start_requests validates it, these document it. ---
@@ -206,113 +206,13 @@ def trigger_json(trigger: Trigger, request: Request) -> dict[str, Any]:
     return data
 
 
-# A structured mapping's leaf: a JSONPath into the body, or a literal.
-MAPPING_LEAF = {
-    "oneOf": [
-        {"type": "string", "pattern": r"^\$", "description": 'A JSONPath, e.g. "$.customer.id".'},
-        {"type": "object", "properties": {"value": {}}, "required": ["value"], "additionalProperties": False},
-    ]
-}
-MAPPING_ENTRIES = {
-    "type": "object",
-    "additionalProperties": {},
-    "description": "Leaves, or objects and arrays of them.",
-}
-STRUCTURED_MAPPING = {
-    "type": "object",
-    "description": "Shaped like the start request; its leaves are JSONPaths into the body or literals.",
-    "properties": {
-        "targetUserIds": {"oneOf": [MAPPING_LEAF, {"type": "array", "items": MAPPING_LEAF, "minItems": 1}]},
-        "flowInvocationId": MAPPING_LEAF,
-        **{
-            name: {"oneOf": [MAPPING_LEAF, MAPPING_ENTRIES]}
-            for name in ("variables", "notificationDetail", "metadata", "cardOptions")
-        },
-    },
-    "required": ["targetUserIds"],
-    "additionalProperties": False,
-}
-
-
-@extend_schema_field(STRUCTURED_MAPPING)
-class StructuredMappingField(serializers.DictField):
-    pass
-
-
-def _structured(required: bool) -> serializers.DictField:
-    return StructuredMappingField(required=required)
-
-
-def _script(required: bool) -> serializers.CharField:
-    return serializers.CharField(
-        required=required, allow_blank=True, trim_whitespace=False, help_text="JavaScript defining transform(request)."
-    )
-
-
-class NoMappingSchema(StrictSerializer):
-    """The body already is a start request. A draft of another type's part may stay (unchecked)."""
-
-    type = serializers.ChoiceField(choices=["none"])
-    structured = serializers.DictField(required=False, help_text="A draft, kept while another type is selected.")
-    script = _script(required=False)
-
-
-class StructuredMappingSchema(NoMappingSchema):
-    type = serializers.ChoiceField(choices=["structured"])
-    structured = _structured(required=True)
-
-
-class ScriptMappingSchema(NoMappingSchema):
-    type = serializers.ChoiceField(choices=["script"])
-    script = _script(required=True)
-
-
+# The mapping and security shapes are the serializers that validate them (triggers.mapping,
+# triggers.services); the API passes them through to the service, which runs them.
 MappingSchema = PolymorphicProxySerializer(
     component_name="Mapping",
-    serializers={"none": NoMappingSchema, "structured": StructuredMappingSchema, "script": ScriptMappingSchema},
+    serializers={**MAPPING_SERIALIZERS},
     resource_type_field_name="type",
 )
-
-
-class SignatureLocationSchema(StrictSerializer):
-    header = serializers.RegexField(
-        r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$",
-        max_length=signatures.MAX_HEADER_NAME_LENGTH,
-        help_text="Matched case-insensitively.",
-    )
-    parsePrefix = serializers.RegexField(
-        r"^[^\x00-\x1f\x7f-\x9f]+$",
-        required=False,
-        max_length=signatures.MAX_PREFIX_LENGTH,
-        trim_whitespace=False,
-        help_text="Printable text.",
-    )
-
-
-class SignatureDataSchema(StrictSerializer):
-    signature = SignatureLocationSchema()
-    timestamp = SignatureLocationSchema(required=False)
-    id = SignatureLocationSchema(required=False)
-
-
-class SignatureSchema(StrictSerializer):
-    """SPEC section 4: how senders sign their requests (the secret is masked in answers)."""
-
-    secret = serializers.CharField(trim_whitespace=False)
-    algorithm = serializers.ChoiceField(choices=["sha1", "sha256"])
-    digest = serializers.ChoiceField(choices=["hex", "base64"])
-    data = SignatureDataSchema()  # type: ignore[assignment]  # a payload field, not Serializer.data
-    template = serializers.CharField(trim_whitespace=False, help_text="E.g. [timestamp].[payload].")
-    toleranceSeconds = serializers.IntegerField(required=False, min_value=0)
-    secretEncoding = serializers.ChoiceField(choices=["utf8", "base64", "hex"], required=False)
-    secretPrefix = serializers.CharField(required=False, trim_whitespace=False)
-
-
-class SecuritySchema(StrictSerializer):
-    allowedIps = serializers.ListField(
-        child=serializers.CharField(), required=False, help_text="Addresses or CIDR ranges; empty allows every one."
-    )
-    signature = SignatureSchema(required=False, allow_null=True)
 
 
 @extend_schema_field(MappingSchema)
@@ -320,7 +220,7 @@ class MappingField(serializers.JSONField):
     """Validated by triggers.mapping (paths must parse, a script must define transform)."""
 
 
-@extend_schema_field(SecuritySchema)
+@extend_schema_field(services.SecuritySerializer)
 class SecurityField(serializers.JSONField):
     """Validated by triggers.services (addresses, signature configuration)."""
 
@@ -354,7 +254,7 @@ class TriggerSchema(serializers.Serializer):
     sample = serializers.JSONField(required=False, allow_null=True, help_text="webhook triggers.")
     mapping = MappingField(required=False)
     shapeCheck = serializers.BooleanField(required=False)
-    security = SecuritySchema(required=False, help_text="The signing secret is always masked.")
+    security = services.SecuritySerializer(required=False, help_text="The signing secret is always masked.")
     captureArmedUntil = serializers.DateTimeField(required=False, allow_null=True)
     heldRequests = serializers.IntegerField(required=False)
 

@@ -2,7 +2,8 @@
 
 Three small questions, kept apart so each has one answer:
 
-- `validate_allowlist`: is what a member typed a list of addresses and CIDR ranges? (on save)
+- `AllowedIpsField` / `validate_allowlist`: is what a member typed a list of addresses and
+  CIDR ranges? (on save; the API's request shape too)
 - `client_address` (in `workbench.client_address`, shared with the log-in rate limits): who
   is calling? The connection's peer, unless that peer is one of the deployment's trusted
   proxies (`settings.TRUSTED_PROXIES`), in which case the proxies' `X-Forwarded-For` hops are
@@ -26,13 +27,20 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 
 from workbench.client_address import UNKNOWN_CLIENT, IPNetwork, client_address, parse_address, unmap
+from workbench.shapes import Text, says, validate_shape
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 __all__ = [
     "UNKNOWN_CLIENT",
-    "InvalidAllowlist",
+    "AllowedIpsField",
     "address_allowed",
     "client_address",
     "validate_allowlist",
@@ -42,46 +50,59 @@ MAX_ENTRIES = 500
 _MAPPED_IPV4 = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
-class InvalidAllowlist(Exception):
-    """The list cannot be saved; `errors` maps "allowedIps" or "allowedIps.<index>" to messages."""
-
-    def __init__(self, errors: dict[str, list[str]]) -> None:
-        self.errors = errors
-        super().__init__("The IP allowlist is not valid: " + "; ".join(sorted(errors)))
-
-
 # --- validation (on save) -----------------------------------------------------------------------
+
+ENTRY_MESSAGE = "Expected an IP address or CIDR range, e.g. 203.0.113.7 or 198.51.100.0/24."
+
+
+class AllowedIpField(Text):
+    """One entry: an address or a CIDR range, in canonical form."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(error_messages=says(ENTRY_MESSAGE), **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        try:
+            return _normalise_entry(super().to_internal_value(data))
+        except ValueError as invalid:
+            raise ValidationError(str(invalid)) from None
+
+
+class AllowedIpsField(serializers.ListField):
+    """The allowlist: addresses and CIDR ranges, duplicates dropped (the first kept)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        messages: dict[str, StrOrPromise] = {
+            "not_a_list": "Expected a list of IP addresses or CIDR ranges.",
+            "null": "Expected a list of IP addresses or CIDR ranges.",
+            "max_length": f"At most {MAX_ENTRIES} entries.",
+        }
+        kwargs.setdefault("help_text", "Addresses or CIDR ranges; empty allows every one.")
+        super().__init__(child=AllowedIpField(), max_length=MAX_ENTRIES, error_messages=messages, **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[str]:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        if len(data) > MAX_ENTRIES:
+            self.fail("max_length", max_length=MAX_ENTRIES)  # before checking each entry
+        return list(dict.fromkeys(super().to_internal_value(data)))
 
 
 def validate_allowlist(entries: Any) -> list[str]:
-    """The entries in canonical form (duplicates dropped, order kept), or `InvalidAllowlist`.
+    """The entries in canonical form (duplicates dropped, order kept), or `Invalid` keyed
+    "allowedIps" or "allowedIps.<index>".
 
     Addresses stay addresses ("2001:db8::1"), ranges stay ranges ("198.51.100.0/24"); both are
     written the way `ipaddress` prints them, so equal entries compare equal.
     """
-    if not isinstance(entries, list):
-        raise InvalidAllowlist({"allowedIps": ["Expected a list of IP addresses or CIDR ranges."]})
-    if len(entries) > MAX_ENTRIES:
-        raise InvalidAllowlist({"allowedIps": [f"At most {MAX_ENTRIES} entries."]})
-    errors: dict[str, list[str]] = {}
-    clean: list[str] = []
-    for index, entry in enumerate(entries):
-        try:
-            normalised = _normalise_entry(entry)
-        except ValueError as invalid:
-            errors[f"allowedIps.{index}"] = [str(invalid)]
-            continue
-        if normalised not in clean:
-            clean.append(normalised)
-    if errors:
-        raise InvalidAllowlist(errors)
+    clean: list[str] = validate_shape(AllowedIpsField(), entries, at="allowedIps")
     return clean
 
 
-def _normalise_entry(entry: Any) -> str:
+def _normalise_entry(entry: str) -> str:
     """One entry in canonical form; ValueError with the member-facing message otherwise."""
-    if not isinstance(entry, str) or not entry.strip():
-        raise ValueError("Expected an IP address or CIDR range, e.g. 203.0.113.7 or 198.51.100.0/24.")
+    if not entry.strip():
+        raise ValueError(ENTRY_MESSAGE)
     text = entry.strip()
     shown = text if len(text) <= 64 else text[:61] + "..."
     if "%" in text:

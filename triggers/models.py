@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from django.conf import settings
 from django.db import models
@@ -12,6 +12,10 @@ from django.utils import timezone
 
 from flows.models import Flow
 from workbench.models import Environment
+
+if TYPE_CHECKING:  # the shapes' modules declare them with DRF, which models need not import
+    from .mapping import MappingConfig
+    from .signatures import SignatureConfig
 
 
 class JSONTextField(models.TextField):
@@ -42,6 +46,21 @@ class TriggerMode(models.TextChoices):
     LIVE = "live", "Live"
     DISABLED = "disabled", "Disabled"
     PAUSED = "paused", "Paused"
+
+
+class SecurityConfig(TypedDict, total=False):
+    """Who may call a webhook: an empty allowlist allows every address; no signature, no check."""
+
+    allowedIps: list[str]
+    signature: SignatureConfig | None
+
+
+class WebhookConfig(TypedDict):
+    """A webhook trigger's `config`, as `triggers.services.webhook_config_clean` stores it."""
+
+    mapping: MappingConfig
+    shapeCheck: bool
+    security: SecurityConfig
 
 
 class Trigger(models.Model):
@@ -75,6 +94,12 @@ class Trigger(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} trigger of {self.flow.name}"
+
+    @property
+    def webhook_config(self) -> WebhookConfig:
+        """A webhook trigger's configuration, typed (every key is written on create)."""
+        config: WebhookConfig = self.config
+        return config
 
 
 class TriggerModeChange(models.Model):

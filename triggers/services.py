@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -11,15 +12,26 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
 from flows.models import AnalyticsEvent, Flow
-from workbench.errors import Refused
+from workbench.errors import FieldErrors, Invalid, Refused
 from workbench.json_values import UnstorableJSON, check_storable
+from workbench.shapes import NON_FIELD, Shape, validate_shape
 
-from .ip_allowlist import InvalidAllowlist, validate_allowlist
-from .mapping import InvalidMappingConfig, validate_mapping_config
-from .models import HeldState, Trigger, TriggerMode, TriggerModeChange, TriggerType, WebhookRequest
-from .signatures import InvalidSignatureConfig, validate_signature_config
+from .ip_allowlist import AllowedIpsField
+from .mapping import MappingConfig, validate_mapping_config
+from .models import (
+    HeldState,
+    SecurityConfig,
+    Trigger,
+    TriggerMode,
+    TriggerModeChange,
+    TriggerType,
+    WebhookConfig,
+    WebhookRequest,
+)
+from .signatures import SignatureSerializer
 
 CAPTURE_WINDOW = timedelta(minutes=15)
 MEMBER_MODES = (TriggerMode.TEST, TriggerMode.LIVE, TriggerMode.DISABLED)
@@ -53,59 +65,72 @@ def trigger_delete(*, trigger: Trigger) -> None:
 # --- Webhook configuration ----------------------------------------------------------------
 
 
-DEFAULT_MAPPING: dict[str, Any] = {"type": "none"}
+DEFAULT_MAPPING: MappingConfig = {"type": "none"}
+SECURITY_MESSAGE = 'Expected {"allowedIps": [...], "signature": {...} or null}.'
+
+
+class SecuritySerializer(Shape):
+    """Who may call a webhook trigger: addresses and ranges, and how requests are signed."""
+
+    not_an_object = SECURITY_MESSAGE
+
+    allowedIps = AllowedIpsField(required=False)
+    signature = SignatureSerializer(required=False, allow_null=True)
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, Mapping) and set(data) - set(self.fields):
+            raise ValidationError({NON_FIELD: [SECURITY_MESSAGE]})
+        return super().to_internal_value(data)
+
+
+def default_webhook_config() -> WebhookConfig:
+    return {"mapping": DEFAULT_MAPPING, "shapeCheck": False, "security": {"allowedIps": [], "signature": None}}
 
 
 def webhook_config_clean(
-    *, mapping: Any = None, shape_check: Any = None, security: Any = None, current: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """A webhook trigger's config from what was given over what it had; 400 with every problem."""
-    current = current or {}
-    errors: dict[str, list[str]] = {}
-    config = {
-        "mapping": current.get("mapping", DEFAULT_MAPPING),
-        "shapeCheck": current.get("shapeCheck", False),
-        "security": current.get("security", {"allowedIps": [], "signature": None}),
-    }
+    *, mapping: Any = None, shape_check: Any = None, security: Any = None, current: WebhookConfig | None = None
+) -> WebhookConfig:
+    """A webhook trigger's config from what was given over what it had; 400 with every problem.
+
+    Each part is its declared shape (`AnyMappingSerializer`, `SecuritySerializer`); a part not given keeps
+    its current value. A signature whose secret is `SECRET_MASK` keeps the saved secret.
+    """
+    config = default_webhook_config()
+    if current:
+        config.update(current)
+    errors: FieldErrors = {}
     if mapping is not None:
         try:
             config["mapping"] = validate_mapping_config(mapping)
-        except InvalidMappingConfig as invalid:
-            errors.update({f"mapping.{key}": value for key, value in invalid.errors.items()})
+        except Invalid as invalid:
+            errors.update(invalid.within("mapping"))
     if shape_check is not None:
-        if not isinstance(shape_check, bool):
+        if isinstance(shape_check, bool):
+            config["shapeCheck"] = shape_check
+        else:
             errors["shapeCheck"] = ["Expected true or false."]
-        config["shapeCheck"] = shape_check
     if security is not None:
-        config["security"] = _clean_security(security, config["security"], errors)
+        try:
+            config["security"] = _clean_security(security, config["security"])
+        except Invalid as invalid:
+            errors.update(invalid.within("security"))
     if errors:
         raise TriggerRefused(400, "invalid_request", "The trigger configuration is not valid.", errors)
     return config
 
 
-def _clean_security(security: Any, current: dict[str, Any], errors: dict[str, list[str]]) -> dict[str, Any]:
-    if not isinstance(security, dict) or set(security) - {"allowedIps", "signature"}:
-        errors["security"] = ['Expected {"allowedIps": [...], "signature": {...} or null}.']
-        return current
-    clean = dict(current)
-    if "allowedIps" in security:
-        try:
-            clean["allowedIps"] = validate_allowlist(security["allowedIps"])
-        except InvalidAllowlist as invalid:
-            errors.update({f"security.{key}": value for key, value in invalid.errors.items()})
-    if "signature" in security:
+def _clean_security(security: Any, current: SecurityConfig) -> SecurityConfig:
+    """The given security settings over the current ones, the masked secret restored."""
+    if isinstance(security, dict) and isinstance(security.get("signature"), dict):
         signature = security["signature"]
-        if isinstance(signature, dict) and signature.get("secret") == SECRET_MASK:
-            if not current.get("signature"):
+        if signature.get("secret") == SECRET_MASK:
+            saved = current.get("signature")
+            if not saved:
                 # The mask stands for a saved secret; with none saved it would become the secret.
-                errors["security.signature.secret"] = ["There is no saved secret to keep: enter the signing secret."]
-                return clean
-            signature = {**signature, "secret": current["signature"]["secret"]}
-        try:
-            clean["signature"] = None if signature is None else validate_signature_config(signature)
-        except InvalidSignatureConfig as invalid:
-            errors.update({f"security.signature.{key}": value for key, value in invalid.errors.items()})
-    return clean
+                raise Invalid({"signature.secret": ["There is no saved secret to keep: enter the signing secret."]})
+            security = {**security, "signature": {**signature, "secret": saved["secret"]}}
+    given: SecurityConfig = validate_shape(SecuritySerializer(), security, root="")
+    return {**current, **given}
 
 
 def _check_sample(sample: Any) -> None:

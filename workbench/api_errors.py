@@ -18,7 +18,7 @@ from django.template.loader import render_to_string
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 
-from .errors import Refused
+from .errors import Invalid, Refused
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
     if isinstance(exc, Refused):
         response = Response(error_body(exc.detail, exc.code, exc.errors), status=exc.status)
+    elif isinstance(exc, Invalid):  # a validator's error that no service turned into a refusal
+        response = Response(error_body(exc.detail, "invalid_request", exc.errors), status=status.HTTP_400_BAD_REQUEST)
     elif isinstance(exc, ApiError):
         response = Response(error_body(str(exc.detail), str(exc.get_codes()), exc.errors), status=exc.status_code)
     elif isinstance(exc, exceptions.ValidationError):

@@ -10,11 +10,11 @@ import pytest
 
 from triggers.ip_allowlist import (
     UNKNOWN_CLIENT,
-    InvalidAllowlist,
     address_allowed,
     client_address,
     validate_allowlist,
 )
+from workbench.errors import Invalid
 
 PROXIES = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("fd00::/8")]
 LOAD_BALANCER = "10.0.0.2"
@@ -22,7 +22,7 @@ EDGE_PROXY = "10.1.2.3"
 
 
 def errors_of(entries: Any) -> dict[str, list[str]]:
-    with pytest.raises(InvalidAllowlist) as info:
+    with pytest.raises(Invalid) as info:
         validate_allowlist(entries)
     return info.value.errors
 

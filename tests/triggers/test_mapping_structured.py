@@ -8,13 +8,13 @@ import pytest
 
 from flows.start_requests import parse_start_requests
 from triggers.mapping import (
-    InvalidMappingConfig,
     MappingError,
     WebhookInput,
     apply_mapping,
     validate_mapping_config,
 )
 from triggers.mapping import structured as structured_module
+from workbench.errors import Invalid
 
 ORDER = {
     "id": 820982911946154508,
@@ -39,7 +39,7 @@ def mapped(structured: dict[str, Any], body: Any = ORDER) -> Any:
 
 
 def config_errors(mapping: Any) -> dict[str, list[str]]:
-    with pytest.raises(InvalidMappingConfig) as caught:
+    with pytest.raises(Invalid) as caught:
         validate_mapping_config(mapping)
     return caught.value.errors
 

@@ -9,7 +9,8 @@ Pure functions, no models. A trigger's mapping configuration is
   (`triggers.mapping.structured`).
 - `script`: a sandboxed JavaScript `function transform(request)` (`triggers.mapping.script`).
 
-`validate_mapping_config` cleans a configuration before it is saved, `apply_mapping` maps one
+`AnyMappingSerializer` and its subclasses per type declare a configuration and
+`validate_mapping_config` cleans one before it is saved (`workbench.errors.Invalid`); `apply_mapping` maps one
 request with a saved one. Neither checks that the result is a valid start request: the
 pipeline runs `flows.start_requests.parse_start_requests` on it. `mappable_properties` and
 `shape_mismatches` read the trigger's sample (`triggers.mapping.shape`); `PRESETS` are
@@ -18,18 +19,25 @@ ready-made scripts (`triggers.mapping.presets`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal, NotRequired, TypedDict
 
-from triggers.mapping.base import InvalidMappingConfig, MappingError, WebhookInput
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+
+from triggers.mapping.base import MappingError, WebhookInput
 from triggers.mapping.presets import PRESETS
 from triggers.mapping.script import check_script, run_script
 from triggers.mapping.shape import mappable_properties, shape_mismatches
-from triggers.mapping.structured import apply_structured, validate_structured
+from triggers.mapping.structured import StructuredMappingField, apply_structured
+from workbench.errors import Invalid
+from workbench.shapes import JSONObject, Shape, Text, says, validate_shape
 
 __all__ = [
+    "MAPPING_SERIALIZERS",
     "MAPPING_TYPES",
     "PRESETS",
     "InvalidMappingConfig",
+    "MappingConfig",
     "MappingError",
     "WebhookInput",
     "apply_mapping",
@@ -40,59 +48,112 @@ __all__ = [
 
 MAPPING_TYPES = ("none", "structured", "script")
 CONFIG_KEYS = ("type", "structured", "script")
+NOT_AN_OBJECT = 'Expected an object: {"type": "none" | "structured" | "script", ...}.'
+SCRIPT_MISSING = "Expected the JavaScript source of function transform(request)."
+
+MappingType = Literal["none", "structured", "script"]
 
 
-def validate_mapping_config(mapping: Any) -> dict[str, Any]:
-    """The configuration, cleaned, or InvalidMappingConfig with every problem by location.
+class MappingConfig(TypedDict):
+    """A mapping configuration as stored (`Trigger.config["mapping"]`)."""
 
-    1. It must be an object with a known `type` and no keys but `type`, `structured`, `script`.
-    2. The part the type selects must be present and valid: structured paths parse, a script
-       compiles and defines `transform`.
-    3. The other part may stay, so that a member switching type keeps a draft, but it must be
-       of its kind (an object, a string); it is not otherwise checked until selected.
-    The clean configuration holds `type` and whichever parts were given.
+    type: MappingType
+    structured: NotRequired[dict[str, Any]]
+    script: NotRequired[str]
+
+
+class ScriptField(Text):
+    """The selected script: it must compile and define transform (`check_script`)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "JavaScript defining function transform(request).")
+        super().__init__(trim_whitespace=False, error_messages=says(SCRIPT_MISSING), **kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        script = super().to_internal_value(data)
+        problems = check_script(script)
+        if problems:
+            raise ValidationError(problems)
+        return script
+
+
+TYPE_MESSAGE = f"Expected one of {', '.join(MAPPING_TYPES)}."
+
+
+def _type(*choices: str) -> serializers.ChoiceField:
+    return serializers.ChoiceField(choices=list(choices), error_messages=says(TYPE_MESSAGE))
+
+
+class AnyMappingSerializer(Shape):
+    """Any mapping type. The part the type selects is checked by the subclass of its type;
+    the other part may stay, so that a member switching type keeps a draft, but it must be
+    of its kind (an object, a string) and is not otherwise checked until selected."""
+
+    not_an_object = NOT_AN_OBJECT
+    unknown_field = f"Unknown field; a mapping has {', '.join(CONFIG_KEYS)}."
+
+    type = _type(*MAPPING_TYPES)
+    structured: serializers.Field = JSONObject(
+        required=False,
+        error_messages=says("Expected an object shaped like the start request."),
+        help_text="A draft, kept while another type is selected.",
+    )
+    script: serializers.Field = Text(
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        error_messages=says("Expected the JavaScript source as a string."),
+        help_text="A draft, kept while another type is selected.",
+    )
+
+
+class NoMappingSerializer(AnyMappingSerializer):
+    """The body already is a start request."""
+
+    type = _type("none")
+
+
+class StructuredMappingSerializer(AnyMappingSerializer):
+    """JSONPath expressions and literals laid out like a start request."""
+
+    type = _type("structured")
+    structured = StructuredMappingField()
+
+
+class ScriptMappingSerializer(AnyMappingSerializer):
+    """A sandboxed JavaScript function transform(request) that returns the start request."""
+
+    type = _type("script")
+    script = ScriptField()
+
+
+MAPPING_SERIALIZERS: dict[str, type[serializers.Serializer[Any]]] = {
+    "none": NoMappingSerializer,
+    "structured": StructuredMappingSerializer,
+    "script": ScriptMappingSerializer,
+}
+
+
+def validate_mapping_config(mapping: Any) -> MappingConfig:
+    """The configuration, cleaned, or `Invalid` with every problem by location.
+
+    The shape of its `type` checks it (`MAPPING_SERIALIZERS`); an unknown type is checked as
+    `AnyMappingSerializer`, which says which types there are. The clean configuration holds `type`
+    and whichever parts were given.
     """
-    errors: dict[str, list[str]] = {}
-    if not isinstance(mapping, dict):
-        raise InvalidMappingConfig(
-            {"mapping": ['Expected an object: {"type": "none" | "structured" | "script", ...}.']}
-        )
-    for name in mapping:
-        if name not in CONFIG_KEYS:
-            errors[str(name)] = [f"Unknown field; a mapping has {', '.join(CONFIG_KEYS)}."]
-    kind = mapping.get("type")
-    if kind not in MAPPING_TYPES:
-        errors["type"] = [f"Expected one of {', '.join(MAPPING_TYPES)}."]
-    clean: dict[str, Any] = {"type": kind}
-
-    if "structured" in mapping or kind == "structured":
-        structured = mapping.get("structured")
-        if kind == "structured":
-            clean["structured"] = validate_structured(structured, errors)
-        elif isinstance(structured, dict):
-            clean["structured"] = structured
-        else:
-            errors["structured"] = ["Expected an object shaped like the start request."]
-
-    if "script" in mapping or kind == "script":
-        script = mapping.get("script")
-        if kind == "script":
-            problems = check_script(script)
-            if problems:
-                errors["script"] = problems
-            else:
-                clean["script"] = script
-        elif isinstance(script, str):
-            clean["script"] = script
-        else:
-            errors["script"] = ["Expected the JavaScript source as a string."]
-
-    if errors:
-        raise InvalidMappingConfig(errors)
+    kind = mapping.get("type") if isinstance(mapping, dict) else None
+    shape: type[serializers.Serializer[Any]] = AnyMappingSerializer
+    if isinstance(kind, str):
+        shape = MAPPING_SERIALIZERS.get(kind, AnyMappingSerializer)
+    clean: MappingConfig = validate_shape(shape(), mapping, root="mapping")
     return clean
 
 
-def apply_mapping(mapping: dict[str, Any], request: WebhookInput) -> Any:
+# The one validation error; this name stays until the start pipeline's modules import `Invalid`.
+InvalidMappingConfig = Invalid
+
+
+def apply_mapping(mapping: MappingConfig | dict[str, Any], request: WebhookInput) -> Any:
     """Map `request` with a clean configuration: the start request, or MappingError.
 
     The configuration is expected to have passed `validate_mapping_config`; one that has not

@@ -1,4 +1,4 @@
-"""The types every part of the mapping engine shares: the request it maps and its two errors."""
+"""The types every part of the mapping engine shares: the request it maps and its error."""
 
 from __future__ import annotations
 
@@ -26,16 +26,4 @@ class MappingError(Exception):
 
     def __init__(self, errors: list[str]):
         super().__init__("; ".join(errors) or "The mapping failed.")
-        self.errors = errors
-
-
-class InvalidMappingConfig(ValueError):
-    """The mapping configuration cannot be saved.
-
-    `errors` are keyed by where the problem is: "type", "script",
-    "structured.variables.firstName".
-    """
-
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("The mapping configuration is not valid.")
         self.errors = errors

@@ -44,10 +44,14 @@ import copy
 from functools import lru_cache
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from jsonpath_ng import JSONPath
 from jsonpath_ng.ext import parse as parse_jsonpath
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
 
 from triggers.mapping.base import MappingError
+from workbench.shapes import NON_FIELD
 
 TOP_LEVEL_FIELDS = ("targetUserIds", "flowInvocationId", "variables", "metadata", "notificationDetail", "cardOptions")
 OBJECT_FIELDS = ("variables", "metadata", "notificationDetail", "cardOptions")
@@ -85,41 +89,82 @@ def is_literal(spec: Any) -> bool:
 # Validation ---------------------------------------------------------------------------------
 
 
-def validate_structured(structured: Any, errors: dict[str, list[str]], prefix: str = "structured") -> dict[str, Any]:
-    """Check a structured mapping, adding problems to `errors` keyed by location; return it.
+def structured_problems(structured: Any) -> dict[str, list[str]]:
+    """What is wrong with a structured mapping, keyed by location ("" for the whole).
 
     1. It must be an object whose keys are start-request fields; `targetUserIds` is required,
        because a start without targets is never valid.
     2. Each field is checked for its shape (see the module docstring), each path parsed.
+    A recursive shape with JSONPath leaves is more than a serializer declares, so this is the
+    hand-written rule behind `StructuredMappingField`, which documents it (`STRUCTURED_MAPPING`).
     """
+    errors: dict[str, list[str]] = {}
     if not isinstance(structured, dict):
-        errors.setdefault(prefix, []).append("Expected an object shaped like the start request.")
-        return {}
+        return {"": ["Expected an object shaped like the start request."]}
     for name in structured:
         if name not in TOP_LEVEL_FIELDS:
-            errors.setdefault(f"{prefix}.{name}", []).append(
+            errors.setdefault(str(name), []).append(
                 f"Unknown field; a start request has {', '.join(TOP_LEVEL_FIELDS)}."
             )
     if "targetUserIds" not in structured:
-        errors.setdefault(f"{prefix}.targetUserIds", []).append("Map the target userIds: a path or a literal.")
+        errors.setdefault("targetUserIds", []).append("Map the target userIds: a path or a literal.")
     leaves = [0]
     for name in TOP_LEVEL_FIELDS:
         if name not in structured:
             continue
         spec = structured[name]
-        location = f"{prefix}.{name}"
         if name == "targetUserIds" and isinstance(spec, list):
             if not spec:
-                errors.setdefault(location, []).append("Expected at least one path or literal.")
+                errors.setdefault(name, []).append("Expected at least one path or literal.")
             for index, item in enumerate(spec):
-                _check_leaf(item, f"{location}.{index}", errors, leaves)
+                _check_leaf(item, f"{name}.{index}", errors, leaves)
         elif name in OBJECT_FIELDS and isinstance(spec, dict):
-            _check_entries(spec, location, errors, leaves, depth=1)
+            _check_entries(spec, name, errors, leaves, depth=1)
         else:
-            _check_leaf(spec, location, errors, leaves)
+            _check_leaf(spec, name, errors, leaves)
     if leaves[0] > MAX_LEAVES:
-        errors.setdefault(prefix, []).append(f"At most {MAX_LEAVES} paths and literals; got {leaves[0]}.")
-    return structured
+        errors.setdefault("", []).append(f"At most {MAX_LEAVES} paths and literals; got {leaves[0]}.")
+    return errors
+
+
+# A structured mapping's leaf, as OpenAPI says it: a JSONPath into the body, or a literal.
+MAPPING_LEAF = {
+    "oneOf": [
+        {"type": "string", "pattern": r"^\$", "description": 'A JSONPath, e.g. "$.customer.id".'},
+        {"type": "object", "properties": {"value": {}}, "required": ["value"], "additionalProperties": False},
+    ]
+}
+MAPPING_ENTRIES = {
+    "type": "object",
+    "additionalProperties": {},
+    "description": "Leaves, or objects and arrays of them.",
+}
+STRUCTURED_MAPPING = {
+    "type": "object",
+    "description": "Shaped like the start request; its leaves are JSONPaths into the body or literals.",
+    "properties": {
+        "targetUserIds": {"oneOf": [MAPPING_LEAF, {"type": "array", "items": MAPPING_LEAF, "minItems": 1}]},
+        "flowInvocationId": MAPPING_LEAF,
+        **{name: {"oneOf": [MAPPING_LEAF, MAPPING_ENTRIES]} for name in OBJECT_FIELDS},
+    },
+    "required": ["targetUserIds"],
+    "additionalProperties": False,
+}
+
+
+@extend_schema_field(STRUCTURED_MAPPING)
+class StructuredMappingField(serializers.Field):
+    """A structured mapping, checked by `structured_problems` (every path must parse)."""
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        problems = structured_problems(data)
+        if problems:
+            raise ValidationError({key or NON_FIELD: messages for key, messages in problems.items()})
+        clean: dict[str, Any] = data
+        return clean
+
+    def to_representation(self, value: Any) -> Any:
+        return value
 
 
 def _check_leaf(spec: Any, location: str, errors: dict[str, list[str]], leaves: list[int]) -> None:
