@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -18,69 +18,18 @@ from .models import Card, Flow, FlowStatus, Invocation, InvocationStatus, Mode, 
 FLOW_ARCHIVED = "flow_archived: an archived flow can no longer change."
 
 
-def _any_case(word: str) -> str:
-    return "".join(f"[{letter.lower()}{letter.upper()}]" for letter in word)
+# The definition's shape is declared once, by the serializers that validate it
+# (flows.definitions); the API passes variables and steps to the service, which runs them.
 
 
-# A button's URL as flows.definitions accepts it: `scheme://` and no white space, the scheme
-# not one that runs code or reads files (OpenAPI patterns have no case-insensitive flag).
-_UNSAFE = "|".join(_any_case(scheme) for scheme in sorted(definitions.UNSAFE_SCHEMES))
-SAFE_LINK = rf"^(?!(?:{_UNSAFE}):)[A-Za-z][A-Za-z0-9+.-]*://\S+$"
-
-# --- The flow definition's declared shape: flows.definitions validates it, these document it. ---
-
-
-@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True})
-class ScalarField(serializers.JSONField):
-    pass
-
-
-class VariableSchema(StrictSerializer):
-    name = serializers.RegexField(definitions.VARIABLE_NAME.pattern, max_length=100, help_text="Unique in the flow.")
-    default = ScalarField(required=False, allow_null=True, help_text="A string, number or boolean.")
-    required = serializers.BooleanField(required=False, default=False)  # type: ignore[assignment]  # payload
-
-
-class CardActionSchema(StrictSerializer):
-    label = serializers.CharField(max_length=100)  # type: ignore[assignment]  # a payload field
-    url = serializers.RegexField(
-        SAFE_LINK, help_text="https://… or an app link myapp://…; never javascript:, vbscript:, data: or file:."
-    )
-
-
-class CardSchema(StrictSerializer):
-    title = serializers.CharField(max_length=500, help_text="May use {{variable}} placeholders of declared variables.")
-    body = serializers.CharField(max_length=5000, required=False, allow_blank=True)
-    actions = serializers.ListField(child=CardActionSchema(), required=False, max_length=definitions.MAX_ACTIONS)
-
-
-class CardStepSchema(StrictSerializer):
-    type = serializers.ChoiceField(choices=["send_card"])
-    card = CardSchema()
-
-
-class WaitStepSchema(StrictSerializer):
-    type = serializers.ChoiceField(choices=["wait"])
-    seconds = serializers.IntegerField(min_value=1, max_value=definitions.MAX_WAIT_SECONDS)
-
-
-@extend_schema_field(serializers.ListField(child=VariableSchema(), max_length=definitions.MAX_VARIABLES))
+@extend_schema_field(definitions.VariablesField())
 class VariablesField(serializers.JSONField):
-    """Validated by flows.definitions (which also refuses a name defined twice)."""
+    """Validated by flows.definitions.VariablesField."""
 
 
-@extend_schema_field(
-    serializers.ListField(
-        child=PolymorphicProxySerializer(
-            component_name="Step",
-            serializers={"send_card": CardStepSchema, "wait": WaitStepSchema},
-            resource_type_field_name="type",
-        ),
-        max_length=definitions.MAX_STEPS,
-    )
-)
+@extend_schema_field(definitions.StepsField())
 class StepsField(serializers.JSONField):
-    """Validated by flows.definitions (which also refuses placeholders of undeclared variables)."""
+    """Validated by flows.definitions.StepsField (and placeholders against the variables)."""
 
 
 class FlowSerializer(StrictSerializer):

@@ -1,4 +1,4 @@
-"""Flow definitions: validating them, rendering cards from them, and what changed between two.
+"""Flow definitions: their declared shape, rendering cards from them, and what changed between two.
 
 A definition is `{"variables": [{name, default, required}], "steps": [...]}` with steps
 `{"type": "send_card", "card": {"title", "body", "actions": [{"label", "url"}]}}` and
@@ -9,13 +9,23 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any
+from typing import Any, Literal, TypedDict
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
+from rest_framework import serializers
+from rest_framework.exceptions import ValidationError
+
+from workbench.errors import Invalid
+from workbench.shapes import FullMatch, Shape, Text, TrueOrFalse, WholeNumber, says, validate_shape
 
 MAX_STEPS = 50
 MAX_VARIABLES = 100
 MAX_ACTIONS = 5
 MAX_WAIT_SECONDS = 366 * 24 * 3600
-VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$")
+VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}\Z")
+VARIABLE_NAME_MESSAGE = "A name starts with a letter or _, then letters, digits, _, . or -."
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 # A button opens a web page (https://…) or an app (myapp://…, a deep link): `scheme://`, then
 # no white space.
@@ -28,134 +38,248 @@ C0_AND_SPACE = "".join(chr(code) for code in range(0x21))
 TAB_AND_NEWLINES = {ord("\t"): None, ord("\n"): None, ord("\r"): None}
 
 
-class InvalidDefinition(ValueError):
-    def __init__(self, errors: dict[str, list[str]]):
-        super().__init__("The flow definition is not valid.")
-        self.errors = errors
+# --- The declared shape ---------------------------------------------------------------------
+
+
+class Variable(TypedDict):
+    name: str
+    default: str | int | float | bool | None
+    required: bool
+
+
+class CardAction(TypedDict):
+    label: str
+    url: str
+
+
+class CardContent(TypedDict):
+    title: str
+    body: str
+    actions: list[CardAction]
+
+
+class CardStep(TypedDict):
+    type: Literal["send_card"]
+    card: CardContent
+
+
+class WaitStep(TypedDict):
+    type: Literal["wait"]
+    seconds: int
+
+
+Step = CardStep | WaitStep
+
+
+class Definition(TypedDict):
+    """A flow's definition as stored: `Flow.draft`, `FlowVersion.definition`, `Invocation.definition`."""
+
+    variables: list[Variable]
+    steps: list[Step]
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}], "nullable": True})
+class ScalarField(serializers.Field):
+    """A variable's default: a string, number or boolean (or null: none)."""
+
+    def to_internal_value(self, data: Any) -> str | int | float | bool:
+        if not isinstance(data, (str, int, float, bool)):
+            self.fail("invalid")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{letter.lower()}{letter.upper()}]" for letter in word)
+
+
+# What OpenAPI can say of a button's URL: `scheme://` and no white space, the scheme not one
+# that runs code or reads files (OpenAPI patterns have no case-insensitive flag).
+_UNSAFE = "|".join(_any_case(scheme) for scheme in sorted(UNSAFE_SCHEMES))
+SAFE_LINK = rf"^(?!(?:{_UNSAFE}):)[A-Za-z][A-Za-z0-9+.-]*://\S+\Z"
+BUTTON_URL_MESSAGE = "A button needs a URL such as https://… or an app link myapp://…."
+
+
+class ButtonUrl(RegexValidator):
+    """Documented as `SAFE_LINK`; checked by `_acceptable_button_url`, which also takes a
+    `{{variable}}` template (its rendered link is checked again at delivery)."""
+
+    def __init__(self) -> None:
+        super().__init__(SAFE_LINK, BUTTON_URL_MESSAGE)
+
+    def __call__(self, value: Any) -> None:
+        if not isinstance(value, str) or not _acceptable_button_url(value):
+            raise DjangoValidationError(self.message, code=self.code)
+
+
+class VariableSerializer(Shape):
+    not_an_object = "Expected an object {name, default, required}."
+
+    name = Text(
+        validators=[FullMatch(VARIABLE_NAME.pattern, VARIABLE_NAME_MESSAGE)],
+        error_messages=says(VARIABLE_NAME_MESSAGE),
+        help_text="Unique in the flow.",
+    )
+    default = ScalarField(
+        required=False,
+        allow_null=True,
+        default=None,
+        error_messages=says("A default is a string, number or boolean."),
+        help_text="A string, number or boolean.",
+    )
+    required = TrueOrFalse(required=False, default=False, error_messages=says("Expected true or false."))  # type: ignore[assignment]  # a payload field
+
+
+class VariablesField(serializers.ListField):
+    """The variables; a name may be defined once."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        messages = says("Expected an array of {name, default, required}.")
+        messages["max_length"] = f"At most {MAX_VARIABLES} variables."
+        super().__init__(child=VariableSerializer(), max_length=MAX_VARIABLES, error_messages=messages, **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[Variable]:
+        if isinstance(data, list) and len(data) > MAX_VARIABLES:
+            self.fail("max_length", max_length=MAX_VARIABLES)
+        variables: list[Variable] = super().to_internal_value(data)
+        seen: set[str] = set()
+        errors: dict[str, dict[str, list[str]]] = {}
+        for index, variable in enumerate(variables):
+            if variable["name"] in seen:
+                errors[str(index)] = {"name": [f"The variable {variable['name']!r} is defined twice."]}
+            seen.add(variable["name"])
+        if errors:
+            raise ValidationError(errors)
+        return variables
+
+
+class CardActionSerializer(Shape):
+    not_an_object = "A button is {label, url}."
+
+    label = Text(max_length=100, error_messages=says("A button needs a label of 1 to 100 characters."))  # type: ignore[assignment]  # a payload field
+    url = Text(
+        validators=[ButtonUrl()],
+        error_messages=says(BUTTON_URL_MESSAGE),
+        help_text="https://… or an app link myapp://…; never javascript:, vbscript:, data: or file:.",
+    )
+
+
+class CardContentSerializer(Shape):
+    not_an_object = "Expected an object {title, body, actions}."
+
+    title = Text(
+        max_length=500,
+        error_messages=says("A card needs a title of 1 to 500 characters."),
+        help_text="May use {{variable}} placeholders of declared variables.",
+    )
+    body = Text(
+        max_length=5000,
+        required=False,
+        allow_blank=True,
+        trim_whitespace=False,
+        default="",
+        error_messages=says("The body is text of at most 5,000 characters."),
+    )
+    actions = serializers.ListField(
+        child=CardActionSerializer(),
+        required=False,
+        default=list,
+        max_length=MAX_ACTIONS,
+        error_messages=says(f"Expected an array of at most {MAX_ACTIONS} {{label, url}} buttons."),
+    )
+
+
+class CardStepSerializer(Shape):
+    type = serializers.ChoiceField(choices=["send_card"])
+    card = CardContentSerializer(error_messages=says(CardContentSerializer.not_an_object))
+
+
+class WaitStepSerializer(Shape):
+    type = serializers.ChoiceField(choices=["wait"])
+    seconds = WholeNumber(
+        min_value=1, max_value=MAX_WAIT_SECONDS, error_messages=says(f"Wait 1 to {MAX_WAIT_SECONDS:,} whole seconds.")
+    )
+
+
+STEP_SERIALIZERS: dict[str, type[serializers.Serializer[Any]]] = {
+    "send_card": CardStepSerializer,
+    "wait": WaitStepSerializer,
+}
+STEP_MESSAGE = 'A step is {"type": "send_card", "card": {...}} or {"type": "wait", "seconds": N}.'
+
+
+@extend_schema_field(
+    PolymorphicProxySerializer(component_name="Step", serializers={**STEP_SERIALIZERS}, resource_type_field_name="type")
+)
+class StepField(serializers.Field):
+    """One step, checked by the serializer of its type."""
+
+    def to_internal_value(self, data: Any) -> Step:
+        kind = data.get("type") if isinstance(data, dict) else None
+        serializer = STEP_SERIALIZERS.get(kind) if isinstance(kind, str) else None
+        if serializer is None:
+            raise ValidationError(STEP_MESSAGE)
+        step: Step = serializer().run_validation(data)
+        return step
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
+class StepsField(serializers.ListField):
+    def __init__(self, **kwargs: Any) -> None:
+        messages = says("Expected an array of steps.")
+        messages["max_length"] = f"At most {MAX_STEPS} steps."
+        super().__init__(child=StepField(), max_length=MAX_STEPS, error_messages=messages, **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[Step]:
+        if isinstance(data, list) and len(data) > MAX_STEPS:
+            self.fail("max_length", max_length=MAX_STEPS)
+        steps: list[Step] = super().to_internal_value(data)
+        return steps
+
+
+class DefinitionSerializer(Shape):
+    """A flow definition. Declared: every key's type, length and nesting. By hand: a variable
+    is defined once (`VariablesField`), a button's link is safe (`ButtonUrl`), and card text
+    names only declared variables (`validate`)."""
+
+    variables = VariablesField()
+    steps = StepsField()
+
+    def validate(self, attrs: dict[str, Any]) -> Definition:
+        names = {variable["name"] for variable in attrs["variables"]}
+        errors: dict[str, list[str]] = {}
+        for index, step in enumerate(attrs["steps"]):
+            if step["type"] != "send_card":
+                continue
+            where = f"steps.{index}.card"
+            card = step["card"]
+            _check_placeholders(card["title"], names, f"{where}.title", errors)
+            _check_placeholders(card["body"], names, f"{where}.body", errors)
+            for number, action in enumerate(card["actions"]):
+                _check_placeholders(action["label"], names, f"{where}.actions.{number}.label", errors)
+                _check_placeholders(action["url"], names, f"{where}.actions.{number}.url", errors)
+        if errors:
+            raise ValidationError(errors)
+        return Definition(variables=attrs["variables"], steps=attrs["steps"])
+
+
+def definition_clean(variables: Any, steps: Any) -> Definition:
+    """A clean copy of the definition, or `Invalid` with every problem by location."""
+    definition: Definition = validate_shape(DefinitionSerializer(), {"variables": variables, "steps": steps})
+    return definition
 
 
 def validate_definition(variables: Any, steps: Any) -> dict[str, Any]:
-    """A clean copy of the definition, or InvalidDefinition with every problem by location."""
-    errors: dict[str, list[str]] = {}
-    clean_variables = _validate_variables(variables, errors)
-    names = {variable["name"] for variable in clean_variables}
-    clean_steps = _validate_steps(steps, names, errors)
-    if errors:
-        raise InvalidDefinition(errors)
-    return {"variables": clean_variables, "steps": clean_steps}
+    """`definition_clean`, typed as a plain dict for the callers that do not read `Definition` yet."""
+    return dict(definition_clean(variables, steps))
 
 
-def _validate_variables(variables: Any, errors: dict[str, list[str]]) -> list[dict[str, Any]]:
-    if not isinstance(variables, list):
-        errors["variables"] = ["Expected an array of {name, default, required}."]
-        return []
-    if len(variables) > MAX_VARIABLES:
-        errors["variables"] = [f"At most {MAX_VARIABLES} variables."]
-        return []
-    clean: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for index, variable in enumerate(variables):
-        where = f"variables.{index}"
-        if not isinstance(variable, dict):
-            errors[where] = ["Expected an object {name, default, required}."]
-            continue
-        unknown = sorted(set(variable) - {"name", "default", "required"})
-        if unknown:
-            errors[where] = [f"Unknown field: {name}." for name in unknown]
-        name = variable.get("name")
-        if not isinstance(name, str) or not VARIABLE_NAME.match(name):
-            errors[f"{where}.name"] = ["A name starts with a letter or _, then letters, digits, _, . or -."]
-            continue
-        if name in seen:
-            errors[f"{where}.name"] = [f"The variable {name!r} is defined twice."]
-            continue
-        seen.add(name)
-        default = variable.get("default")
-        if default is not None and not isinstance(default, (str, int, float, bool)):
-            errors[f"{where}.default"] = ["A default is a string, number or boolean."]
-        required = variable.get("required", False)
-        if not isinstance(required, bool):
-            errors[f"{where}.required"] = ["Expected true or false."]
-        clean.append({"name": name, "default": default, "required": bool(required)})
-    return clean
-
-
-def _validate_steps(steps: Any, names: set[str], errors: dict[str, list[str]]) -> list[dict[str, Any]]:
-    if not isinstance(steps, list):
-        errors["steps"] = ["Expected an array of steps."]
-        return []
-    if len(steps) > MAX_STEPS:
-        errors["steps"] = [f"At most {MAX_STEPS} steps."]
-        return []
-    clean: list[dict[str, Any]] = []
-    for index, step in enumerate(steps):
-        where = f"steps.{index}"
-        kind = step.get("type") if isinstance(step, dict) else None
-        if kind == "send_card":
-            clean.append(_validate_card_step(step, where, names, errors))
-        elif kind == "wait":
-            clean.append(_validate_wait_step(step, where, errors))
-        else:
-            errors[where] = ['A step is {"type": "send_card", "card": {...}} or {"type": "wait", "seconds": N}.']
-    return clean
-
-
-def _validate_card_step(
-    step: dict[str, Any], where: str, names: set[str], errors: dict[str, list[str]]
-) -> dict[str, Any]:
-    unknown = sorted(set(step) - {"type", "card"})
-    if unknown:
-        errors[where] = [f"Unknown field: {name}." for name in unknown]
-    card = step.get("card")
-    if not isinstance(card, dict):
-        errors[f"{where}.card"] = ["Expected an object {title, body, actions}."]
-        return step
-    unknown = sorted(set(card) - {"title", "body", "actions"})
-    if unknown:
-        errors[f"{where}.card"] = [f"Unknown field: {name}." for name in unknown]
-    title, body, actions = card.get("title"), card.get("body", ""), card.get("actions", [])
-    if not isinstance(title, str) or not title.strip() or len(title) > 500:
-        errors[f"{where}.card.title"] = ["A card needs a title of 1 to 500 characters."]
-    if not isinstance(body, str) or len(body) > 5000:
-        errors[f"{where}.card.body"] = ["The body is text of at most 5,000 characters."]
-    clean_actions = _validate_actions(actions, f"{where}.card.actions", errors)
-    for field_name, text in (("title", title), ("body", body)):
-        if isinstance(text, str):
-            _check_placeholders(text, names, f"{where}.card.{field_name}", errors)
-    for number, action in enumerate(clean_actions):
-        _check_placeholders(action["label"], names, f"{where}.card.actions.{number}.label", errors)
-        _check_placeholders(action["url"], names, f"{where}.card.actions.{number}.url", errors)
-    return {"type": "send_card", "card": {"title": title, "body": body, "actions": clean_actions}}
-
-
-def _validate_actions(actions: Any, where: str, errors: dict[str, list[str]]) -> list[dict[str, str]]:
-    if not isinstance(actions, list) or len(actions) > MAX_ACTIONS:
-        errors[where] = [f"Expected an array of at most {MAX_ACTIONS} {{label, url}} buttons."]
-        return []
-    clean = []
-    for index, action in enumerate(actions):
-        if not isinstance(action, dict) or set(action) - {"label", "url"}:
-            errors[f"{where}.{index}"] = ["A button is {label, url}."]
-            continue
-        label, url = action.get("label"), action.get("url")
-        if not isinstance(label, str) or not label.strip() or len(label) > 100:
-            errors[f"{where}.{index}.label"] = ["A button needs a label of 1 to 100 characters."]
-            continue
-        if not isinstance(url, str) or not _acceptable_button_url(url):
-            errors[f"{where}.{index}.url"] = ["A button needs a URL such as https://… or an app link myapp://…."]
-            continue
-        clean.append({"label": label, "url": url})
-    return clean
-
-
-def _validate_wait_step(step: dict[str, Any], where: str, errors: dict[str, list[str]]) -> dict[str, Any]:
-    unknown = sorted(set(step) - {"type", "seconds"})
-    if unknown:
-        errors[where] = [f"Unknown field: {name}." for name in unknown]
-    seconds = step.get("seconds")
-    if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= MAX_WAIT_SECONDS:
-        errors[f"{where}.seconds"] = [f"Wait 1 to {MAX_WAIT_SECONDS:,} whole seconds."]
-    return {"type": "wait", "seconds": seconds}
+# The one validation error; this name stays until flows.services imports `Invalid`.
+InvalidDefinition = Invalid
 
 
 def _check_placeholders(text: str, names: set[str], where: str, errors: dict[str, list[str]]) -> None:

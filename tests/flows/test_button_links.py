@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import pytest
 
-from flows.definitions import InvalidDefinition, is_safe_link, validate_definition
+from flows.definitions import is_safe_link, validate_definition
 from flows.forms import safe_href
+from workbench.errors import Invalid
 
 UNSAFE = [
     "javascript:alert(1)",
@@ -42,7 +43,7 @@ def definition_with_button(url: str) -> dict:
 
 @pytest.mark.parametrize("url", UNSAFE)
 def test_an_unsafe_link_is_refused_when_the_flow_is_saved(url: str) -> None:
-    with pytest.raises(InvalidDefinition) as refused:
+    with pytest.raises(Invalid) as refused:
         validate_definition([], [definition_with_button(url)])
 
     assert list(refused.value.errors) == ["steps.0.card.actions.0.url"]
@@ -67,7 +68,7 @@ def test_web_and_app_links_are_kept(url: str) -> None:
 def test_a_template_that_already_names_an_unsafe_scheme_is_refused(url: str) -> None:
     variables = [{"name": name} for name in ("target", "x", "path")]
 
-    with pytest.raises(InvalidDefinition):
+    with pytest.raises(Invalid):
         validate_definition(variables, [definition_with_button(url)])
 
 
