@@ -82,7 +82,7 @@ class Definition(TypedDict):
 class ScalarField(serializers.Field):
     """A variable's default: a string, number or boolean (or null: none)."""
 
-    def to_internal_value(self, data: Any) -> str | int | float | bool:
+    def to_internal_value(self, data: object) -> str | int | float | bool:
         if not isinstance(data, (str, int, float, bool)):
             self.fail("invalid")
         return data
@@ -140,8 +140,10 @@ class VariablesField(serializers.ListField):
         messages["max_length"] = f"At most {MAX_VARIABLES} variables."
         super().__init__(child=VariableSerializer(), max_length=MAX_VARIABLES, error_messages=messages, **kwargs)
 
-    def to_internal_value(self, data: Any) -> list[Variable]:
-        if isinstance(data, list) and len(data) > MAX_VARIABLES:
+    def to_internal_value(self, data: object) -> list[Variable]:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        if len(data) > MAX_VARIABLES:
             self.fail("max_length", max_length=MAX_VARIABLES)
         variables: list[Variable] = super().to_internal_value(data)
         seen: set[str] = set()
@@ -216,7 +218,7 @@ STEP_MESSAGE = 'A step is {"type": "send_card", "card": {...}} or {"type": "wait
 class StepField(serializers.Field):
     """One step, checked by the serializer of its type."""
 
-    def to_internal_value(self, data: Any) -> Step:
+    def to_internal_value(self, data: object) -> Step:
         kind = data.get("type") if isinstance(data, dict) else None
         serializer = STEP_SERIALIZERS.get(kind) if isinstance(kind, str) else None
         if serializer is None:
@@ -234,8 +236,10 @@ class StepsField(serializers.ListField):
         messages["max_length"] = f"At most {MAX_STEPS} steps."
         super().__init__(child=StepField(), max_length=MAX_STEPS, error_messages=messages, **kwargs)
 
-    def to_internal_value(self, data: Any) -> list[Step]:
-        if isinstance(data, list) and len(data) > MAX_STEPS:
+    def to_internal_value(self, data: object) -> list[Step]:
+        if not isinstance(data, list):
+            self.fail("not_a_list", input_type=type(data).__name__)
+        if len(data) > MAX_STEPS:
             self.fail("max_length", max_length=MAX_STEPS)
         steps: list[Step] = super().to_internal_value(data)
         return steps

@@ -64,6 +64,13 @@ class FlowVersion(models.Model):
         return f"{self.flow.name} v{self.number}"
 
 
+class StartStatus(models.TextChoices):
+    """What one start of a start request came to (SPEC section 2): not a stored column."""
+
+    ACCEPTED = "accepted", "Accepted"  # a new invocation
+    DUPLICATE = "duplicate", "Duplicate"  # its key was taken with the same content: the original's result
+
+
 class InvocationStatus(models.TextChoices):
     ACCEPTED = "accepted", "Accepted"  # durable; runs not yet created
     RUNNING = "running", "Running"  # runs created and executing

@@ -13,8 +13,8 @@ from rest_framework.response import Response
 
 from flows import selectors as flow_selectors
 from flows import services as flow_services
-from flows.models import Flow, Mode
-from flows.start_requests import MAX_ID_LENGTH, MAX_STARTS, MAX_TARGETS
+from flows.models import Flow, Mode, StartStatus
+from flows.start_requests import MAX_STARTS, StartRequestBody
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 
@@ -22,95 +22,9 @@ from . import intake, selectors, services
 from .mapping import MAPPING_SERIALIZERS, mappable_properties
 from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 
-# --- The start request (SPEC section 2): flows.start_requests validates it, these document it. ---
-
-
-def _user_ids() -> serializers.ListField:
-    # A userId is any 1 to 255 characters: spaces are kept, not trimmed.
-    child = serializers.CharField(min_length=1, max_length=MAX_ID_LENGTH, trim_whitespace=False)
-    return serializers.ListField(child=child, min_length=1, max_length=MAX_TARGETS)
-
-
-def _flow_invocation_id() -> serializers.CharField:
-    return serializers.CharField(
-        required=False,
-        allow_null=True,
-        min_length=1,
-        max_length=MAX_ID_LENGTH,
-        trim_whitespace=False,
-        help_text="The idempotency key; generated when absent, always returned.",
-    )
-
-
-def _payload_object(help_text: str = "") -> serializers.DictField:
-    return serializers.DictField(required=False, allow_null=True, help_text=help_text)
-
-
-class AtomicPayloadSchema(StrictSerializer):
-    """What a start carries besides its targets and key, in every shape but the connector's."""
-
-    variables = _payload_object()
-    notificationDetail = _payload_object()
-    metadata = _payload_object()
-    cardOptions = _payload_object()
-
-
-class _TargetsAndKeySchema(StrictSerializer):
-    targetUserIds = _user_ids()
-    flowInvocationId = _flow_invocation_id()
-
-
-class StartRequestSchema(_TargetsAndKeySchema, AtomicPayloadSchema):
-    """The canonical start request (its fields in this order: the first base's first)."""
-
-
-class UsersByIdSchema(StrictSerializer):
-    usersById = _user_ids()
-
-
-class AtomicFlowSchema(StrictSerializer):
-    target = UsersByIdSchema()
-    flowInvocationId = _flow_invocation_id()
-    payload = AtomicPayloadSchema(required=False)
-
-
-class AtomicEnvelopeSchema(StrictSerializer):
-    """Atomic's API envelope."""
-
-    flows = serializers.ListField(child=AtomicFlowSchema(), min_length=1, max_length=MAX_STARTS)
-
-
-class ConnectorPayloadSchema(StrictSerializer):
-    target = UsersByIdSchema()
-    flowInvocationId = _flow_invocation_id()
-    detail = _payload_object("The variables.")
-    notificationDetail = _payload_object()
-    metadata = _payload_object()
-    cardOptions = _payload_object()
-
-
-class ConnectorEnvelopeSchema(StrictSerializer):
-    """The older connector shape."""
-
-    payload = ConnectorPayloadSchema()
-
-
-StartRequestBody = PolymorphicProxySerializer(
-    component_name="StartRequestBody",
-    serializers=[
-        StartRequestSchema,
-        AtomicEnvelopeSchema,
-        ConnectorEnvelopeSchema,
-        StartRequestSchema(many=True),
-    ],
-    resource_type_field_name=None,
-    many=False,
-)
-
-
 class StartOutcomeSchema(serializers.Serializer):
     flowInvocationId = serializers.CharField()
-    status = serializers.ChoiceField(choices=["accepted", "duplicate"])
+    status = serializers.ChoiceField(choices=StartStatus.values)
     targetCount = serializers.IntegerField()
     ignoredUserIds = serializers.ListField(child=serializers.CharField(), help_text="Test starts: not test users.")
 
@@ -352,7 +266,7 @@ NOT_A_WEBHOOK = "not_a_webhook: only webhook triggers have this action."
 class WebhookAnswerSchema(serializers.Serializer):
     """What a replayed or test-sent request got: the answer a sender would have had."""
 
-    status = serializers.ChoiceField(choices=["accepted", "duplicate"])
+    status = serializers.ChoiceField(choices=StartStatus.values)
     flowInvocationId = serializers.CharField()
     flowInvocationIds = serializers.ListField(child=serializers.CharField(), required=False)
     mode = serializers.ChoiceField(choices=Mode.choices)

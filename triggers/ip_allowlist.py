@@ -61,7 +61,7 @@ class AllowedIpField(Text):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(error_messages=says(ENTRY_MESSAGE), **kwargs)
 
-    def to_internal_value(self, data: Any) -> str:
+    def to_internal_value(self, data: object) -> str:
         try:
             return _normalise_entry(super().to_internal_value(data))
         except ValueError as invalid:
@@ -80,7 +80,7 @@ class AllowedIpsField(serializers.ListField):
         kwargs.setdefault("help_text", "Addresses or CIDR ranges; empty allows every one.")
         super().__init__(child=AllowedIpField(), max_length=MAX_ENTRIES, error_messages=messages, **kwargs)
 
-    def to_internal_value(self, data: Any) -> list[str]:
+    def to_internal_value(self, data: object) -> list[str]:
         if not isinstance(data, list):
             self.fail("not_a_list", input_type=type(data).__name__)
         if len(data) > MAX_ENTRIES:
@@ -88,7 +88,7 @@ class AllowedIpsField(serializers.ListField):
         return list(dict.fromkeys(super().to_internal_value(data)))
 
 
-def validate_allowlist(entries: Any) -> list[str]:
+def validate_allowlist(entries: object) -> list[str]:
     """The entries in canonical form (duplicates dropped, order kept), or `Invalid` keyed
     "allowedIps" or "allowedIps.<index>".
 

@@ -219,7 +219,7 @@ def _printable(message: str, *, max_length: int, **kwargs: Any) -> Text:
 
 
 class _PrintableText(Text):
-    def to_internal_value(self, data: Any) -> str:
+    def to_internal_value(self, data: object) -> str:
         text = super().to_internal_value(data)
         if not text.isprintable():
             self.fail("invalid")
@@ -384,7 +384,7 @@ def _template_problems(template: str, configured: set[str]) -> list[str]:
     return problems
 
 
-def validate_signature_config(config: Any) -> SignatureConfig:
+def validate_signature_config(config: object) -> SignatureConfig:
     """The clean configuration, or `Invalid` with every problem found, at once.
 
     Locations are relative to the signature object ("secret", "data.timestamp.header");

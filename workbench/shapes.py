@@ -76,7 +76,7 @@ class Shape(StrictSerializer):
         }
         super().__init__(*args, **kwargs)
 
-    def to_internal_value(self, data: Any) -> Any:
+    def to_internal_value(self, data: object) -> Any:
         if not isinstance(data, Mapping):
             raise serializers.ValidationError({NON_FIELD: [self.not_an_object]})
         self.raw = data
@@ -115,7 +115,7 @@ def _flatten(detail: Any, path: str, errors: FieldErrors) -> None:
         errors.setdefault(path, []).extend(str(message) for message in messages)
 
 
-def validate_shape(shape: serializers.Field, data: Any, *, at: str = "", root: str = "request") -> Any:
+def validate_shape(shape: serializers.Field, data: object, *, at: str = "", root: str = "request") -> Any:
     """The validated value of `data` for a shape, or `Invalid` with every problem by path.
 
     Paths start with `at` when given ("allowedIps.0"); a problem with the value as a whole
@@ -148,7 +148,7 @@ class FullMatch(RegexValidator):
 class Text(serializers.CharField):
     """Text as given: numbers are refused, white space is kept (a blank text is still blank)."""
 
-    def to_internal_value(self, data: Any) -> str:
+    def to_internal_value(self, data: object) -> str:
         if not isinstance(data, str):
             self.fail("invalid")
         return data
@@ -157,7 +157,7 @@ class Text(serializers.CharField):
 class WholeNumber(serializers.IntegerField):
     """An integer written as one: not "300", 1.5 or true."""
 
-    def to_internal_value(self, data: Any) -> int:
+    def to_internal_value(self, data: object) -> int:
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return data
@@ -166,7 +166,7 @@ class WholeNumber(serializers.IntegerField):
 class TrueOrFalse(serializers.BooleanField):
     """true or false, nothing that merely resembles them."""
 
-    def to_internal_value(self, data: Any) -> bool:
+    def to_internal_value(self, data: object) -> bool:
         if not isinstance(data, bool):
             self.fail("invalid")
         return data
@@ -175,7 +175,7 @@ class TrueOrFalse(serializers.BooleanField):
 class JSONObject(serializers.DictField):
     """Any JSON object, kept as it is."""
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
+    def to_internal_value(self, data: object) -> dict[str, Any]:
         if not isinstance(data, dict):
             self.fail("not_a_dict", input_type=type(data).__name__)
         return data

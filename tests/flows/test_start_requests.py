@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from flows.start_requests import InvalidStartRequest, StartRequest, parse_start_requests
+from flows.start_requests import StartRequest, declared_schema_for, parse_start_requests
+from workbench.errors import Invalid
 
 CANONICAL = {
     "targetUserIds": ["76DHG129387"],
@@ -27,7 +28,7 @@ EXPECTED = StartRequest(
 
 
 def errors_of(body: Any) -> dict[str, list[str]]:
-    with pytest.raises(InvalidStartRequest) as raised:
+    with pytest.raises(Invalid) as raised:
         parse_start_requests(body)
     return raised.value.errors
 
@@ -126,3 +127,69 @@ def test_an_atomic_envelope_without_targets_is_refused_at_its_location() -> None
     errors = errors_of({"flows": [{"payload": {}}]})
 
     assert "flows.0.target" in errors
+
+
+# --- The documented shape agrees with the parser ------------------------------------------------
+# The parser validates (it is on every start's path); the serializers document. One table
+# holds them to the same answer, so the schema cannot promise what the API refuses or the
+# reverse.
+
+ATOMIC = {"flows": [{"target": {"usersById": ["a"]}, "flowInvocationId": "k", "payload": {"variables": {}}}]}
+CONNECTOR = {"payload": {"target": {"usersById": ["a"]}, "detail": {"x": 1}, "metadata": None}}
+AGREED: list[tuple[Any, bool]] = [
+    (CANONICAL, True),
+    ({"targetUserIds": ["a"]}, True),
+    ({"targetUserIds": [" "], "flowInvocationId": " "}, True),
+    ({"targetUserIds": ["a", "a"], "variables": None, "flowInvocationId": None}, True),
+    ({"targetUserIds": ["x" * 255]}, True),
+    ({"targetUserIds": [f"u{i}" for i in range(1000)]}, True),
+    (ATOMIC, True),
+    ({"flows": [{"target": {"usersById": ["a"]}}]}, True),
+    (CONNECTOR, True),
+    ([CANONICAL, {"targetUserIds": ["b"]}], True),
+    ([{"targetUserIds": ["a"]}] * 100, True),
+    ({}, False),
+    ({"targetUserIds": []}, False),
+    ({"targetUserIds": "a"}, False),
+    ({"targetUserIds": [1]}, False),
+    ({"targetUserIds": [""]}, False),
+    ({"targetUserIds": ["x" * 256]}, False),
+    ({"targetUserIds": ["a\x00"]}, False),
+    ({"targetUserIds": [f"u{i}" for i in range(1001)]}, False),
+    ({"targetUserIds": ["a"], "variables": []}, False),
+    ({"targetUserIds": ["a"], "metadata": "x"}, False),
+    ({"targetUserIds": ["a"], "flowInvocationId": 7}, False),
+    ({"targetUserIds": ["a"], "flowInvocationId": ""}, False),
+    ({"targetUserIds": ["a"], "flowInvocationId": "k" * 256}, False),
+    ({"targetUserIds": ["a"], "colour": "red"}, False),
+    ({"flows": []}, False),
+    ({"flows": {}}, False),
+    ({"flows": [{"payload": {}}]}, False),
+    ({"flows": [{"target": {"usersById": ["a"]}, "payload": None}]}, False),
+    ({"flows": [{"target": {"usersById": ["a"]}, "payload": {"detail": {}}}]}, False),
+    ({"flows": [{"target": {"usersById": ["a"]}, "extra": 1}]}, False),
+    ({"flows": [{"target": {"usersById": ["a"]}}], "extra": 1}, False),
+    ({"flows": [{"target": {"usersById": ["a"]}}] * 101}, False),
+    ({"payload": {"target": {"usersById": []}}}, False),
+    ({"payload": {"target": {}}}, False),
+    ({"payload": {"target": {"usersById": ["a"]}, "variables": {}}}, False),
+    ({"payload": {"detail": {}}}, False),
+    ([], False),
+    ([{"targetUserIds": ["a"]}] * 101, False),
+    ([{"targetUserIds": ["a"]}, "x"], False),
+    ("not an object", False),
+    (7, False),
+    (None, False),
+]
+
+
+@pytest.mark.parametrize(("body", "valid"), AGREED)
+def test_the_documented_shape_and_the_parser_agree(body: Any, valid: bool) -> None:
+    try:
+        parse_start_requests(body)
+        parsed = True
+    except Invalid:
+        parsed = False
+    declared = declared_schema_for(body).is_valid()
+
+    assert (parsed, declared) == (valid, valid)

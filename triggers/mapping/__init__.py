@@ -9,7 +9,7 @@ Pure functions, no models. A trigger's mapping configuration is
   (`triggers.mapping.structured`).
 - `script`: a sandboxed JavaScript `function transform(request)` (`triggers.mapping.script`).
 
-`AnyMappingSerializer` and its subclasses per type declare a configuration and
+`MappingSerializer` and its subclasses per type declare a configuration and
 `validate_mapping_config` cleans one before it is saved (`workbench.errors.Invalid`); `apply_mapping` maps one
 request with a saved one. Neither checks that the result is a valid start request: the
 pipeline runs `flows.start_requests.parse_start_requests` on it. `mappable_properties` and
@@ -69,7 +69,7 @@ class ScriptField(Text):
         kwargs.setdefault("help_text", "JavaScript defining function transform(request).")
         super().__init__(trim_whitespace=False, error_messages=says(SCRIPT_MISSING), **kwargs)
 
-    def to_internal_value(self, data: Any) -> str:
+    def to_internal_value(self, data: object) -> str:
         script = super().to_internal_value(data)
         problems = check_script(script)
         if problems:
@@ -84,7 +84,7 @@ def _type(*choices: str) -> serializers.ChoiceField:
     return serializers.ChoiceField(choices=list(choices), error_messages=says(TYPE_MESSAGE))
 
 
-class AnyMappingSerializer(Shape):
+class MappingSerializer(Shape):
     """Any mapping type. The part the type selects is checked by the subclass of its type;
     the other part may stay, so that a member switching type keeps a draft, but it must be
     of its kind (an object, a string) and is not otherwise checked until selected."""
@@ -107,20 +107,20 @@ class AnyMappingSerializer(Shape):
     )
 
 
-class NoMappingSerializer(AnyMappingSerializer):
+class NoMappingSerializer(MappingSerializer):
     """The body already is a start request."""
 
     type = _type("none")
 
 
-class StructuredMappingSerializer(AnyMappingSerializer):
+class StructuredMappingSerializer(MappingSerializer):
     """JSONPath expressions and literals laid out like a start request."""
 
     type = _type("structured")
     structured = StructuredMappingField()
 
 
-class ScriptMappingSerializer(AnyMappingSerializer):
+class ScriptMappingSerializer(MappingSerializer):
     """A sandboxed JavaScript function transform(request) that returns the start request."""
 
     type = _type("script")
@@ -134,17 +134,17 @@ MAPPING_SERIALIZERS: dict[str, type[serializers.Serializer[Any]]] = {
 }
 
 
-def validate_mapping_config(mapping: Any) -> MappingConfig:
+def validate_mapping_config(mapping: object) -> MappingConfig:
     """The configuration, cleaned, or `Invalid` with every problem by location.
 
     The shape of its `type` checks it (`MAPPING_SERIALIZERS`); an unknown type is checked as
-    `AnyMappingSerializer`, which says which types there are. The clean configuration holds `type`
+    `MappingSerializer`, which says which types there are. The clean configuration holds `type`
     and whichever parts were given.
     """
     kind = mapping.get("type") if isinstance(mapping, dict) else None
-    shape: type[serializers.Serializer[Any]] = AnyMappingSerializer
+    shape: type[serializers.Serializer[Any]] = MappingSerializer
     if isinstance(kind, str):
-        shape = MAPPING_SERIALIZERS.get(kind, AnyMappingSerializer)
+        shape = MAPPING_SERIALIZERS.get(kind, MappingSerializer)
     clean: MappingConfig = validate_shape(shape(), mapping, root="mapping")
     return clean
 

@@ -89,7 +89,7 @@ def is_literal(spec: Any) -> bool:
 # Validation ---------------------------------------------------------------------------------
 
 
-def structured_problems(structured: Any) -> dict[str, list[str]]:
+def structured_problems(structured: object) -> dict[str, list[str]]:
     """What is wrong with a structured mapping, keyed by location ("" for the whole).
 
     1. It must be an object whose keys are start-request fields; `targetUserIds` is required,
@@ -156,12 +156,11 @@ STRUCTURED_MAPPING = {
 class StructuredMappingField(serializers.Field):
     """A structured mapping, checked by `structured_problems` (every path must parse)."""
 
-    def to_internal_value(self, data: Any) -> dict[str, Any]:
+    def to_internal_value(self, data: object) -> dict[str, Any]:
         problems = structured_problems(data)
-        if problems:
+        if problems or not isinstance(data, dict):
             raise ValidationError({key or NON_FIELD: messages for key, messages in problems.items()})
-        clean: dict[str, Any] = data
-        return clean
+        return data
 
     def to_representation(self, value: Any) -> Any:
         return value
