@@ -1,58 +1,46 @@
-"""Celery tasks of the start pipeline: thin, idempotent wrappers around the services."""
+"""Celery tasks of flows: thin, idempotent wrappers around the services.
+
+How work reaches them is in workbench/celery.py: the start pipeline sends
+`flows.fan_out_invocations` after its commit, a fan-out sends `flows.execute_runs` per chunk of
+runs, and `flows.sweep` (beat) resends what nobody picked up and resumes the `wait` steps that
+are due. A wait therefore resumes between its time and one sweep interval later
+(SWEEP_INTERVAL_SECONDS), plus the queue's latency.
+
+`flows.fan_out_invocation` (one invocation per message) no longer exists. A message of that
+name still in a queue after an upgrade is rejected by the worker with an error in its log
+("unregistered task") and the worker goes on; its invocation is still accepted in the
+database, so the sweep fans it out as it does any start left untaken for SWEEP_STALE_SECONDS.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from celery import shared_task
-from django.conf import settings
 
-from workbench.celery import MAX_BATCH, enqueue
+from workbench.celery import enqueue
 
 from . import services
+
+# Invocations per fan-out message the sweep sends: as many as one start request can hold.
+FAN_OUT_BATCH = 100
 
 
 @shared_task(name="flows.fan_out_invocations")
 def fan_out_invocations(invocation_ids: list[int]) -> None:
     for invocation_id in invocation_ids:
         for chunk in services.invocation_fan_out(invocation_id=invocation_id):
-            enqueue(execute_runs, chunk)
-
-
-@shared_task(name="flows.fan_out_invocation")
-def fan_out_invocation(invocation_id: int) -> None:
-    """One invocation's fan-out: messages sent before fan-outs were batched."""
-    fan_out_invocations([invocation_id])
+            enqueue("flows.execute_runs", chunk)
 
 
 @shared_task(name="flows.execute_runs")
 def execute_runs(run_ids: list[int]) -> None:
-    waits = services.runs_execute(run_ids=run_ids)
-    _schedule_resumes(waits)
+    # The waits it leaves are resumed by the sweep, not by a countdown.
+    services.runs_execute(run_ids=run_ids)
 
 
 @shared_task(name="flows.sweep")
 def sweep() -> None:
     result = services.flows_sweep()
-    for start in range(0, len(result.invocations), MAX_BATCH):
-        enqueue(fan_out_invocations, result.invocations[start : start + MAX_BATCH])
+    for start in range(0, len(result.invocations), FAN_OUT_BATCH):
+        enqueue("flows.fan_out_invocations", result.invocations[start : start + FAN_OUT_BATCH])
     for chunk in result.run_chunks:
-        enqueue(execute_runs, chunk)
-
-
-def _schedule_resumes(waits: list[tuple[int, float]]) -> None:
-    """Resume short waits with a countdown; longer ones are left to the sweep.
-
-    A countdown never exceeds half the broker's visibility timeout (a longer one would be
-    redelivered early), and in-process mode has no countdowns at all: there the sweep's
-    ticker resumes every wait.
-    """
-    if settings.CELERY_TASK_ALWAYS_EAGER:
-        return
-    by_delay: dict[int, list[int]] = defaultdict(list)
-    for run_id, delay in waits:
-        if delay <= settings.MAX_TASK_COUNTDOWN_SECONDS:
-            by_delay[int(delay) + 1].append(run_id)
-    for delay, run_ids in by_delay.items():
-        for start in range(0, len(run_ids), services.RUN_CHUNK_SIZE):
-            enqueue(execute_runs, run_ids[start : start + services.RUN_CHUNK_SIZE], countdown=delay)
+        enqueue("flows.execute_runs", chunk)

@@ -13,10 +13,11 @@ class WorkbenchConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        # `make run` serves without a broker: run the periodic schedule in this process
-        # (in the autoreloader's child, which is the process that serves requests).
+        # `make run` serves without a broker: run beat's schedule in this process (in the
+        # autoreloader's child, which is the process that serves requests). With a broker,
+        # `celery beat` is the scheduler and this thread would be a second one.
         serving = os.environ.get("RUN_MAIN") == "true" or "--noreload" in sys.argv
-        if settings.INPROCESS_BEAT and serving:
+        if settings.INPROCESS_BEAT and settings.CELERY_TASK_ALWAYS_EAGER and serving:
             from .inprocess import start_beat_thread
 
             start_beat_thread()

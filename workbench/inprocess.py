@@ -1,8 +1,12 @@
-"""In-process background work for the embedded default (`make run`: no broker, no beat).
+"""Beat's stand-in for the embedded default (`make run`: no broker, no `celery beat`).
 
-Tasks already run in-process (Celery's eager mode, after the transaction commits). What is
-missing without `celery beat` is the periodic schedule — the sweep that resumes waiting
-runs, the heartbeat — so a daemon thread of the server process runs CELERY_BEAT_SCHEDULE.
+Without a broker every task runs in-process (Celery's eager mode): `enqueue` runs it at once,
+in the thread that committed the work. What is missing is beat itself, which sends the tasks
+of CELERY_BEAT_SCHEDULE on their intervals — above all the sweep, the only thing that resumes
+`wait` steps. So a daemon thread of the server process sends the same schedule's tasks,
+through the same `enqueue` that beat's messages end in, on the same intervals: the delivery
+is production's, only the scheduler is smaller. It runs only without a broker; with one,
+`celery -A workbench beat` is the scheduler.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections
+
+from .celery import enqueue
 
 logger = logging.getLogger(__name__)
 _started = threading.Event()
@@ -29,21 +35,21 @@ def start_beat_thread() -> None:
 
 
 def _run_schedule() -> None:
-    from workbench.celery import app
-
-    app.loader.import_default_modules()  # the apps' tasks modules, as a worker would
-    schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
-    next_due = dict.fromkeys(schedule, 0.0)
+    next_due: dict[str, float] = {}
     while True:
-        now = time.monotonic()
-        for name, entry in schedule.items():
-            if now < next_due[name]:
-                continue
-            next_due[name] = now + float(entry["schedule"])
-            try:
-                app.tasks[entry["task"]].apply()
-            except Exception:
-                logger.exception("In-process task %s failed", entry["task"])
-            finally:
-                close_old_connections()
-        time.sleep(1)
+        run_due(next_due, time.monotonic())
+        time.sleep(max(0.1, min(next_due.values(), default=0.0) - time.monotonic()))
+
+
+def run_due(next_due: dict[str, float], now: float) -> None:
+    """Send each schedule entry whose time has come (`now` in monotonic seconds) and note when
+    it is due next; an entry not yet in `next_due` is due."""
+    schedule: dict[str, dict[str, Any]] = settings.CELERY_BEAT_SCHEDULE
+    for name, entry in schedule.items():
+        if now < next_due.get(name, now):
+            continue
+        next_due[name] = now + float(entry["schedule"])
+        try:
+            enqueue(entry["task"])  # a task that fails is logged; its next time tries again
+        finally:
+            close_old_connections()

@@ -314,19 +314,23 @@ CELERY_TASK_ALWAYS_EAGER = not _broker_url
 # Never used in eager mode; named so that Celery does not look for a broker on localhost.
 CELERY_BROKER_URL = _broker_url or "memory://localhost/"
 CELERY_TASK_EAGER_PROPAGATES = True
-# Redis and SQS redeliver an unacknowledged message after this long; no countdown or eta
-# may ever be longer, or the message would be delivered twice.
+# Redis and SQS redeliver an unacknowledged message after this long: it must outlast the
+# longest task. Nothing is sent with a countdown or eta (the sweep resumes waits).
 CELERY_VISIBILITY_TIMEOUT = envint("CELERY_VISIBILITY_TIMEOUT", 3600)
 CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 330)
-MAX_TASK_COUNTDOWN_SECONDS = CELERY_VISIBILITY_TIMEOUT // 2
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "workbench")
-# Without a broker there is no `celery beat`: `make run` runs the schedule in-process.
+# Without a broker there is no `celery beat`: `make run` runs the same schedule in-process.
 INPROCESS_BEAT = envbool("WORKBENCH_INPROCESS_BEAT", False)
+# The sweep resends committed work nobody picked up and is the only thing that resumes `wait`
+# steps: its interval is a wait's resolution (a 1 s wait resumes after 1 to 2 s).
+SWEEP_INTERVAL_SECONDS = envint("SWEEP_INTERVAL_SECONDS", 1)
+if SWEEP_INTERVAL_SECONDS < 1:
+    raise ImproperlyConfigured(f"SWEEP_INTERVAL_SECONDS must be at least 1, got {SWEEP_INTERVAL_SECONDS}")
 CELERY_BEAT_SCHEDULE = {
     "worker-heartbeat": {"task": "workbench.record_worker_heartbeat", "schedule": 60.0},
-    "flows-sweep": {"task": "flows.sweep", "schedule": 10.0},
+    "flows-sweep": {"task": "flows.sweep", "schedule": float(SWEEP_INTERVAL_SECONDS)},
     "triggers-prune-request-log": {"task": "triggers.prune_request_log", "schedule": 3600.0},
 }
 

@@ -23,8 +23,10 @@ from flows.services import flow_create, flow_publish
 from flows.tasks import sweep
 from tests.gunicorn import GunicornServer
 from tests.integration.conftest import WorkerProcess, wait_for
-from workbench.models import Environment
+from workbench.celery import app as celery_app
+from workbench.models import Environment, WorkerHeartbeat
 from workbench.services import credential_create, environment_create
+from workbench.tasks import record_worker_heartbeat
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -181,3 +183,55 @@ def test_a_worker_killed_mid_fan_out_completes_every_run_exactly_once_after_a_re
     assert not duplicated.exists()
     assert AnalyticsEvent.objects.filter(name="card-published").count() == 10_000
     assert AnalyticsEvent.objects.filter(name="flow-run-completed").count() == 10_000
+
+
+def test_a_queued_message_of_the_removed_one_invocation_task_is_dropped_and_the_sweep_runs_its_start(
+    api_server: Callable[..., GunicornServer], live_flow: Flow
+) -> None:
+    """`flows.fan_out_invocation` is gone; its messages may still wait in a queue after an upgrade."""
+    consumer = Consumer(api_server(CELERY_BROKER_URL="redis://127.0.0.1:1/0"), live_flow.environment)
+    status, _ = consumer.start(live_flow, {"targetUserIds": ["u1"], "flowInvocationId": "queued-before-upgrade"})
+    assert status == 202
+    invocation = Invocation.objects.get(flow_invocation_id="queued-before-upgrade")
+
+    celery_app.send_task("flows.fan_out_invocation", args=(invocation.pk,))
+    record_worker_heartbeat.delay("after-the-old-message")
+
+    # The worker rejected the unknown message and went on; the start is still accepted.
+    assert wait_for(lambda: WorkerHeartbeat.objects.filter(hostname="after-the-old-message").exists())
+    assert Invocation.objects.get(pk=invocation.pk).status == "accepted"
+
+    def swept() -> bool:
+        sweep.delay()
+        return wait_for(lambda: Card.objects.filter(user_id="u1").exists(), timeout=3)
+
+    assert wait_for(swept, timeout=30, interval=0)
+    assert Card.objects.filter(user_id="u1").count() == 1
+
+
+def test_a_wait_step_is_resumed_by_the_sweep(api_server: Callable[..., GunicornServer], live_flow: Flow) -> None:
+    """No countdown: the worker leaves the run waiting, and a sweep after its time resumes it."""
+    flow = flow_create(
+        environment=live_flow.environment,
+        name="Wait a second",
+        variables=[],
+        steps=[
+            {"type": "wait", "seconds": 1},
+            {"type": "send_card", "card": {"title": "After the wait", "body": "", "actions": []}},
+        ],
+    )
+    flow_publish(flow=flow)
+    consumer = Consumer(api_server(), live_flow.environment)
+
+    status, _ = consumer.start(flow, {"targetUserIds": ["u1"]})
+
+    assert status == 202
+    assert wait_for(lambda: FlowRun.objects.filter(status="waiting").exists())
+    assert not Card.objects.exists()
+
+    def swept() -> bool:
+        sweep.delay()  # what beat sends every SWEEP_INTERVAL_SECONDS
+        return wait_for(lambda: Card.objects.exists(), timeout=1)
+
+    assert wait_for(swept, timeout=30, interval=0)
+    assert list(Card.objects.values_list("title", flat=True)) == ["After the wait"]

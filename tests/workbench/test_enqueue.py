@@ -1,0 +1,93 @@
+"""Work is sent one way: by task name, never failing the caller (the sweep is the net)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from workbench import inprocess
+from workbench.celery import app, enqueue
+from workbench.models import WorkerHeartbeat
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def broker() -> Iterator[mock.MagicMock]:
+    """A configured broker (no eager mode); what would be published is recorded instead."""
+    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
+    try:
+        with mock.patch.object(app, "send_task") as send_task:
+            yield send_task
+    finally:
+        app.conf.task_always_eager = eager
+
+
+def test_with_a_broker_the_task_is_published_by_name(broker):
+    assert enqueue("flows.fan_out_invocations", [1, 2]) is True
+
+    broker.assert_called_once_with("flows.fan_out_invocations", args=([1, 2],))
+
+
+def test_a_broker_that_is_down_fails_nobody_and_leaves_the_work_to_the_sweep(broker, caplog):
+    broker.side_effect = ConnectionError("broker down")
+
+    assert enqueue("flows.fan_out_invocations", [1]) is False
+
+    assert "the sweep will retry" in caplog.text
+
+
+def test_without_a_broker_the_named_task_runs_at_once():
+    assert enqueue("workbench.record_worker_heartbeat", "in-process") is True
+
+    assert WorkerHeartbeat.objects.filter(hostname="in-process").exists()
+
+
+def test_without_a_broker_a_failing_task_is_logged_and_the_caller_goes_on(caplog):
+    with mock.patch("flows.services.flows_sweep", side_effect=RuntimeError("boom")):
+        assert enqueue("flows.sweep") is False
+
+    assert "the sweep will retry" in caplog.text
+
+
+def test_the_removed_one_invocation_task_is_no_longer_registered():
+    """A message of it still queued is rejected by a worker; the sweep fans its start out."""
+    app.loader.import_default_modules()
+
+    assert "flows.fan_out_invocations" in app.tasks
+    assert "flows.fan_out_invocation" not in app.tasks
+
+
+def test_services_never_import_tasks():
+    """Tasks import services; a service names the task it sends instead of importing it."""
+    code = (
+        "import sys, django; django.setup(); import flows.services, customers.services, triggers.services; "
+        "print(sorted(name for name in sys.modules if name.endswith('.tasks') and not name.startswith('asyncio')))"
+    )
+    env = {"DJANGO_SETTINGS_MODULE": "workbench.settings_test", "PATH": "/usr/bin:/bin"}
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+
+    assert loaded.stdout.strip() == "[]"
+    for services in ROOT.glob("*/services.py"):
+        assert ".tasks" not in services.read_text(), services
+
+
+def test_the_in_process_schedule_sends_each_entry_when_it_is_due():
+    next_due: dict[str, float] = {}
+
+    with mock.patch.object(inprocess, "enqueue") as sent, mock.patch.object(inprocess, "close_old_connections"):
+        inprocess.run_due(next_due, now=100.0)
+        inprocess.run_due(next_due, now=100.5)
+
+    assert [call.args for call in sent.call_args_list] == [
+        ("workbench.record_worker_heartbeat",),
+        ("flows.sweep",),
+        ("triggers.prune_request_log",),
+    ]
+    assert next_due == {"worker-heartbeat": 160.0, "flows-sweep": 101.0, "triggers-prune-request-log": 3700.0}
