@@ -119,10 +119,12 @@ def accept_starts(flow: Any, repeat: int) -> list[int]:
     from django.db import transaction
 
     from flows.models import Mode
-    from flows.services import invocations_accept
+    from flows.selectors import flow_for_start
+    from flows.services import invocations_accept, start_requests_check
     from triggers.models import TriggerType
 
     ids: list[int] = []
+    target = flow_for_start(flow=flow)
     with transaction.atomic():
         for request in range(REQUESTS):
             body = {
@@ -130,7 +132,8 @@ def accept_starts(flow: Any, repeat: int) -> list[int]:
                 "flowInvocationId": f"bench-{repeat}-{request}-{uuid.uuid4().hex[:8]}",
                 "variables": {"firstName": "Ada", "order": f"A-{request}"},
             }
-            result = invocations_accept(flow=flow, mode=Mode.LIVE, body=body, source=TriggerType.API)
+            starts = start_requests_check(body)
+            result = invocations_accept(flow=target, mode=Mode.LIVE, starts=starts, source=TriggerType.API)
             ids.extend(outcome.invocation_id for outcome in result.outcomes)
     return ids
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -12,6 +11,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from workbench.models import Environment, Membership
+from workbench.raw_rows import IGNORE, Upsert, insert_rows_together, records_insert
 
 from .models import ACTIVITY_FIELDS, PROFILE_TEXT_FIELDS, Customer, TestUser
 
@@ -69,21 +69,13 @@ def _json_moment(value: Any) -> str:
 
 
 def _write_postgresql(environment: Environment, rows: list[dict[str, Any]], *, update: bool) -> set[str]:
-    """One INSERT that reads its rows from a single jsonb parameter; returns the userIds written.
+    """One INSERT of the rows (`workbench.raw_rows.records_insert`); returns the userIds written.
 
     With `update`, a conflicting row is updated (ON CONFLICT DO UPDATE); without, it is left
-    alone (DO NOTHING) and its userId is not returned, so the caller can merge into it.
-
-    jsonb_populate_recordset types each value by the table's own columns, so PostgreSQL does
-    the conversions that would otherwise cost a model instance and a field prep per value in
-    Python, and the statement stays the same size whatever the batch size. A column missing
-    from a row's JSON object is NULL, so None values are left out to keep the payload small.
+    alone (DO NOTHING) and its userId is not returned, so the caller can merge into it. The
+    rows are JSON objects by column, so no model instance or field preparation is paid per
+    value; a missing key is NULL, so None values are left out to keep the payload small.
     """
-    quote = connection.ops.quote_name
-    table = quote(Customer._meta.db_table)
-    columns = ", ".join(quote(_COLUMNS[field]) for field in ("environment", "user_id", *UPSERT_FIELDS))
-    updates = ", ".join(f"{quote(_COLUMNS[field])} = EXCLUDED.{quote(_COLUMNS[field])}" for field in UPSERT_FIELDS)
-    conflict = f"DO UPDATE SET {updates}" if update else "DO NOTHING"
     records = []
     for row in rows:
         record: dict[str, Any] = {_COLUMNS["environment"]: environment.pk}
@@ -91,16 +83,9 @@ def _write_postgresql(environment: Environment, rows: list[dict[str, Any]], *, u
             if value is not None:
                 record[_COLUMNS[field]] = _json_moment(value) if field in _DATETIME_FIELDS else value
         records.append(record)
-    # Only quoted names from the model's metadata are formatted in; the rows are a parameter.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) "  # noqa: S608
-            f"SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb) "
-            f"ON CONFLICT ({quote(_COLUMNS['environment'])}, {quote(_COLUMNS['user_id'])}) {conflict} "
-            f"RETURNING {quote(_COLUMNS['user_id'])}",
-            [json.dumps(records)],
-        )
-        return {user_id for (user_id,) in cursor.fetchall()}
+    on_conflict = Upsert(unique=("environment", "user_id"), update=tuple(UPSERT_FIELDS)) if update else IGNORE
+    insert = records_insert(Customer, records, returning=("user_id",), on_conflict=on_conflict)
+    return {user_id for (user_id,) in insert_rows_together([insert])}
 
 
 def _lock_stored(environment: Environment, user_ids: list[str]) -> dict[str, dict[str, Any]]:

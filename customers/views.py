@@ -6,14 +6,14 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST
 
 from workbench import selectors as workbench_selectors
 from workbench.models import Role
-from workbench.shell import environment_page
+from workbench.shell import WorkbenchRequest, environment_page
 
 from . import selectors, services
 from .forms import MyTestUserForm, TestUserForm
@@ -22,10 +22,10 @@ CUSTOMERS_PER_PAGE = 50
 
 
 @environment_page()
-def environment_home(request: HttpRequest) -> HttpResponse:
+def environment_home(request: WorkbenchRequest) -> HttpResponse:
     """The environment's first page: how many customers, test users and credentials it has,
     and the getting-started steps still to do."""
-    environment = request.environment  # type: ignore[attr-defined]
+    environment = request.environment
     context = {
         "customer_count": selectors.customer_list(environment=environment).count(),
         "test_user_count": selectors.testuser_list(environment=environment).count(),
@@ -35,15 +35,15 @@ def environment_home(request: HttpRequest) -> HttpResponse:
 
 
 @environment_page()
-def customer_list(request: HttpRequest) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
+def customer_list(request: WorkbenchRequest) -> HttpResponse:
+    environment = request.environment
     search = request.GET.get("q", "")
     paginator = Paginator(selectors.customer_list(environment=environment, search=search), CUSTOMERS_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
     context = {"page": page, "search": search}
     # htmx asks for the table alone while the user types in the search box; a history restore
     # (back button after the snapshot cache was evicted) needs the whole page.
-    htmx = request.htmx  # type: ignore[attr-defined]
+    htmx = request.htmx
     partial = bool(htmx) and not htmx.history_restore_request
     template = "customers/_customer_table.html" if partial else "customers/customer_list.html"
     response = render(request, template, context)
@@ -52,21 +52,21 @@ def customer_list(request: HttpRequest) -> HttpResponse:
 
 
 @environment_page()
-def customer_detail(request: HttpRequest, user_id: str) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
+def customer_detail(request: WorkbenchRequest, user_id: str) -> HttpResponse:
+    environment = request.environment
     customer = selectors.customer_get(environment=environment, user_id=user_id)
     is_test_user = user_id in selectors.testuser_ids(environment=environment)
     return render(request, "customers/customer_detail.html", {"customer": customer, "is_test_user": is_test_user})
 
 
 @environment_page()
-def testuser_list(request: HttpRequest) -> HttpResponse:
+def testuser_list(request: WorkbenchRequest) -> HttpResponse:
     return _render_test_users(request, TestUserForm(), status=200)
 
 
-def _render_test_users(request: HttpRequest, form: TestUserForm, status: int) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
-    membership = request.membership  # type: ignore[attr-defined]
+def _render_test_users(request: WorkbenchRequest, form: TestUserForm, status: int) -> HttpResponse:
+    environment = request.environment
+    membership = request.membership
     own = selectors.testuser_list(environment=environment).filter(membership=membership).first()
     context = {
         "test_users": selectors.testuser_list(environment=environment),
@@ -78,8 +78,8 @@ def _render_test_users(request: HttpRequest, form: TestUserForm, status: int) ->
 
 @require_POST
 @environment_page(Role.EDITOR)
-def testuser_create(request: HttpRequest) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
+def testuser_create(request: WorkbenchRequest) -> HttpResponse:
+    environment = request.environment
     form = TestUserForm(request.POST)
     if form.is_valid():
         user_id = form.cleaned_data["user_id"].strip()
@@ -94,8 +94,8 @@ def testuser_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def testuser_delete(request: HttpRequest, test_user_id: int) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
+def testuser_delete(request: WorkbenchRequest, test_user_id: int) -> HttpResponse:
+    environment = request.environment
     test_user = selectors.testuser_get(environment=environment, test_user_id=test_user_id)
     services.testuser_delete(test_user=test_user)
     messages.success(request, f"{test_user.user_id} no longer receives tests.")
@@ -104,14 +104,14 @@ def testuser_delete(request: HttpRequest, test_user_id: int) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def my_test_user_set(request: HttpRequest) -> HttpResponse:
+def my_test_user_set(request: WorkbenchRequest) -> HttpResponse:
     """Set the id at which the member receives their own tests (editors and owners: viewers change nothing)."""
-    environment = request.environment  # type: ignore[attr-defined]
+    environment = request.environment
     form = MyTestUserForm(request.POST)
     if form.is_valid():
         try:
             services.member_test_user_set(
-                membership=request.membership,  # type: ignore[attr-defined]
+                membership=request.membership,
                 user_id=form.cleaned_data["user_id"].strip(),
             )
         except ValidationError:

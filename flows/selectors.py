@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
-from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
 from workbench.models import Environment
-from workbench.raw_rows import ModelColumns, prepared_cursor
 
 from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowVersion, Invocation, Mode, RunStatus
 
@@ -34,84 +30,34 @@ def flow_get(*, environment: Environment, flow_id: int | str) -> Flow:
 
 
 @dataclass(frozen=True)
-class FlowStartColumns:
-    """The columns and join that read a flow (aliased `f`) with its latest version, for raw
-    statements of the start pipeline, here and in the triggers' (the webhook's trigger)."""
+class FlowForStart:
+    """What the start pipeline reads of a flow: who it belongs to, whether it may start, and
+    the definitions a start would run (the draft for tests, the latest version for live).
 
-    sql: str
-    join: str
-    flow: ModelColumns[Flow]
-    version: ModelColumns[FlowVersion]
-
-    @property
-    def width(self) -> int:
-        return self.flow.width + self.version.width
-
-    def read(self, row: Sequence[Any], start: int = 0) -> Flow:
-        """The flow of `row` (from column `start`) with `start_version_number` and
-        `start_version_definition` (None when never published), as `invocations_accept` reads them."""
-        flow = self.flow.instance(row, start)
-        number, definition = self.version.values(row, start + self.flow.width)
-        flow.start_version_number, flow.start_version_definition = number, definition  # type: ignore[attr-defined]
-        return flow
-
-
-@cache
-def flow_start_columns() -> FlowStartColumns:
-    """Built once from the models' metadata; the latest version is joined on its number, found
-    by a correlated subquery (which SQLite runs too)."""
-    quote = connection.ops.quote_name
-    number = FlowVersion._meta.get_field("number")
-    version = ModelColumns.of(FlowVersion, "v", [number, FlowVersion._meta.get_field("definition")])
-    flow = ModelColumns.of(Flow, "f")
-    version_table, version_flow = quote(FlowVersion._meta.db_table), quote(FlowVersion._meta.get_field("flow").column)
-    flow_pk, number_column = quote(Flow._meta.pk.column), quote(number.column)
-    join = (  # names from the models' metadata only
-        f"LEFT JOIN {version_table} v ON v.{version_flow} = f.{flow_pk} AND v.{number_column} = "  # noqa: S608
-        f"(SELECT MAX(w.{number_column}) FROM {version_table} w WHERE w.{version_flow} = f.{flow_pk})"
-    )
-    return FlowStartColumns(sql=f"{flow.sql}, {version.sql}", join=join, flow=flow, version=version)
-
-
-@cache
-def _start_query(extra_columns: tuple[tuple[str, str], ...]) -> str:
-    """The statement of flow_for_start, built once (ORM compilation was a quarter of a start)."""
-    quote = connection.ops.quote_name
-    columns = flow_start_columns()
-    extras = "".join(f", ({expression})" for _, expression in extra_columns)
-    # Only names from the models' metadata (and the caller's constant SQL) are formatted in;
-    # the environment and the flow id are parameters.
-    return (
-        f"SELECT {columns.sql}{extras} FROM {quote(Flow._meta.db_table)} f {columns.join} "  # noqa: S608
-        f"WHERE f.{quote(Flow._meta.get_field('environment').column)} = %s AND f.{quote(Flow._meta.pk.column)} = %s"
-    )
-
-
-def flow_for_start(
-    *, environment: Environment, flow_id: int | str, extra_columns: tuple[tuple[str, str], ...] = ()
-) -> Flow:
-    """flow_get for the start pipeline, in one prepared statement: the flow with its latest version.
-
-    The latest version's number and definition come as `start_version_number` and
-    `start_version_definition` (None when never published), read by `invocations_accept`
-    instead of a query of its own. `extra_columns` are (attribute, SQL expression over the
-    flow row `f`) pairs read in the same statement (the API trigger's id); constant SQL only.
+    A typed value, made by `flow_for_start` (the ORM) or, on the hot paths, by one prepared
+    statement (`triggers.start_reads`); `invocations_accept` takes nothing else.
     """
-    try:
-        pk = int(flow_id)
-    except (TypeError, ValueError):
-        raise Http404("No such flow") from None
-    with prepared_cursor() as cursor:
-        cursor.execute(_start_query(extra_columns), [environment.pk, pk])
-        row = cursor.fetchone()
-    if row is None:
-        raise Http404("No such flow")
-    columns = flow_start_columns()
-    flow = columns.read(row)
-    for (attname, _), value in zip(extra_columns, row[columns.width :], strict=True):
-        setattr(flow, attname, value)
-    flow.environment = environment  # the filter made sure of it; saves a join
-    return flow
+
+    id: int
+    environment_id: int
+    status: str
+    draft: dict[str, Any]
+    latest_version_number: int | None  # None: never published
+    latest_version_definition: dict[str, Any] | None
+
+
+def flow_for_start(*, flow: Flow) -> FlowForStart:
+    """The flow as the start pipeline reads it, with its latest version (one query)."""
+    latest = FlowVersion.objects.filter(flow=flow).order_by("-number").values_list("number", "definition").first()
+    number, definition = latest if latest is not None else (None, None)
+    return FlowForStart(
+        id=flow.pk,
+        environment_id=flow.environment_id,
+        status=flow.status,
+        draft=flow.draft,
+        latest_version_number=number,
+        latest_version_definition=definition,
+    )
 
 
 def invocations_by_key(*, environment: Environment, flow_invocation_id: str) -> QuerySet[Invocation]:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -26,14 +26,13 @@ from django.db.models import Exists, Model, OuterRef, Q
 from django.utils import timezone
 
 from customers.models import Customer, TestUser
-from workbench.celery import enqueue_batched
-from workbench.errors import Refused
+from workbench.celery import enqueue_items
+from workbench.errors import Invalid, Refused
 from workbench.models import Environment
-from workbench.raw_rows import insert_rows_together, json_rows_insert
+from workbench.raw_rows import insert_new_rows, insert_rows_together, rows_insert
 
 from . import hooks
-from .bulk import insert_new_rows
-from .definitions import InvalidDefinition, describe_changes, render_card, resolve_variables, validate_definition
+from .definitions import Definition, definition_clean, describe_changes, render_card, resolve_variables
 from .models import (
     AnalyticsEvent,
     Card,
@@ -45,8 +44,10 @@ from .models import (
     InvocationStatus,
     Mode,
     RunStatus,
+    StartStatus,
 )
-from .start_requests import InvalidStartRequest, StartRequest, parse_start_requests
+from .selectors import FlowForStart
+from .start_requests import StartRequest, parse_start_requests
 
 RUN_CHUNK_SIZE = 500
 # Invocation columns that executing a run never reads (see runs_execute).
@@ -60,10 +61,10 @@ class FlowRefused(Refused):
 # --- Editing and publishing -------------------------------------------------------------
 
 
-def _clean_definition(variables: Any, steps: Any) -> dict[str, Any]:
+def _clean_definition(variables: Any, steps: Any) -> Definition:
     try:
-        return validate_definition(variables, steps)
-    except InvalidDefinition as invalid:
+        return definition_clean(variables, steps)
+    except Invalid as invalid:
         raise FlowRefused(400, "invalid_request", "The flow definition is not valid.", invalid.errors) from None
 
 
@@ -154,7 +155,7 @@ def flow_delete(*, flow: Flow) -> None:
 @dataclass(frozen=True)
 class StartOutcome:
     flow_invocation_id: str
-    status: str  # "accepted" or "duplicate"
+    status: StartStatus
     target_count: int
     ignored_user_ids: list[str]
     invocation_id: int
@@ -168,122 +169,101 @@ class StartOutcome:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class AcceptResult:
-    outcomes: list[StartOutcome] = field(default_factory=list)
+    outcomes: list[StartOutcome]
+    # Whether the caller's `extra_rows` were written with the starts (see invocations_accept).
+    extra_rows_written: bool = False
 
     @property
     def any_accepted(self) -> bool:
-        return any(outcome.status == "accepted" for outcome in self.outcomes)
+        return any(outcome.status == StartStatus.ACCEPTED for outcome in self.outcomes)
 
 
-def _content_hash(start: StartRequest) -> str:
-    content = {**start.as_canonical(), "flowInvocationId": None}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+def start_requests_check(body: Any) -> list[StartRequest]:
+    """The starts of a start request in any accepted shape (SPEC section 2), or 400 invalid_request."""
+    try:
+        return parse_start_requests(body)
+    except Invalid as invalid:
+        raise FlowRefused(400, "invalid_request", "The start request is not valid.", invalid.errors) from None
 
 
-def _definition_for(flow: Flow, mode: str) -> tuple[dict[str, Any], int | None]:
+def invocations_accept(
+    *,
+    flow: FlowForStart,
+    mode: str,
+    starts: list[StartRequest],
+    source: str,
+    trigger_id: int | None = None,
+    extra_rows: Sequence[Model] = (),
+) -> AcceptResult:
+    """Accept every start, or none of them; the caller answers 2xx once this returns.
+
+    1. Pick the definition (the draft for tests, the latest version for live: 409s) and
+       resolve each start's variables (400 missing_variables). A request that only repeats
+       accepted starts gets their original results instead, even if the flow changed since.
+    2. Test starts keep only test users.
+    3. Write the invocations and `extra_rows` (the caller's rows that belong with the starts,
+       such as a webhook's request-log entry, made for the starts being accepted) in ONE
+       statement. Nearly every start ends here, with `extra_rows_written`. A key that is
+       already taken leaves the statement without effect, and then:
+    4. a request repeating accepted starts gets their original results; any other is written
+       start by start in one transaction, each under its key (accepted, a duplicate, or a 409).
+       `extra_rows` are not written on these paths: the caller writes what its outcomes need.
+    5. After commit the fan-outs are sent; the sweep sends whatever could not be.
+    """
+    try:
+        definition, version_number, resolved = _checked_starts(flow, mode, starts)
+    except FlowRefused:
+        repeats = _repeated_outcomes(flow, mode, starts)
+        if repeats is None:
+            raise
+        return AcceptResult(outcomes=repeats)
+    test_users = _test_user_ids(flow.environment_id) if mode == Mode.TEST else set()
+
+    def new_invocations() -> list[Invocation]:
+        return [
+            _new_invocation(flow, mode, start, variables, definition, version_number, source, trigger_id, test_users)
+            for start, variables in zip(starts, resolved, strict=True)
+        ]
+
+    invocations = new_invocations()
+    keyed = any(start.flow_invocation_id is not None for start in starts)
+    try:
+        ids = _insert_at_once(invocations, extra_rows, keyed=keyed)
+    except IntegrityError:
+        if not keyed:
+            raise  # generated keys cannot be taken: this is some other failure
+        ids = None
+    if ids is not None:
+        accepted_ids = list(ids.values())
+        # Outside a transaction the statement has committed and this sends at once.
+        transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
+        outcomes = [
+            _outcome(invocation, StartStatus.ACCEPTED, ids[invocation.flow_invocation_id]) for invocation in invocations
+        ]
+        return AcceptResult(outcomes=outcomes, extra_rows_written=True)
+    # Mostly a sender retrying a delivery it was answered for: its original results.
+    repeats = _repeated_outcomes(flow, mode, starts)
+    if repeats is not None:
+        return AcceptResult(outcomes=repeats)
+    # New instances: the statement that failed may have given some of the first ones ids.
+    return AcceptResult(outcomes=_accept_one_by_one(new_invocations(), starts))
+
+
+def _definition_for(flow: FlowForStart, mode: str) -> tuple[dict[str, Any], int | None]:
     """Test starts run the draft; live starts the latest published version."""
     if flow.status == FlowStatus.ARCHIVED:
         raise FlowRefused(409, "flow_archived", "This flow is archived; it starts nothing.")
     if mode == Mode.TEST:
         return flow.draft, None
-    if not flow.published_version:
+    if flow.latest_version_number is None or flow.latest_version_definition is None:
         raise FlowRefused(409, "flow_not_published", "Live starts need a published flow; publish it first.")
-    if hasattr(flow, "start_version_number"):  # selectors.flow_for_start read it with the flow
-        number, definition = flow.start_version_number, flow.start_version_definition  # type: ignore[attr-defined]
-    else:
-        latest = flow_latest_version(flow=flow)
-        number, definition = (latest.number, latest.definition) if latest else (None, None)
-    if number is None:
-        raise FlowRefused(409, "flow_not_published", "Live starts need a published flow; publish it first.")
-    return definition, number
-
-
-def _location(index: int, count: int) -> str:
-    return "variables" if count == 1 else f"{index}.variables"
-
-
-# Rows a caller writes together with the starts (the webhook intake's request log entry),
-# made from the outcomes. On the one-statement path they are made before the insert, when
-# every outcome is "accepted" and has no invocation_id yet.
-Companions = Callable[[list[StartOutcome]], Sequence[Model]]
-
-
-def invocations_accept(
-    *,
-    flow: Flow,
-    mode: str,
-    body: Any,
-    source: str,
-    trigger_id: int | None = None,
-    companions: Companions | None = None,
-) -> AcceptResult:
-    """Accept every start of a start request, or none of them.
-
-    1. Parse and validate the whole request (400 invalid_request / missing_variables) and
-       pick the definition: the draft for tests, the latest version for live (409s). A
-       request that only repeats accepted starts gets their original results instead.
-    2. Test starts keep only test users.
-    3. Write the invocations and the caller's companion rows in ONE statement. Nearly
-       every start ends here. A given key that is already taken leaves the statement
-       without effect; a request repeating accepted starts then gets their original
-       results, and any other:
-    4. in a transaction, per start: insert under its key with a savepoint; an existing one
-       with the same content is a duplicate, with other content a 409.
-    5. After commit, hand the fan-outs to the batched publisher; if the broker is down the
-       sweep sends them later. The fan-out records the acceptance event and creates the
-       missing profiles (`invocation_fan_out`): the answer waits only for the invocation.
-    """
-    try:
-        starts = parse_start_requests(body)
-    except InvalidStartRequest as invalid:
-        raise FlowRefused(400, "invalid_request", "The start request is not valid.", invalid.errors) from None
-    try:
-        definition, version_number, resolved = _checked_starts(flow, mode, starts)
-    except FlowRefused:
-        repeated = _repeated(flow, mode, starts, companions)
-        if repeated is None:
-            raise
-        return repeated
-
-    test_users = _test_user_ids(flow.environment_id) if mode == Mode.TEST else set()
-    invocations = [
-        _new_invocation(flow, mode, start, variables, definition, version_number, source, trigger_id)
-        for start, variables in zip(starts, resolved, strict=True)
-    ]
-    for invocation in invocations:
-        _keep_test_users_only(invocation, test_users)
-    keyed = any(start.flow_invocation_id is not None for start in starts)
-    try:
-        inserted = _insert_at_once(invocations, companions, keyed=keyed)
-    except IntegrityError:
-        if not keyed:
-            raise  # generated keys cannot be taken: this is some other failure
-        inserted = False
-    if not inserted:
-        # Mostly a sender retrying a delivery it was answered for: its original results.
-        repeated = _repeated(flow, mode, starts, companions)
-        return repeated or _accept_one_by_one(invocations, starts, companions)
-    accepted_ids = [invocation.pk for invocation in invocations]
-    # Outside a transaction the statement has committed and this sends at once.
-    transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
-    return AcceptResult(outcomes=[_outcome(invocation, "accepted") for invocation in invocations])
-
-
-def _repeated(flow: Flow, mode: str, starts: list[StartRequest], companions: Companions | None) -> AcceptResult | None:
-    """The original results (with the caller's companion rows written) when every start
-    repeats an accepted one with the same content; None otherwise."""
-    repeats = _repeated_outcomes(flow, mode, starts)
-    if repeats is None:
-        return None
-    if companions is not None:
-        _save_rows(companions(repeats))
-    return AcceptResult(outcomes=repeats)
+    return flow.latest_version_definition, flow.latest_version_number
 
 
 def _checked_starts(
-    flow: Flow, mode: str, starts: list[StartRequest]
+    flow: FlowForStart, mode: str, starts: list[StartRequest]
 ) -> tuple[dict[str, Any], int | None, list[dict[str, Any]]]:
     """The definition the starts run, its version number, and each start's resolved variables."""
     definition, version_number = _definition_for(flow, mode)
@@ -292,37 +272,20 @@ def _checked_starts(
     for index, start in enumerate(starts):
         variables, missing = resolve_variables(definition, start.variables)
         if missing:
-            missing_errors[_location(index, len(starts))] = [f"Missing required variable: {name}." for name in missing]
+            location = "variables" if len(starts) == 1 else f"{index}.variables"
+            missing_errors[location] = [f"Missing required variable: {name}." for name in missing]
         resolved.append(variables)
     if missing_errors:
         raise FlowRefused(400, "missing_variables", "Required variables have no value and no default.", missing_errors)
     return definition, version_number, resolved
 
 
-def _accept_one_by_one(
-    invocations: list[Invocation],
-    starts: list[StartRequest],
-    companions: Companions | None,
-) -> AcceptResult:
-    """The path of a request that reuses a key: each start under its key, in one transaction."""
-    result = AcceptResult()
-    accepted: list[Invocation] = []
-    with transaction.atomic():
-        for invocation, start in zip(invocations, starts, strict=True):
-            invocation.pk, invocation._state.adding = None, True  # in case SQLite's try saved it
-            outcome = _insert_once(invocation, start.flow_invocation_id is not None)
-            result.outcomes.append(outcome)
-            if outcome.status == "accepted":
-                accepted.append(invocation)
-        if accepted:
-            accepted_ids = [invocation.pk for invocation in accepted]
-            transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
-        if companions is not None:
-            _save_rows(companions(result.outcomes))
-    return result
+def _content_hash(start: StartRequest) -> str:
+    content = {**start.as_canonical(), "flowInvocationId": None}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _repeated_outcomes(flow: Flow, mode: str, starts: list[StartRequest]) -> list[StartOutcome] | None:
+def _repeated_outcomes(flow: FlowForStart, mode: str, starts: list[StartRequest]) -> list[StartOutcome] | None:
     """The original results when every start repeats an accepted one with the same content.
 
     A client retrying a start it was already answered for gets that answer again, even if
@@ -333,7 +296,7 @@ def _repeated_outcomes(flow: Flow, mode: str, starts: list[StartRequest]) -> lis
         return None
     existing = {
         invocation.flow_invocation_id: invocation
-        for invocation in Invocation.objects.filter(flow=flow, mode=mode, flow_invocation_id__in=keys).only(
+        for invocation in Invocation.objects.filter(flow_id=flow.id, mode=mode, flow_invocation_id__in=keys).only(
             "flow_invocation_id", "content_hash", "target_user_ids", "ignored_user_ids"
         )
     }
@@ -342,7 +305,7 @@ def _repeated_outcomes(flow: Flow, mode: str, starts: list[StartRequest]) -> lis
         original = existing.get(start.flow_invocation_id or "")
         if original is None or original.content_hash != _content_hash(start):
             return None
-        outcomes.append(_outcome(original, "duplicate"))
+        outcomes.append(_outcome(original, StartStatus.DUPLICATE, original.pk))
     return outcomes
 
 
@@ -351,7 +314,7 @@ def _test_user_ids(environment_id: int) -> set[str]:
 
 
 def _new_invocation(
-    flow: Flow,
+    flow: FlowForStart,
     mode: str,
     start: StartRequest,
     variables: dict[str, Any],
@@ -359,11 +322,19 @@ def _new_invocation(
     version_number: int | None,
     source: str,
     trigger_id: int | None,
+    test_users: set[str],
 ) -> Invocation:
+    """The invocation of one start, unsaved. Test starts deliver only to test users: every
+    other id is listed as ignored."""
     flow_invocation_id = start.flow_invocation_id or uuid.uuid4().hex
+    targets = start.target_user_ids
+    if mode == Mode.TEST:
+        targets, ignored = [u for u in targets if u in test_users], [u for u in targets if u not in test_users]
+    else:
+        ignored = []
     return Invocation(
         environment_id=flow.environment_id,
-        flow=flow,
+        flow_id=flow.id,
         mode=mode,
         flow_invocation_id=flow_invocation_id,
         source=source,
@@ -376,25 +347,57 @@ def _new_invocation(
         notification_detail=start.notification_detail,
         metadata=start.metadata,
         card_options=start.card_options,
-        target_user_ids=start.target_user_ids,
-        ignored_user_ids=[],
+        target_user_ids=targets,
+        ignored_user_ids=ignored,
     )
 
 
-def _keep_test_users_only(invocation: Invocation, test_users: set[str]) -> None:
-    """Test starts deliver only to test users; every other id is listed as ignored."""
-    if invocation.mode != Mode.TEST:
-        return
-    targets = invocation.target_user_ids
-    invocation.target_user_ids = [user_id for user_id in targets if user_id in test_users]
-    invocation.ignored_user_ids = [user_id for user_id in targets if user_id not in test_users]
+def _insert_at_once(
+    invocations: list[Invocation], extra_rows: Sequence[Model], *, keyed: bool
+) -> dict[str, int] | None:
+    """Insert the invocations and the extra rows in ONE statement; their ids by key.
+
+    All of it is durable when this returns, or none of it: a taken key returns None (one
+    keyed start, the usual sender retry: ON CONFLICT DO NOTHING, and the rest only if the
+    invocation was inserted) or raises IntegrityError (several starts, or SQLite). Outside a
+    transaction the statement is its own transaction; inside one, a savepoint keeps a
+    failure from breaking the caller's. SQLite (the embedded default) takes the same rows
+    in a transaction.
+    """
+    if connection.vendor != "postgresql":  # data-modifying CTEs are PostgreSQL's
+        with transaction.atomic():
+            for invocation in invocations:
+                invocation.save()
+            _save_rows(extra_rows)
+        return {invocation.flow_invocation_id: invocation.pk for invocation in invocations}
+    one_keyed = keyed and len(invocations) == 1
+    parts = [rows_insert(invocations, returning=("id", "flow_invocation_id"), ignore_conflicts=one_keyed)]
+    parts.extend(rows_insert(rows) for rows in _by_model(extra_rows))
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint:
+        rows = insert_rows_together(parts, only_if_first_inserts=one_keyed)
+    if not rows:
+        return None
+    return {key: pk for pk, key in rows}  # one flow and mode: keys are unique here
 
 
-def _insert_once(invocation: Invocation, key_was_given: bool) -> StartOutcome:
+def _accept_one_by_one(invocations: list[Invocation], starts: list[StartRequest]) -> list[StartOutcome]:
+    """The path of a request that reuses a key: each start under its key, in one transaction."""
+    outcomes: list[StartOutcome] = []
+    with transaction.atomic():
+        for invocation, start in zip(invocations, starts, strict=True):
+            outcomes.append(_insert_once(invocation, key_was_given=start.flow_invocation_id is not None))
+        accepted_ids = [outcome.invocation_id for outcome in outcomes if outcome.status == StartStatus.ACCEPTED]
+        if accepted_ids:
+            transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
+    return outcomes
+
+
+def _insert_once(invocation: Invocation, *, key_was_given: bool) -> StartOutcome:
     """Insert under the idempotency key: accepted, a duplicate, or 409 for other content."""
     if not key_was_given:
         invocation.save()  # a freshly generated key cannot collide
-        return _outcome(invocation, "accepted")
+        return _outcome(invocation, StartStatus.ACCEPTED, invocation.pk)
     try:
         # A savepoint, so that losing the race for a key leaves the transaction usable;
         # a concurrent insert of the same key waits for the winner and then fails here.
@@ -410,55 +413,18 @@ def _insert_once(invocation: Invocation, key_was_given: bool) -> StartOutcome:
                 "idempotency_mismatch",
                 f"flowInvocationId {invocation.flow_invocation_id!r} was already used with different content.",
             ) from None
-        return _outcome(existing, "duplicate")
-    return _outcome(invocation, "accepted")
+        return _outcome(existing, StartStatus.DUPLICATE, existing.pk)
+    return _outcome(invocation, StartStatus.ACCEPTED, invocation.pk)
 
 
-def _outcome(invocation: Invocation, status: str) -> StartOutcome:
+def _outcome(invocation: Invocation, status: StartStatus, invocation_id: int) -> StartOutcome:
     return StartOutcome(
         flow_invocation_id=invocation.flow_invocation_id,
         status=status,
         target_count=len(invocation.target_user_ids),
         ignored_user_ids=list(invocation.ignored_user_ids),
-        invocation_id=invocation.pk,
+        invocation_id=invocation_id,
     )
-
-
-def _insert_at_once(invocations: list[Invocation], companions: Companions | None, *, keyed: bool) -> bool:
-    """Insert the invocations and the companion rows in ONE statement
-    (workbench.raw_rows.insert_rows_together).
-
-    All of it is durable when this returns True, or none of it: a taken key returns False
-    (one keyed start, the usual sender retry: ON CONFLICT DO NOTHING, and the rest only if
-    the invocation was inserted) or raises IntegrityError (several starts, or SQLite).
-    Outside a transaction the statement is its own transaction; inside one, a savepoint
-    keeps a failure from breaking the caller's transaction. Other databases (SQLite, the
-    embedded default) take the same rows in a transaction.
-    """
-    extra_rows: list[Model] = []
-    if companions is not None:
-        extra_rows = list(companions([_outcome(invocation, "accepted") for invocation in invocations]))
-    if connection.vendor != "postgresql":  # data-modifying CTEs are PostgreSQL's
-        with transaction.atomic():
-            for invocation in invocations:
-                invocation.save()
-            _save_rows(extra_rows)
-        return True
-    one_keyed = keyed and len(invocations) == 1
-    parts = [json_rows_insert(invocations, returning=("id", "flow_invocation_id"), ignore_conflicts=one_keyed)]
-    parts.extend(json_rows_insert(rows) for rows in _by_model(extra_rows))
-    # Inside a transaction, a savepoint: a taken key must not break the caller's transaction.
-    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint:
-        rows = insert_rows_together(parts, only_if_first_inserts=one_keyed)
-    if not rows:
-        return False
-    ids = dict((key, pk) for pk, key in rows)  # one flow and mode: keys are unique here
-    for invocation in invocations:
-        invocation.pk = ids[invocation.flow_invocation_id]
-        invocation._state.adding = False
-        invocation._state.db = connection.alias
-    return True
 
 
 def _by_model(rows: Sequence[Model]) -> list[list[Model]]:
@@ -474,9 +440,10 @@ def _save_rows(rows: Sequence[Model]) -> None:
 
 
 def _send_fan_outs(invocation_ids: Iterable[int]) -> None:
-    from .tasks import fan_out_invocations  # tasks import services; import here to avoid a cycle
-
-    enqueue_batched(fan_out_invocations, invocation_ids)
+    """Run on commit: the accepted starts to the fan-out task, by its name (services never
+    import tasks), batched with other requests' (`enqueue_items`). If they are lost, the
+    sweep fans the starts out later."""
+    enqueue_items("flows.fan_out_invocations", invocation_ids)
 
 
 # --- Execution ----------------------------------------------------------------------------
@@ -524,7 +491,6 @@ def invocation_fan_out(*, invocation_id: int) -> list[list[int]]:
                 _create_missing_profiles(invocation.environment_id, invocation.target_user_ids, now)
             # Under the invocation's lock, in status accepted, none of its runs exists yet.
             insert_new_rows(
-                FlowRun,
                 [
                     FlowRun(
                         environment_id=invocation.environment_id,
@@ -588,8 +554,8 @@ def runs_execute(*, run_ids: Sequence[int]) -> list[tuple[int, float]]:
             run.invocation = invocations[run.invocation_id]
         progress = [_execute_run(run, now) for run in runs]
         # The runs are locked and due, so none of their cards (unique per run and step) exists.
-        insert_new_rows(Card, [card for item in progress for card in item.cards])
-        insert_new_rows(AnalyticsEvent, [event for item in progress for event in item.events])
+        insert_new_rows([card for item in progress for card in item.cards])
+        insert_new_rows([event for item in progress for event in item.events])
         _save_run_states([item.run for item in progress], now)
     _complete_finished_invocations({run.invocation_id for run in runs})
     return [
@@ -701,11 +667,12 @@ class SweepResult:
 def flows_sweep(*, now: Any = None) -> SweepResult:
     """Find committed work nobody picked up, and waits that are due.
 
-    1. Invocations accepted but not fanned out for a while (the broker was down, or the
-       message was lost with a worker).
+    1. Invocations accepted but not fanned out for a while (the broker was down, the
+       message was lost with a worker, or it named a task that no longer exists).
     2. Runs queued but untouched for a while; their updated_at is moved forward so that the
        next sweep does not send them again while they wait in a busy queue.
-    3. Waiting runs whose resume_at has passed become queued.
+    3. Waiting runs whose resume_at has passed become queued: the sweep is the only thing
+       that resumes a wait, so its interval is a wait's resolution.
     4. Running invocations whose runs have all finished are completed.
     """
     now = now or timezone.now()

@@ -15,14 +15,14 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from customers.selectors import testuser_list
 from workbench.models import Environment, Role
-from workbench.shell import can_edit, current_membership, environment_page
+from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
 from . import selectors, services
 from .forms import WAIT_UNITS, BuilderState, FlowCreateForm, SendTestForm, safe_href
@@ -32,11 +32,11 @@ INVOCATIONS_PER_PAGE = 50
 FEED_LENGTH = 100
 
 
-def _environment(request: HttpRequest) -> Environment:
-    return request.environment  # type: ignore[attr-defined]
+def _environment(request: WorkbenchRequest) -> Environment:
+    return request.environment
 
 
-def _user(request: HttpRequest) -> Any:
+def _user(request: WorkbenchRequest) -> Any:
     return current_membership(request).user
 
 
@@ -45,7 +45,7 @@ def _user(request: HttpRequest) -> Any:
 
 @require_GET
 @environment_page()
-def flow_list(request: HttpRequest) -> HttpResponse:
+def flow_list(request: WorkbenchRequest) -> HttpResponse:
     environment = _environment(request)
     flows = selectors.flow_list(environment=environment).annotate(
         live_invocations=Count("invocations", filter=Q(invocations__mode=Mode.LIVE)),
@@ -56,7 +56,7 @@ def flow_list(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @environment_page(Role.EDITOR)
-def flow_new(request: HttpRequest) -> HttpResponse:
+def flow_new(request: WorkbenchRequest) -> HttpResponse:
     environment = _environment(request)
     form = FlowCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -73,7 +73,7 @@ def flow_new(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @environment_page()
-def flow_detail(request: HttpRequest, flow_id: int) -> HttpResponse:
+def flow_detail(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     """The flow page. A POST (editors) either edits the builder's rows or saves the draft.
 
     1. `op=save` (also pressing Enter): save through `flow_update`; on success redirect,
@@ -90,7 +90,7 @@ def flow_detail(request: HttpRequest, flow_id: int) -> HttpResponse:
     op = request.POST.get("op", "save")
     if op != "save":
         state.apply(op)
-        if request.htmx:  # type: ignore[attr-defined]
+        if request.htmx:
             return render(request, "flows/_builder.html", _builder_context(request, flow, state, unsaved=True))
         return _render_flow_page(request, flow, state, unsaved=True)
     name = state.name.strip()
@@ -111,14 +111,14 @@ def flow_detail(request: HttpRequest, flow_id: int) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def flow_preview(request: HttpRequest, flow_id: int) -> HttpResponse:
+def flow_preview(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     """The cards of the posted (unsaved) draft, rendered with the variables' defaults."""
     flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
     state = BuilderState.from_post(request.POST)
     return render(request, "flows/_preview.html", {"flow": flow, "preview_cards": state.preview_cards()})
 
 
-def _builder_context(request: HttpRequest, flow: Flow, state: BuilderState, *, unsaved: bool) -> dict[str, Any]:
+def _builder_context(request: WorkbenchRequest, flow: Flow, state: BuilderState, *, unsaved: bool) -> dict[str, Any]:
     editable = can_edit(request) and flow.status != FlowStatus.ARCHIVED
     return {
         "flow": flow,
@@ -131,7 +131,7 @@ def _builder_context(request: HttpRequest, flow: Flow, state: BuilderState, *, u
 
 
 def _render_flow_page(
-    request: HttpRequest, flow: Flow, state: BuilderState, *, unsaved: bool = False, status: int = 200
+    request: WorkbenchRequest, flow: Flow, state: BuilderState, *, unsaved: bool = False, status: int = 200
 ) -> HttpResponse:
     environment = _environment(request)
     latest = services.flow_latest_version(flow=flow)
@@ -146,7 +146,7 @@ def _render_flow_page(
     return render(request, "flows/flow_detail.html", context, status=status)
 
 
-def _api_trigger(request: HttpRequest, flow: Flow) -> dict[str, Any]:
+def _api_trigger(request: WorkbenchRequest, flow: Flow) -> dict[str, Any]:
     """The flow's API trigger: every flow has one, it cannot be removed, and it needs only
     the flow's id, so this page does not ask the triggers app (flows never imports it)."""
     environment = flow.environment
@@ -171,7 +171,7 @@ def _api_trigger(request: HttpRequest, flow: Flow) -> dict[str, Any]:
     return {"start_url": start_url, "test_url": test_url, "token_url": token_url, "curl": curl}
 
 
-def _send_test_context(request: HttpRequest, flow: Flow, form: SendTestForm | None = None) -> dict[str, Any]:
+def _send_test_context(request: WorkbenchRequest, flow: Flow, form: SendTestForm | None = None) -> dict[str, Any]:
     test_users = list(testuser_list(environment=_environment(request)))
     own = next((t for t in test_users if t.membership_id == current_membership(request).pk), None)
     if form is None:
@@ -188,7 +188,7 @@ def _send_test_context(request: HttpRequest, flow: Flow, form: SendTestForm | No
 
 @require_http_methods(["GET", "POST"])
 @environment_page(Role.EDITOR)
-def flow_publish(request: HttpRequest, flow_id: int) -> HttpResponse:
+def flow_publish(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     """GET: what changed since the last version, to confirm. POST: publish the saved draft."""
     flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
     error = None
@@ -214,7 +214,7 @@ def flow_publish(request: HttpRequest, flow_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @environment_page(Role.EDITOR)
-def flow_archive(request: HttpRequest, flow_id: int) -> HttpResponse:
+def flow_archive(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
     if request.method == "POST":
         services.flow_archive(flow=flow)
@@ -225,7 +225,7 @@ def flow_archive(request: HttpRequest, flow_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @environment_page(Role.OWNER)
-def flow_delete(request: HttpRequest, flow_id: int) -> HttpResponse:
+def flow_delete(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     """Deleting removes the flow with its history; the page says what goes before it is done."""
     flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
     if request.method == "POST":
@@ -239,7 +239,7 @@ def flow_delete(request: HttpRequest, flow_id: int) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def flow_send_test(request: HttpRequest, flow_id: int) -> HttpResponse:
+def flow_send_test(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     """Start the saved draft as a test for the chosen test users, then open the invocation."""
     environment = _environment(request)
     flow = selectors.flow_get(environment=environment, flow_id=flow_id)
@@ -253,7 +253,12 @@ def flow_send_test(request: HttpRequest, flow_id: int) -> HttpResponse:
             messages.error(request, " ".join(str(error) for error in errors))
         return redirect(reverse("flow_detail", kwargs={"env": environment.slug, "flow_id": flow.pk}) + "#send-test")
     try:
-        result = services.invocations_accept(flow=flow, mode=Mode.TEST, body=form.start_request(), source="workbench")
+        result = services.invocations_accept(
+            flow=selectors.flow_for_start(flow=flow),
+            mode=Mode.TEST,
+            starts=services.start_requests_check(form.start_request()),
+            source="workbench",
+        )
     except services.FlowRefused as refused:
         details = [message for errors in (refused.errors or {}).values() for message in errors]
         messages.error(request, " ".join([refused.detail, *details]))
@@ -268,7 +273,7 @@ def flow_send_test(request: HttpRequest, flow_id: int) -> HttpResponse:
 
 @require_GET
 @environment_page()
-def flow_invocations(request: HttpRequest, flow_id: int) -> HttpResponse:
+def flow_invocations(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     environment = _environment(request)
     flow = selectors.flow_get(environment=environment, flow_id=flow_id)
     paginator = Paginator(selectors.invocation_list(environment=environment, flow=flow), INVOCATIONS_PER_PAGE)
@@ -278,7 +283,7 @@ def flow_invocations(request: HttpRequest, flow_id: int) -> HttpResponse:
 
 @require_GET
 @environment_page()
-def flow_invocation_detail(request: HttpRequest, invocation_id: int) -> HttpResponse:
+def flow_invocation_detail(request: WorkbenchRequest, invocation_id: int) -> HttpResponse:
     invocation = selectors.invocation_get(environment=_environment(request), invocation_id=invocation_id)
     context = {
         "invocation": invocation,
@@ -295,7 +300,7 @@ def flow_invocation_detail(request: HttpRequest, invocation_id: int) -> HttpResp
 
 @require_GET
 @environment_page()
-def flow_feed(request: HttpRequest) -> HttpResponse:
+def flow_feed(request: WorkbenchRequest) -> HttpResponse:
     """A user's cards the way an app shows them; by default the member's own test user."""
     environment = _environment(request)
     user_id = request.GET.get("user", "").strip()
@@ -333,13 +338,13 @@ def _card_view(card: Card) -> dict[str, Any]:
 
 @require_GET
 @environment_page(Role.OWNER)
-def flow_settings(request: HttpRequest) -> HttpResponse:
+def flow_settings(request: WorkbenchRequest) -> HttpResponse:
     return render(request, "flows/settings.html", {"test_data": _test_data_counts(_environment(request))})
 
 
 @require_POST
 @environment_page(Role.OWNER)
-def flow_analytics_setting(request: HttpRequest) -> HttpResponse:
+def flow_analytics_setting(request: WorkbenchRequest) -> HttpResponse:
     environment = _environment(request)
     include = request.POST.get("include_test_data") == "on"
     services.environment_analytics_setting_set(environment=environment, include_test_data=include)
@@ -352,7 +357,7 @@ def flow_analytics_setting(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @environment_page(Role.OWNER)
-def flow_test_data_delete(request: HttpRequest) -> HttpResponse:
+def flow_test_data_delete(request: WorkbenchRequest) -> HttpResponse:
     """GET: what would be deleted, to confirm. POST: delete it."""
     environment = _environment(request)
     if request.method == "POST":

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -13,14 +12,15 @@ from rest_framework.response import Response
 
 from flows import selectors as flow_selectors
 from flows import services as flow_services
-from flows.models import Flow, Mode, StartStatus
+from flows.models import Mode, StartStatus
 from flows.start_requests import MAX_STARTS, StartRequestBody
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 
-from . import intake, selectors, services
+from . import intake, selectors, services, start_reads, webhook_actions
 from .mapping import MAPPING_SERIALIZERS, mappable_properties
 from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
+
 
 class StartOutcomeSchema(serializers.Serializer):
     flowInvocationId = serializers.CharField()
@@ -38,20 +38,6 @@ START_REFUSALS = {
 }
 
 
-@cache
-def _api_trigger_id_column() -> tuple[tuple[str, str], ...]:
-    """The flow's api trigger id (one per flow, a unique constraint), as an extra column of
-    the start's flow statement: `flow_for_start` reads it with the flow, in the same query."""
-    quote = connection.ops.quote_name
-    meta = Trigger._meta
-    sql = (
-        f"SELECT t.{quote(meta.pk.column)} FROM {quote(meta.db_table)} t "  # noqa: S608
-        f"WHERE t.{quote(meta.get_field('flow').column)} = f.{quote(Flow._meta.pk.column)} "
-        f"AND t.{quote(meta.get_field('type').column)} = '{TriggerType.API.value}'"
-    )
-    return (("api_trigger_id", sql),)
-
-
 @extend_schema(tags=[ACTION_FLOWS])
 class ActionFlowStartApi(EnvironmentAPIView):
     """POST action-flow/{flowId}/start (live) and /test: accept a start request (SPEC section 2)."""
@@ -65,16 +51,10 @@ class ActionFlowStartApi(EnvironmentAPIView):
         extensions={BODY_REQUIRED: True, ARRAY_BOUNDS: {"minItems": 1, "maxItems": MAX_STARTS}},
     )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
-        # One query: the flow, its latest version and its api trigger's id.
-        flow = flow_selectors.flow_for_start(
-            environment=self.environment, flow_id=flow_id, extra_columns=_api_trigger_id_column()
-        )
+        target = start_reads.api_start_target(environment_id=self.environment.pk, flow_id=flow_id)
+        starts = flow_services.start_requests_check(request.data)
         result = flow_services.invocations_accept(
-            flow=flow,
-            mode=self.mode,
-            body=request.data,
-            source=TriggerType.API,
-            trigger_id=flow.api_trigger_id,  # type: ignore[attr-defined]
+            flow=target.flow, mode=self.mode, starts=starts, source=TriggerType.API, trigger_id=target.api_trigger_id
         )
         answer = envelope({"invocations": [outcome.as_json() for outcome in result.outcomes]})
         return Response(answer, status=status.HTTP_202_ACCEPTED if result.any_accepted else status.HTTP_200_OK)
@@ -375,7 +355,7 @@ class PreviewApi(WebhookActionApi):
         serializer = PreviewSerializer(data=_body_or_empty(request))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        preview = intake.mapping_preview(
+        preview = webhook_actions.mapping_preview(
             trigger=trigger, payload=data.get("payload"), payload_given="payload" in data, mapping=data.get("mapping")
         )
         return Response(preview)
@@ -410,7 +390,7 @@ class SendTestApi(WebhookActionApi):
         ),
     )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
-        return _answer(intake.send_test(trigger=self.webhook(trigger_id)))
+        return _answer(webhook_actions.sample_send_test(trigger=self.webhook(trigger_id)))
 
 
 class ReactivateApi(WebhookActionApi):
@@ -466,7 +446,7 @@ class RequestReplayApi(WebhookActionApi):
     def post(self, request: Request, env: str, trigger_id: int, request_id: int) -> Response:
         trigger = self.webhook(trigger_id)
         logged = selectors.webhook_request_get(trigger=trigger, request_id=request_id)
-        return _answer(intake.request_replay(trigger=trigger, logged=logged))
+        return _answer(webhook_actions.request_replay(trigger=trigger, logged=logged))
 
 
 class HeldReplayApi(WebhookActionApi):
@@ -495,7 +475,7 @@ class HeldReplayApi(WebhookActionApi):
         ),
     )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
-        results = intake.held_replay(trigger=self.webhook(trigger_id))
+        results = webhook_actions.held_requests_replay(trigger=self.webhook(trigger_id))
         return Response({"replayed": [{"id": r.request_id, "statusCode": r.status, "answer": r.body} for r in results]})
 
 
@@ -507,4 +487,4 @@ class HeldDiscardApi(WebhookActionApi):
         ),
     )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
-        return Response({"discarded": intake.held_discard(trigger=self.webhook(trigger_id))})
+        return Response({"discarded": webhook_actions.held_requests_discard(trigger=self.webhook(trigger_id))})

@@ -4,41 +4,36 @@ Checks run in this order, each answering with its own code: body size (middlewar
 sample capture → mode → IP allowlist → signature over the raw body → JSON → paused (held) →
 shape check (pause and hold) → mapping → start request validation → durable acceptance.
 Every request to a known token is written to the trigger's request log, refused or not.
-Members replay logged and held requests through the same steps after the security checks.
+
+The steps after the security checks (`map_and_accept`, `log`) are also what members' replays
+and test sends run (`triggers.webhook_actions`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import uuid
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 from django.conf import settings
-from django.db import connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
-from flows.models import AnalyticsEvent, Flow
-from flows.selectors import FlowStartColumns, flow_start_columns
-from flows.services import FlowRefused, StartOutcome, invocations_accept
-from flows.start_requests import InvalidStartRequest, parse_start_requests
+from flows.models import AnalyticsEvent, StartStatus
+from flows.selectors import FlowForStart
+from flows.services import FlowRefused, invocations_accept, start_requests_check
+from flows.start_requests import StartRequest
 from workbench.client_address import client_address
 from workbench.json_values import UnstorableJSON, check_storable, loads_storable
-from workbench.raw_rows import ModelColumns, prepared_cursor
 
 from . import services
 from .ip_allowlist import address_allowed
-from .mapping import (
-    InvalidMappingConfig,
-    MappingError,
-    WebhookInput,
-    apply_mapping,
-    shape_mismatches,
-    validate_mapping_config,
-)
+from .mapping import MappingError, WebhookInput, apply_mapping, shape_mismatches
 from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 from .signatures import SignatureInvalid, verify_signature
+from .start_reads import webhook_target
 
 # Headers never written to the request log.
 UNLOGGED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -77,52 +72,17 @@ class IncomingRequest:
 
 
 def webhook_receive(*, token: str, request: IncomingRequest) -> Answer:
-    trigger = _webhook_trigger(token)
-    if trigger is None:
+    target = webhook_target(token=token)
+    if target is None:
         return Answer.refused(404, "not_found", "No webhook at this URL.")
+    trigger = target.trigger
     source_ip = client_address(request.remote_addr, request.forwarded_for, settings.TRUSTED_PROXIES)
     answer = _capture_sample(trigger, request)
     if answer is None:
-        answer = _check_and_process(trigger, request, source_ip)
-    if answer.outcome != RequestOutcome.ACCEPTED and answer.outcome != RequestOutcome.DUPLICATE:
-        _log(trigger, request, source_ip, answer)  # accepted requests were logged with their start
+        answer = _check_and_process(trigger, target.flow, request, source_ip)
+    if answer.outcome not in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
+        log(trigger, request, source_ip, answer)  # map_and_accept logged the starts it accepted
     return answer
-
-
-@cache
-def _webhook_trigger_query() -> tuple[str, ModelColumns[Trigger], FlowStartColumns]:
-    """The statement of `_webhook_trigger`, built once from the models' metadata."""
-    quote = connection.ops.quote_name
-    trigger, flow = ModelColumns.of(Trigger, "t"), flow_start_columns()
-    meta = Trigger._meta
-    flow_pk, trigger_flow = quote(Flow._meta.pk.column), quote(meta.get_field("flow").column)
-    # Only names from the models' metadata and a TriggerType value are formatted in; the token
-    # is a parameter.
-    sql = (
-        f"SELECT {trigger.sql}, {flow.sql} FROM {quote(meta.db_table)} t "  # noqa: S608
-        f"JOIN {quote(Flow._meta.db_table)} f ON f.{flow_pk} = t.{trigger_flow} "
-        f"{flow.join} WHERE t.{quote(meta.get_field('token').column)} = %s "
-        f"AND t.{quote(meta.get_field('type').column)} = '{TriggerType.WEBHOOK.value}'"
-    )
-    return sql, trigger, flow
-
-
-def _webhook_trigger(token: str) -> Trigger | None:
-    """The trigger with its flow and the flow's latest version, in one prepared statement.
-
-    The version comes as the flow's `start_version_number` and `start_version_definition`,
-    as `flows.selectors.flow_for_start` gives them, so `invocations_accept` reads no version
-    of its own for a live start.
-    """
-    sql, trigger_columns, flow_columns = _webhook_trigger_query()
-    with prepared_cursor() as cursor:
-        cursor.execute(sql, [token])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    trigger = trigger_columns.instance(row)
-    trigger.flow = flow_columns.read(row, trigger_columns.width)
-    return trigger
 
 
 def _capture_sample(trigger: Trigger, request: IncomingRequest) -> Answer | None:
@@ -141,10 +101,10 @@ def _capture_sample(trigger: Trigger, request: IncomingRequest) -> Answer | None
     return Answer(status=202, body={"status": "sample_captured"}, outcome=RequestOutcome.SAMPLE_CAPTURED)
 
 
-def _check_and_process(trigger: Trigger, request: IncomingRequest, source_ip: str) -> Answer:
+def _check_and_process(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, source_ip: str) -> Answer:
     if trigger.mode == TriggerMode.DISABLED:
         return Answer.refused(403, "trigger_disabled", "This webhook trigger is disabled.")
-    security = trigger.config.get("security") or {}
+    security = trigger.webhook_config.get("security") or {}
     if not address_allowed(source_ip, security.get("allowedIps") or []):
         return Answer.refused(403, "ip_not_allowed", f"Requests from {source_ip} are not allowed.")
     signature = security.get("signature")
@@ -159,55 +119,71 @@ def _check_and_process(trigger: Trigger, request: IncomingRequest, source_ip: st
         return Answer.refused(400, "invalid_payload", str(error))
     if trigger.mode == TriggerMode.PAUSED:
         return _held()
-    if trigger.config.get("shapeCheck") and trigger.sample is not None:
+    if trigger.webhook_config.get("shapeCheck") and trigger.sample is not None:
         mismatches = shape_mismatches(trigger.sample, body)
         if mismatches:
             reason = "A request was not shaped like the sample: " + "; ".join(mismatches[:5])
             services.trigger_pause(trigger=trigger, reason=reason)
             return _held()
-    return _map_and_accept(trigger, request, source_ip, body, mode=trigger.mode)
+    return map_and_accept(trigger, flow, request, source_ip, body, mode=trigger.mode)
 
 
 def _held() -> Answer:
     return Answer(status=202, body={"status": "held"}, outcome=RequestOutcome.HELD, held=True)
 
 
-def _map_and_accept(
+def map_and_accept(
     trigger: Trigger,
+    flow: FlowForStart,
     request: IncomingRequest,
     source_ip: str,
     body: Any,
     mode: str,
     replay_of: WebhookRequest | None = None,
 ) -> Answer:
-    """Map the body, then accept the start and log the request in one transaction."""
-    mapped = _mapped(
+    """Map the body and accept the starts; the request's log entry is written with them.
+
+    1. Map the body (422 mapping_failed) and check the start request (422 too: the
+       mapping's output is what is wrong).
+    2. Give every start its key now, so that the log entry made for "accepted" can name it.
+    3. Accept the starts with that entry as extra rows: one statement writes both. When the
+       starts turn out to be repeats (or a mix), the entry is written for what they were.
+    """
+    mapped = mapped_start_request(
         trigger, WebhookInput(body=body, headers=request.headers, query=request.query, method=request.method)
     )
     if isinstance(mapped, Answer):
         return mapped
-
-    def log_rows(outcomes: list[StartOutcome]) -> list[Model]:
-        return _log_rows(trigger, request, source_ip, _accepted(outcomes, mode), replay_of)
-
     try:
+        starts = [_keyed(start) for start in start_requests_check(mapped)]
+        if_accepted = accepted_answer([start.flow_invocation_id or "" for start in starts], mode, any_accepted=True)
         result = invocations_accept(
-            flow=trigger.flow,
+            flow=flow,
             mode=mode,
-            body=mapped,
+            starts=starts,
             source=TriggerType.WEBHOOK,
             trigger_id=trigger.pk,
-            companions=log_rows,  # the log entry is written with the start, in its statement
+            extra_rows=_log_rows(trigger, request, source_ip, if_accepted, replay_of),
         )
     except FlowRefused as refused:
-        return _refused_start(refused)
-    return _accepted(result.outcomes, mode)
+        return refused_start(refused)
+    answer = accepted_answer([outcome.flow_invocation_id for outcome in result.outcomes], mode, result.any_accepted)
+    if not result.extra_rows_written:
+        log(trigger, request, source_ip, answer, replay_of)
+    return answer
 
 
-def _mapped(trigger: Trigger, webhook_input: WebhookInput) -> Any:
+def _keyed(start: StartRequest) -> StartRequest:
+    """The start with its flowInvocationId, generated here when the mapping gave none."""
+    if start.flow_invocation_id is not None:
+        return start
+    return dataclasses.replace(start, flow_invocation_id=uuid.uuid4().hex)
+
+
+def mapped_start_request(trigger: Trigger, webhook_input: WebhookInput) -> Any:
     """The start request the saved mapping makes of the input, or the 422 answer saying why not."""
     try:
-        mapped = apply_mapping(trigger.config.get("mapping") or services.DEFAULT_MAPPING, webhook_input)
+        mapped = apply_mapping(trigger.webhook_config.get("mapping") or services.DEFAULT_MAPPING, webhook_input)
     except MappingError as failed:
         return Answer.refused(422, "mapping_failed", "The mapping failed.", {"mapping": failed.errors})
     try:
@@ -217,7 +193,7 @@ def _mapped(trigger: Trigger, webhook_input: WebhookInput) -> Any:
     return mapped
 
 
-def _refused_start(refused: FlowRefused) -> Answer:
+def refused_start(refused: FlowRefused) -> Answer:
     """A refused start as a sender sees it: a mapped output that is no valid start request is
     the mapping's failure (422); the flow's own refusals (409s) keep their codes."""
     if refused.code in ("invalid_request", "missing_variables"):
@@ -226,22 +202,21 @@ def _refused_start(refused: FlowRefused) -> Answer:
     return Answer.refused(refused.status, refused.code, refused.detail, refused.errors)
 
 
-def _accepted(outcomes: list[Any], mode: str) -> Answer:
-    any_accepted = any(outcome.status == "accepted" for outcome in outcomes)
-    ids = [outcome.flow_invocation_id for outcome in outcomes]
+def accepted_answer(keys: list[str], mode: str, any_accepted: bool) -> Answer:
+    """The answer to starts with these keys: accepted (202) unless every one was a duplicate (200)."""
     body: dict[str, Any] = {
-        "status": "accepted" if any_accepted else "duplicate",
-        "flowInvocationId": ids[0],
+        "status": StartStatus.ACCEPTED if any_accepted else StartStatus.DUPLICATE,
+        "flowInvocationId": keys[0],
         "mode": mode,
     }
-    if len(ids) > 1:
-        body["flowInvocationIds"] = ids
+    if len(keys) > 1:
+        body["flowInvocationIds"] = keys
     return Answer(
         status=202 if any_accepted else 200,
         body=body,
         outcome=RequestOutcome.ACCEPTED if any_accepted else RequestOutcome.DUPLICATE,
         mode=mode,
-        flow_invocation_id=ids[0],
+        flow_invocation_id=keys[0],
     )
 
 
@@ -256,14 +231,14 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def _log(
+def log(
     trigger: Trigger,
     request: IncomingRequest,
     source_ip: str,
     answer: Answer,
     replay_of: WebhookRequest | None = None,
 ) -> None:
-    """Write the request log entry of a request that started nothing."""
+    """Write the request's log entry (and, for a start, its `webhook-received` event)."""
     for row in _log_rows(trigger, request, source_ip, answer, replay_of):
         row.save()
 
@@ -317,130 +292,3 @@ def _log_rows(
             )
         )
     return rows
-
-
-# --- Replays --------------------------------------------------------------------------------
-
-
-def _effective_mode(trigger: Trigger) -> str:
-    mode = trigger.mode_before_pause if trigger.mode == TriggerMode.PAUSED else trigger.mode
-    if mode == TriggerMode.DISABLED:
-        raise services.TriggerRefused(409, "trigger_disabled", "Enable the trigger (test or live) to replay requests.")
-    return mode or TriggerMode.TEST
-
-
-def _stored_request(logged: WebhookRequest) -> IncomingRequest:
-    return IncomingRequest(
-        method=logged.method,
-        headers=dict(logged.headers),
-        query=dict(logged.query),
-        body=logged.body.encode("utf-8"),
-        remote_addr=logged.source_ip,
-        received_at=timezone.now(),
-    )
-
-
-def request_replay(*, trigger: Trigger, logged: WebhookRequest) -> Answer:
-    """Replay one logged request through the current mapping, as a member vouching for it
-    (no IP, signature or shape check). The replay gets its own log entry. A held request
-    replayed on its own leaves the held ones, so that held_replay does not start it again."""
-    mode = _effective_mode(trigger)
-    request = _stored_request(logged)
-    with transaction.atomic():
-        WebhookRequest.objects.filter(pk=logged.pk, held_state=HeldState.HELD).update(held_state=HeldState.REPLAYED)
-        try:
-            body = loads_storable(request.body)
-        except UnstorableJSON as error:
-            answer = Answer.refused(400, "invalid_payload", f"The logged body cannot be started: {error}")
-        else:
-            answer = _map_and_accept(trigger, request, logged.source_ip, body, mode=mode, replay_of=logged)
-        if answer.outcome not in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
-            _log(trigger, request, logged.source_ip, answer, replay_of=logged)
-    return answer
-
-
-@dataclass(frozen=True)
-class HeldResult:
-    request_id: int
-    status: int
-    body: dict[str, Any]
-
-
-def held_replay(*, trigger: Trigger) -> list[HeldResult]:
-    """Replay every held request once, oldest first. The trigger must be reactivated first."""
-    if trigger.mode == TriggerMode.PAUSED:
-        raise services.TriggerRefused(409, "trigger_paused", "Reactivate the trigger before replaying held requests.")
-    results = []
-    for held_id in _held_ids(trigger):
-        with transaction.atomic():
-            # Claiming and processing commit together: each held request is replayed once.
-            claimed = WebhookRequest.objects.filter(pk=held_id, held_state=HeldState.HELD).update(
-                held_state=HeldState.REPLAYED
-            )
-            if not claimed:
-                continue
-            answer = request_replay(trigger=trigger, logged=WebhookRequest.objects.get(pk=held_id))
-        results.append(HeldResult(request_id=held_id, status=answer.status, body=answer.body))
-    return results
-
-
-def held_discard(*, trigger: Trigger) -> int:
-    """Discard every held request; they stay in the log, marked discarded."""
-    return WebhookRequest.objects.filter(trigger=trigger, held_state=HeldState.HELD).update(
-        held_state=HeldState.DISCARDED
-    )
-
-
-def _held_ids(trigger: Trigger) -> list[int]:
-    return list(
-        WebhookRequest.objects.filter(trigger=trigger, held_state=HeldState.HELD)
-        .order_by("received_at", "id")
-        .values_list("pk", flat=True)
-    )
-
-
-def send_test(*, trigger: Trigger) -> Answer:
-    """Run the sample through the saved mapping as a test start (nothing is logged)."""
-    if trigger.sample is None:
-        return Answer.refused(409, "no_sample", "Capture or paste a sample first.")
-    mapped = _mapped(trigger, WebhookInput(body=trigger.sample, headers={}, query={}, method="POST"))
-    if isinstance(mapped, Answer):
-        return mapped
-    try:
-        result = invocations_accept(
-            flow=trigger.flow, mode=TriggerMode.TEST, body=mapped, source=TriggerType.WEBHOOK, trigger_id=trigger.pk
-        )
-    except FlowRefused as refused:
-        return _refused_start(refused)
-    answer = _accepted(result.outcomes, TriggerMode.TEST)
-    answer.body["invocations"] = [outcome.as_json() for outcome in result.outcomes]
-    return answer
-
-
-def mapping_preview(
-    *, trigger: Trigger, payload: Any = None, payload_given: bool = False, mapping: Any = None
-) -> dict[str, Any]:
-    """What a payload (the sample when none is given) maps to with a mapping (the saved one
-    when none is given), and every problem with the result. Starts nothing."""
-    body = payload if payload_given else trigger.sample
-    if body is None and not payload_given:
-        return {"output": None, "errors": ["There is no sample yet: capture or paste one, or send a payload."]}
-    try:
-        config = validate_mapping_config(mapping) if mapping is not None else trigger.config.get("mapping")
-        output = apply_mapping(
-            config or services.DEFAULT_MAPPING, WebhookInput(body=body, headers={}, query={}, method="POST")
-        )
-    except InvalidMappingConfig as invalid:
-        return {"output": None, "errors": _located(invalid.errors)}
-    except MappingError as failed:
-        return {"output": None, "errors": list(failed.errors)}
-    try:
-        parse_start_requests(output)
-    except InvalidStartRequest as invalid:
-        return {"output": output, "errors": _located(invalid.errors)}
-    return {"output": output, "errors": []}
-
-
-def _located(errors: dict[str, list[str]]) -> list[str]:
-    """Errors by location as one list of "location: message" lines."""
-    return [f"{where}: {message}" for where, messages in errors.items() for message in messages]

@@ -3,7 +3,7 @@
 The flow page loads its triggers panel from here (`flows` never imports `triggers`); each
 webhook trigger has one setup page (URL, mode, sample, mapping with a live preview, a test
 card, security, delete) and a request log. Views are thin: they read through `selectors`,
-write through `services` and `intake`, and render the whole page or the partial an htmx
+write through `services` and `webhook_actions`, and render the whole page or the partial an htmx
 request asks for; the page includes the same partials.
 """
 
@@ -16,7 +16,7 @@ from typing import Any
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -25,9 +25,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from flows import selectors as flow_selectors
 from flows.models import FlowStatus, Invocation, Mode
 from workbench.models import Environment, Role
-from workbench.shell import can_edit, current_membership, environment_page
+from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
-from . import intake, selectors, services
+from . import intake, selectors, services, webhook_actions
 from .forms import MAPPING_TYPES, MappingState, SampleForm, SecurityForm, parse_json_text, pretty_json
 from .mapping import mappable_properties
 from .models import RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
@@ -37,19 +37,19 @@ REQUESTS_PER_PAGE = 50
 SIGNATURE_PRESET_NAMES = ("stripe", "github", "shopify", "slack")
 
 
-def _environment(request: HttpRequest) -> Environment:
-    return request.environment  # type: ignore[attr-defined]
+def _environment(request: WorkbenchRequest) -> Environment:
+    return request.environment
 
 
-def _user(request: HttpRequest) -> Any:
+def _user(request: WorkbenchRequest) -> Any:
     return current_membership(request).user
 
 
-def _htmx(request: HttpRequest) -> bool:
+def _htmx(request: WorkbenchRequest) -> bool:
     return bool(getattr(request, "htmx", False))
 
 
-def _webhook(request: HttpRequest, trigger_id: int) -> Trigger:
+def _webhook(request: WorkbenchRequest, trigger_id: int) -> Trigger:
     trigger = selectors.trigger_get(environment=_environment(request), trigger_id=trigger_id)
     if trigger.type != TriggerType.WEBHOOK:
         raise Http404("Not a webhook trigger")
@@ -65,7 +65,7 @@ def _setup_url(trigger: Trigger) -> str:
 
 @require_GET
 @environment_page()
-def trigger_panel(request: HttpRequest) -> HttpResponse:
+def trigger_panel(request: WorkbenchRequest) -> HttpResponse:
     """The flow's webhook triggers, for the flow page (loaded with htmx) or on their own."""
     flow = flow_selectors.flow_get(environment=_environment(request), flow_id=request.GET.get("flow", ""))
     triggers = [
@@ -79,7 +79,7 @@ def trigger_panel(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_create(request: HttpRequest) -> HttpResponse:
+def trigger_create(request: WorkbenchRequest) -> HttpResponse:
     flow = flow_selectors.flow_get(environment=_environment(request), flow_id=request.POST.get("flow", ""))
     if flow.status == FlowStatus.ARCHIVED:
         messages.error(request, "Archived flows start nothing; they cannot get new triggers.")
@@ -99,7 +99,7 @@ def _flow_variables(trigger: Trigger) -> list[dict[str, Any]]:
     return list(trigger.flow.draft.get("variables", []))
 
 
-def _editable(request: HttpRequest, trigger: Trigger) -> bool:
+def _editable(request: WorkbenchRequest, trigger: Trigger) -> bool:
     """Editors change the configuration; a live trigger's only after choosing to edit it live."""
     if not can_edit(request):
         return False
@@ -111,7 +111,7 @@ def _properties(trigger: Trigger) -> list[str]:
 
 
 def _mapping_context(trigger: Trigger, state: MappingState) -> dict[str, Any]:
-    preview = intake.mapping_preview(trigger=trigger, mapping=state.mapping())
+    preview = webhook_actions.mapping_preview(trigger=trigger, mapping=state.mapping())
     return {
         "state": state,
         "mapping_types": MAPPING_TYPES,
@@ -151,7 +151,7 @@ def _capture_context(trigger: Trigger, since: datetime | None = None) -> dict[st
 
 
 def _setup_context(
-    request: HttpRequest,
+    request: WorkbenchRequest,
     trigger: Trigger,
     *,
     state: MappingState | None = None,
@@ -186,11 +186,11 @@ def _setup_context(
     }
 
 
-def _render_setup(request: HttpRequest, trigger: Trigger, *, status: int = 200, **parts: Any) -> HttpResponse:
+def _render_setup(request: WorkbenchRequest, trigger: Trigger, *, status: int = 200, **parts: Any) -> HttpResponse:
     return render(request, "triggers/trigger_detail.html", _setup_context(request, trigger, **parts), status=status)
 
 
-def _refuse_live_edit(request: HttpRequest, trigger: Trigger) -> HttpResponse | None:
+def _refuse_live_edit(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse | None:
     """A live trigger's configuration changes only when the member chose to edit it live."""
     if trigger.mode == TriggerMode.LIVE and "edit_live" not in request.POST:
         messages.error(
@@ -202,7 +202,7 @@ def _refuse_live_edit(request: HttpRequest, trigger: Trigger) -> HttpResponse | 
 
 @require_http_methods(["GET", "POST"])
 @environment_page()
-def trigger_detail(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_detail(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """The setup page. A POST (editors) saves the mapping and the shape check, or fills in a
     script preset (`op=preset`) without saving."""
     trigger = _webhook(request, trigger_id)
@@ -230,7 +230,9 @@ def trigger_detail(request: HttpRequest, trigger_id: int) -> HttpResponse:
     return _render_mapping(request, trigger, state, status=400 if state.error_count else 200)
 
 
-def _render_mapping(request: HttpRequest, trigger: Trigger, state: MappingState, status: int = 200) -> HttpResponse:
+def _render_mapping(
+    request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
+) -> HttpResponse:
     if _htmx(request):
         context = {**_setup_context(request, trigger, state=state)}
         return render(request, "triggers/_mapping.html", context, status=status)
@@ -239,17 +241,17 @@ def _render_mapping(request: HttpRequest, trigger: Trigger, state: MappingState,
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_preview(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_preview(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """What the sample maps to with the posted (unsaved) mapping, and every problem."""
     trigger = _webhook(request, trigger_id)
     state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
-    preview = intake.mapping_preview(trigger=trigger, mapping=state.mapping())
+    preview = webhook_actions.mapping_preview(trigger=trigger, mapping=state.mapping())
     return render(request, "triggers/_preview.html", {"trigger": trigger, "preview": _preview_view(preview)})
 
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_mode(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_mode(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _webhook(request, trigger_id)
     mode = request.POST.get("mode", "")
     try:
@@ -270,7 +272,7 @@ _MODE_MESSAGES: dict[str, str] = {
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_reactivate(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_reactivate(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _webhook(request, trigger_id)
     try:
         trigger = services.trigger_reactivate(trigger=trigger, by=_user(request))
@@ -285,10 +287,10 @@ def trigger_reactivate(request: HttpRequest, trigger_id: int) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_held_replay(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_held_replay(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _webhook(request, trigger_id)
     try:
-        results = intake.held_replay(trigger=trigger)
+        results = webhook_actions.held_requests_replay(trigger=trigger)
     except services.TriggerRefused as refusal:
         messages.error(request, refusal.detail)
     else:
@@ -302,9 +304,9 @@ def trigger_held_replay(request: HttpRequest, trigger_id: int) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_held_discard(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_held_discard(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _webhook(request, trigger_id)
-    discarded = intake.held_discard(trigger=trigger)
+    discarded = webhook_actions.held_requests_discard(trigger=trigger)
     messages.success(
         request, f"Discarded {discarded} held request{'s' if discarded != 1 else ''}; they stay in the request log."
     )
@@ -313,7 +315,7 @@ def trigger_held_discard(request: HttpRequest, trigger_id: int) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_delete(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_delete(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _webhook(request, trigger_id)
     flow = trigger.flow
     try:
@@ -330,7 +332,7 @@ def trigger_delete(request: HttpRequest, trigger_id: int) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_sample(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_sample(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """Save a pasted sample."""
     trigger = _webhook(request, trigger_id)
     refused = _refuse_live_edit(request, trigger)
@@ -348,7 +350,7 @@ def trigger_sample(request: HttpRequest, trigger_id: int) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_capture(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_capture(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """Arm capture: the next request to the URL becomes the sample (for 15 minutes)."""
     trigger = _webhook(request, trigger_id)
     refused = _refuse_live_edit(request, trigger)
@@ -364,7 +366,7 @@ def trigger_capture(request: HttpRequest, trigger_id: int) -> HttpResponse:
 
 @require_GET
 @environment_page()
-def trigger_capture_status(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_capture_status(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """The capture partial, polled every 2 s while armed. Once a request is captured it also
     swaps in the new sample and the mappable properties, and tells the mapping to preview."""
     trigger = _webhook(request, trigger_id)
@@ -393,7 +395,7 @@ def _sample_form(trigger: Trigger) -> SampleForm:
     return SampleForm(initial={"sample": pretty_json(trigger.sample)} if trigger.sample is not None else {})
 
 
-def _capture_editing(request: HttpRequest, trigger: Trigger) -> dict[str, bool]:
+def _capture_editing(request: WorkbenchRequest, trigger: Trigger) -> dict[str, bool]:
     # Only a member who chose to edit a live trigger could arm its capture.
     return {"editable": can_edit(request), "edit_live": can_edit(request) and trigger.mode == TriggerMode.LIVE}
 
@@ -403,17 +405,17 @@ def _capture_editing(request: HttpRequest, trigger: Trigger) -> dict[str, bool]:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_send_test(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_send_test(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """Run the sample through the saved mapping as a test start, and say where its cards are."""
     trigger = _webhook(request, trigger_id)
-    answer = intake.send_test(trigger=trigger)
+    answer = webhook_actions.sample_send_test(trigger=trigger)
     result = _test_result(request, trigger, answer)
     if _htmx(request):
         return render(request, "triggers/_send_test.html", {"trigger": trigger, "test_result": result})
     return _render_setup(request, trigger, test_result=result, status=200 if result["ok"] else 400)
 
 
-def _test_result(request: HttpRequest, trigger: Trigger, answer: intake.Answer) -> dict[str, Any]:
+def _test_result(request: WorkbenchRequest, trigger: Trigger, answer: intake.Answer) -> dict[str, Any]:
     ok = answer.status in (200, 202)
     result: dict[str, Any] = {"ok": ok, "status": answer.status, "body": pretty_json(answer.body)}
     if not ok:
@@ -438,7 +440,9 @@ def _test_result(request: HttpRequest, trigger: Trigger, answer: intake.Answer) 
     return result
 
 
-def _invocation_of(request: HttpRequest, trigger: Trigger, flow_invocation_id: str, mode: str) -> Invocation | None:
+def _invocation_of(
+    request: WorkbenchRequest, trigger: Trigger, flow_invocation_id: str, mode: str
+) -> Invocation | None:
     invocations = flow_selectors.invocations_by_key(
         environment=_environment(request), flow_invocation_id=flow_invocation_id
     )
@@ -462,7 +466,7 @@ def _as_list(value: Any) -> list[Any]:
 
 @require_POST
 @environment_page(Role.EDITOR)
-def trigger_security(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def trigger_security(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """Save the allowlist and the signature, or fill in a signature preset (not saved)."""
     trigger = _webhook(request, trigger_id)
     refused = _refuse_live_edit(request, trigger)
@@ -487,7 +491,7 @@ def trigger_security(request: HttpRequest, trigger_id: int) -> HttpResponse:
 
 
 def _render_security(
-    request: HttpRequest, trigger: Trigger, form: SecurityForm, *, preset: str = "", status: int = 200
+    request: WorkbenchRequest, trigger: Trigger, form: SecurityForm, *, preset: str = "", status: int = 200
 ) -> HttpResponse:
     if _htmx(request):
         context = {**_setup_context(request, trigger, security_form=form), "preset_filled": preset}
@@ -499,7 +503,7 @@ def _render_security(
 
 
 def _invocation_links(
-    request: HttpRequest, trigger: Trigger, entries: list[WebhookRequest]
+    request: WorkbenchRequest, trigger: Trigger, entries: list[WebhookRequest]
 ) -> dict[tuple[str, str], int]:
     """(flowInvocationId, mode) → invocation pk, for the log entries that started something."""
     keys = {entry.flow_invocation_id for entry in entries if entry.flow_invocation_id}
@@ -511,14 +515,14 @@ def _invocation_links(
     return {(invocation.flow_invocation_id, invocation.mode): invocation.pk for invocation in invocations}
 
 
-def _log_rows(request: HttpRequest, trigger: Trigger, entries: list[WebhookRequest]) -> list[dict[str, Any]]:
+def _log_rows(request: WorkbenchRequest, trigger: Trigger, entries: list[WebhookRequest]) -> list[dict[str, Any]]:
     links = _invocation_links(request, trigger, entries)
     return [{"entry": entry, "invocation_pk": links.get((entry.flow_invocation_id, entry.mode))} for entry in entries]
 
 
 @require_GET
 @environment_page()
-def request_list(request: HttpRequest, trigger_id: int) -> HttpResponse:
+def request_list(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _webhook(request, trigger_id)
     paginator = Paginator(selectors.webhook_request_list(trigger=trigger), REQUESTS_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
@@ -529,7 +533,7 @@ def request_list(request: HttpRequest, trigger_id: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @environment_page()
-def request_detail(request: HttpRequest, trigger_id: int, request_id: int) -> HttpResponse:
+def request_detail(request: WorkbenchRequest, trigger_id: int, request_id: int) -> HttpResponse:
     """One logged request. A POST (editors) replays it through the current mapping."""
     trigger = _webhook(request, trigger_id)
     logged = selectors.webhook_request_get(trigger=trigger, request_id=request_id)
@@ -539,7 +543,7 @@ def request_detail(request: HttpRequest, trigger_id: int, request_id: int) -> Ht
         if not can_edit(request):
             raise PermissionDenied("Viewers cannot replay requests.")
         try:
-            answer = intake.request_replay(trigger=trigger, logged=logged)
+            answer = webhook_actions.request_replay(trigger=trigger, logged=logged)
         except services.TriggerRefused as refusal:
             replay = {"ok": False, "status": refusal.status, "detail": refusal.detail, "errors": []}
         else:
@@ -564,7 +568,7 @@ def request_detail(request: HttpRequest, trigger_id: int, request_id: int) -> Ht
     return render(request, "triggers/request_detail.html", context, status=status)
 
 
-def _replay_result(request: HttpRequest, trigger: Trigger, answer: intake.Answer) -> dict[str, Any]:
+def _replay_result(request: WorkbenchRequest, trigger: Trigger, answer: intake.Answer) -> dict[str, Any]:
     ok = answer.status in (200, 202)
     result: dict[str, Any] = {"ok": ok, "status": answer.status, "body": json.dumps(answer.body, indent=2)}
     if ok:

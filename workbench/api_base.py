@@ -2,7 +2,7 @@
 
 A request to /api/v1/{env}/... must carry a bearer token of a credential of that
 environment (401 without one, 404 for another environment's, 403 for a role without the
-right). Views declare `allowed_roles`; after the check `request.environment` is set.
+right). Views declare `allowed_roles`; after the check the view's `environment` is set.
 """
 
 from __future__ import annotations
@@ -31,8 +31,7 @@ class EnvironmentCredentialPermission(BasePermission):
             raise exceptions.PermissionDenied(
                 f"A {credential.role!r} credential cannot use this endpoint; it needs one of: {', '.join(roles)}."
             )
-        request.environment = credential.environment  # type: ignore[attr-defined]
-        request.credential = credential  # type: ignore[attr-defined]
+        view.environment = credential.environment
         return True
 
 
@@ -47,9 +46,8 @@ class EnvironmentAPIView(APIView):
             return self.read_roles
         return self.allowed_roles
 
-    @property
-    def environment(self) -> Environment:
-        return self.request.environment  # type: ignore[attr-defined]
+    # The credential's environment, set by the permission check before any handler runs.
+    environment: Environment
 
 
 EVENTS = (CredentialRole.EVENTS.value,)

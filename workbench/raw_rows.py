@@ -1,10 +1,16 @@
-"""Model rows read by raw SQL statements built once, for the hot paths (starts, webhooks).
+"""The hot paths' SQL: rows read by statements built once, and the one way rows are written in bulk.
 
-The ORM compiles a query on every call; a statement of constant text built once from the
-models' metadata skips that, and `prepared_cursor` has PostgreSQL parse and plan it once per
-connection too. `ModelColumns` lists a model's columns for such a statement and turns the
-values read back into what the ORM would have given, with the ORM's own converters (JSON
-text → objects, SQLite's representations).
+Reading: the ORM compiles a query on every call; a statement of constant text built once
+from the models' metadata skips that, and `prepared_cursor` has PostgreSQL parse and plan it
+once per connection too. `ModelColumns` lists a model's columns for such a statement and
+turns the values read back into what the ORM would have given, with the ORM's own converters
+(JSON text → objects, SQLite's representations).
+
+Writing many rows: `rows_insert` (unsaved instances) and `records_insert` (JSON objects by
+column, with ON CONFLICT DO NOTHING or DO UPDATE) make an INSERT whose rows travel as ONE
+jsonb parameter; `insert_rows_together` runs one or several as one prepared statement, and
+`insert_new_rows` is the plain case. PostgreSQL only: elsewhere (SQLite, the embedded
+default) callers use bulk_create, which is fast enough there.
 """
 
 from __future__ import annotations
@@ -82,7 +88,20 @@ _JSON, _PLAIN, _PREPARED = "json", "plain", "prepared"
 
 
 @dataclass(frozen=True)
-class _JsonRowsShape:
+class Upsert:
+    """ON CONFLICT (unique) DO UPDATE SET each of `update` to the proposed row's value."""
+
+    unique: tuple[str, ...]  # field names
+    update: tuple[str, ...]
+
+
+# What a conflicting row does: fail the statement (None), be skipped, or update the stored row.
+IGNORE = "ignore"
+OnConflict = Upsert | str | None
+
+
+@dataclass(frozen=True)
+class _RowsShape:
     fields: list[tuple[Field[Any, Any], str]]  # with how its value is written: _JSON, _PLAIN or _PREPARED
     select: str  # INSERT … SELECT … FROM jsonb_populate_recordset(…)
     suffix: str  # ON CONFLICT …, RETURNING …
@@ -95,19 +114,27 @@ def _kind(field: Field[Any, Any]) -> str:
 
 
 @cache
-def _json_rows_shape(model: type[Model], returning: tuple[str, ...], ignore_conflicts: bool) -> _JsonRowsShape:
+def _rows_shape(model: type[Model], returning: tuple[str, ...], on_conflict: OnConflict) -> _RowsShape:
     opts = model._meta
     fields = [field for field in opts.concrete_fields if not field.generated and field is not opts.auto_field]
     quote = connection.ops.quote_name
+
+    def column(name: str) -> str:
+        return quote(cast("Field[Any, Any]", opts.get_field(name)).column)
+
     table, columns = quote(opts.db_table), ", ".join(quote(field.column) for field in fields)
     select = (  # only quoted names from the model's metadata are formatted in
         f"INSERT INTO {table} ({columns}) SELECT {columns} FROM jsonb_populate_recordset(NULL::{table}, %s::jsonb)"  # noqa: S608
     )
-    suffix = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    suffix = ""
+    if on_conflict == IGNORE:
+        suffix = " ON CONFLICT DO NOTHING"
+    elif isinstance(on_conflict, Upsert):
+        updates = ", ".join(f"{column(name)} = EXCLUDED.{column(name)}" for name in on_conflict.update)
+        suffix = f" ON CONFLICT ({', '.join(column(name) for name in on_conflict.unique)}) DO UPDATE SET {updates}"
     if returning:
-        returned = [cast("Field[Any, Any]", opts.get_field(name)).column for name in returning]
-        suffix += " RETURNING " + ", ".join(quote(column) for column in returned)
-    return _JsonRowsShape(fields=[(field, _kind(field)) for field in fields], select=select, suffix=suffix)
+        suffix += " RETURNING " + ", ".join(column(name) for name in returning)
+    return _RowsShape(fields=[(field, _kind(field)) for field in fields], select=select, suffix=suffix)
 
 
 @dataclass(frozen=True)
@@ -123,19 +150,32 @@ class RowsInsert:
         return f"{self.select} WHERE {condition}{self.suffix}" if condition else f"{self.select}{self.suffix}"
 
 
-def json_rows_insert(
+def records_insert(
+    model: type[Model],
+    records: list[dict[str, Any]],
+    *,
+    returning: tuple[str, ...] = (),
+    on_conflict: OnConflict = None,
+) -> RowsInsert:
+    """The INSERT of `records` (JSON objects keyed by column; a missing key is NULL) into
+    `model`'s table, unsent, for PostgreSQL: the rows travel as ONE jsonb parameter that
+    jsonb_populate_recordset types by the table's own columns. `returning` names the fields
+    to read back (one row per row written)."""
+    shape = _rows_shape(model, returning, on_conflict)
+    return RowsInsert(select=shape.select, suffix=shape.suffix, records=records)
+
+
+def rows_insert(
     objs: Sequence[Model], *, returning: tuple[str, ...] = (), ignore_conflicts: bool = False
 ) -> RowsInsert:
-    """The INSERT of new rows of one model, unsent, for PostgreSQL: the rows travel as ONE
-    jsonb parameter that jsonb_populate_recordset types by the table's own columns.
-
-    What bulk_create would write (each field's pre_save and database preparation), at a
-    fraction of its cost: one json.dumps instead of a parameter per value, and a statement
-    text that is the same for one row or a thousand, so psycopg and PostgreSQL parse and
-    prepare it once. JSON fields travel as JSON, datetimes as ISO 8601, None as a missing
-    key (NULL). `returning` names the fields to read back (one row per inserted row).
-    """
-    shape = _json_rows_shape(type(objs[0]), returning, ignore_conflicts)
+    """The INSERT of new rows of one model, unsent (see records_insert), made from unsaved
+    instances: what bulk_create would write (each field's pre_save and database
+    preparation), at a fraction of its cost: one json.dumps instead of a parameter per
+    value, and a statement text that is the same for one row or a thousand, so psycopg and
+    PostgreSQL parse and prepare it once. JSON fields travel as JSON, datetimes as ISO 8601,
+    None as a missing key (NULL)."""
+    model = type(objs[0])
+    shape = _rows_shape(model, returning, IGNORE if ignore_conflicts else None)
     database = connections[DEFAULT_DB_ALIAS]  # the proxy `connection` costs a lookup per use
     records = []
     for obj in objs:
@@ -151,6 +191,19 @@ def json_rows_insert(
             record[field.column] = value
         records.append(record)
     return RowsInsert(select=shape.select, suffix=shape.suffix, records=records)
+
+
+def insert_new_rows(objs: Sequence[Model]) -> None:
+    """Insert unsaved instances of one model that cannot conflict (primary keys unset): one
+    statement on PostgreSQL (rows_insert), bulk_create elsewhere."""
+    if not objs:
+        return
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        type(objs[0])._default_manager.bulk_create(objs)
+        return
+    insert = rows_insert(objs)
+    with prepared_cursor() as cursor:
+        cursor.execute(insert.sql(), [json.dumps(insert.records)])
 
 
 def insert_rows_together(parts: Sequence[RowsInsert], *, only_if_first_inserts: bool = False) -> list[tuple[Any, ...]]:

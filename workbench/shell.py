@@ -4,16 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
+from django_htmx.middleware import HtmxDetails
 
-from .models import Membership, Role
+from .models import Environment, Membership, Role
 from .selectors import membership_get
 
 View = Callable[..., HttpResponse]
+
+
+class WorkbenchRequest(HttpRequest):
+    """A request to an environment's page, as the view sees it once `environment_page` let it
+    in: the environment, the member's membership, and django-htmx's details (`htmx`)."""
+
+    environment: Environment
+    membership: Membership
+    htmx: HtmxDetails
 
 
 def environment_page(minimum_role: str = Role.VIEWER) -> Callable[[View], View]:
@@ -30,18 +40,19 @@ def environment_page(minimum_role: str = Role.VIEWER) -> Callable[[View], View]:
             membership = membership_get(user=request.user, environment_slug=env)
             if not membership.has_role(minimum_role):
                 raise PermissionDenied(f"This needs the {minimum_role} role.")
-            request.membership = membership  # type: ignore[attr-defined]
-            request.environment = membership.environment  # type: ignore[attr-defined]
-            return view(request, *args, **kwargs)
+            page_request = cast(WorkbenchRequest, request)
+            page_request.membership = membership
+            page_request.environment = membership.environment
+            return view(page_request, *args, **kwargs)
 
         return wrapper
 
     return decorate
 
 
-def current_membership(request: HttpRequest) -> Membership:
+def current_membership(request: WorkbenchRequest) -> Membership:
     """The membership `environment_page` resolved for this request."""
-    return request.membership  # type: ignore[attr-defined]
+    return request.membership
 
 
 def can_edit(request: HttpRequest) -> bool:

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST
 from . import selectors, services
 from .forms import CredentialCreateForm
 from .models import Role
-from .shell import current_membership, environment_page
+from .shell import WorkbenchRequest, current_membership, environment_page
 
 
 @login_required
@@ -45,12 +45,12 @@ def switch_environment(request: HttpRequest) -> HttpResponse:
 
 
 @environment_page(Role.OWNER)
-def credential_list(request: HttpRequest) -> HttpResponse:
+def credential_list(request: WorkbenchRequest) -> HttpResponse:
     return _render_credentials(request, CredentialCreateForm(), status=200)
 
 
-def _render_credentials(request: HttpRequest, form: CredentialCreateForm, status: int) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
+def _render_credentials(request: WorkbenchRequest, form: CredentialCreateForm, status: int) -> HttpResponse:
+    environment = request.environment
     context = {
         "credentials": selectors.credential_list(environment=environment),
         "form": form,
@@ -62,8 +62,8 @@ def _render_credentials(request: HttpRequest, form: CredentialCreateForm, status
 
 @require_POST
 @environment_page(Role.OWNER)
-def credential_create(request: HttpRequest) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
+def credential_create(request: WorkbenchRequest) -> HttpResponse:
+    environment = request.environment
     form = CredentialCreateForm(request.POST)
     if not form.is_valid():
         return _render_credentials(request, form, status=400)
@@ -91,8 +91,8 @@ def credential_create(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @environment_page(Role.OWNER)
-def credential_revoke(request: HttpRequest, client_id: str) -> HttpResponse:
-    environment = request.environment  # type: ignore[attr-defined]
+def credential_revoke(request: WorkbenchRequest, client_id: str) -> HttpResponse:
+    environment = request.environment
     credential = selectors.credential_get(environment=environment, client_id=client_id)
     services.credential_revoke(credential=credential, by=current_membership(request).user)
     messages.success(request, f"Credential {credential.client_id} was revoked; its tokens no longer work.")

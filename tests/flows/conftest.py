@@ -16,6 +16,7 @@ import pytest
 from customers.models import Customer
 from flows import services
 from flows.models import AnalyticsEvent, Card, Flow, FlowRun, Invocation
+from flows.selectors import flow_for_start
 from tests.factories import TestUserFactory
 
 GREETING = {
@@ -31,6 +32,13 @@ GREETING = {
         }
     ],
 }
+
+
+def accept_start(*, flow: Flow, mode: str, body: Any, source: str = "api") -> services.AcceptResult:
+    """A start through the pipeline as a trigger makes one: checked, then accepted."""
+    return services.invocations_accept(
+        flow=flow_for_start(flow=flow), mode=mode, starts=services.start_requests_check(body), source=source
+    )
 
 
 def start_url(flow: Flow, mode: str = "live", env: str = "acme") -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -45,6 +46,9 @@ def test_with_a_broker_a_start_sends_one_fan_out_by_name_after_its_commit(
 
     for callback in after_commit:
         callback()
+    deadline = time.monotonic() + 5  # the process's publishing thread sends it
+    while not broker.call_count and time.monotonic() < deadline:
+        time.sleep(0.01)
 
     ids = sorted(Invocation.objects.values_list("pk", flat=True))
     broker.assert_called_once_with("flows.fan_out_invocations", args=(ids,))

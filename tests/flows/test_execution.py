@@ -18,6 +18,7 @@ from customers.models import Customer
 from flows import services, tasks
 from flows.models import AnalyticsEvent, Card, Flow, FlowRun, Invocation, InvocationStatus, Mode, RunStatus
 from tests.factories import CustomerFactory, TestUserFactory
+from tests.flows.conftest import accept_start
 
 pytestmark = pytest.mark.django_db
 
@@ -31,7 +32,7 @@ WAIT_THEN_CARD = [
 
 def accept(flow: Flow, targets: list[str], mode: str = Mode.LIVE, **start: Any) -> Invocation:
     """Accept a start as the API does, leaving the fan-out to the test."""
-    result = services.invocations_accept(flow=flow, mode=mode, body={"targetUserIds": targets, **start}, source="api")
+    result = accept_start(flow=flow, mode=mode, body={"targetUserIds": targets, **start}, source="api")
     return Invocation.objects.get(pk=result.outcomes[0].invocation_id)
 
 
@@ -324,7 +325,7 @@ def test_a_start_answers_202_when_the_broker_is_down_and_the_sweep_runs_it_later
 def test_runs_that_were_never_executed_are_resent_by_the_sweep(flow, frozen_now):
     invocation = accept(flow, ["u1", "u2"])
     with mock.patch.object(tasks.execute_runs, "apply_async", side_effect=ConnectionError("broker down")):
-        tasks.fan_out_invocation(invocation.pk)
+        tasks.fan_out_invocations([invocation.pk])
     assert set(FlowRun.objects.values_list("status", flat=True)) == {RunStatus.QUEUED}
 
     with frozen_now(timezone.now() + timedelta(minutes=5)):

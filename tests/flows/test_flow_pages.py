@@ -9,8 +9,9 @@ import pytest
 
 from customers.services import member_test_user_set
 from flows.models import AnalyticsEvent, Card, Flow, FlowStatus, Invocation, Mode
-from flows.services import flow_create, flow_publish, invocations_accept
+from flows.services import flow_create, flow_publish
 from tests.factories import CustomerFactory, TestUserFactory
+from tests.flows.conftest import accept_start
 from workbench.models import Membership
 
 pytestmark = pytest.mark.django_db
@@ -75,7 +76,7 @@ def test_an_empty_list_explains_flows_and_offers_an_editor_to_create_one(login, 
 
 def test_the_list_shows_name_status_version_and_counts(login, viewer, flow, env_a):
     flow = flow_publish(flow=flow).flow
-    invocations_accept(flow=flow, mode=Mode.LIVE, body={"targetUserIds": ["u1"]}, source="api")
+    accept_start(flow=flow, mode=Mode.LIVE, body={"targetUserIds": ["u1"]}, source="api")
 
     response = login(viewer).get(BASE)
 
@@ -262,7 +263,7 @@ def test_deleting_says_what_goes_first_then_removes_the_flow_and_its_history(
 ):
     flow_publish(flow=flow)
     with django_capture_on_commit_callbacks(execute=True):  # the runs and events happen
-        invocations_accept(flow=flow, mode=Mode.LIVE, body={"targetUserIds": ["u1", "u2"]}, source="api")
+        accept_start(flow=flow, mode=Mode.LIVE, body={"targetUserIds": ["u1", "u2"]}, source="api")
     client = login(owner)
 
     confirm = client.get(f"{BASE}{flow.pk}/delete").content.decode()
@@ -349,7 +350,7 @@ def test_a_non_member_gets_404(login, outsider, flow, path):
 
 def test_another_environments_flow_and_invocation_are_not_found(login, outsider, env_b, flow):
     test_user = TestUserFactory(environment=flow.environment, user_id="tester-1")
-    result = invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": [test_user.user_id]}, source="api")
+    result = accept_start(flow=flow, mode=Mode.TEST, body={"targetUserIds": [test_user.user_id]}, source="api")
     client = login(outsider)
 
     assert client.get(f"/e/globex/flows/{flow.pk}/").status_code == 404
@@ -433,7 +434,7 @@ def test_the_api_trigger_panel_shows_absolute_urls_and_a_curl_example_without_re
 def test_invocations_are_listed_newest_first(login, viewer, env_a, flow):
     TestUserFactory(environment=env_a, user_id="tester-1")
     for key in ("first", "second"):
-        invocations_accept(
+        accept_start(
             flow=flow,
             mode=Mode.TEST,
             body={"targetUserIds": ["tester-1", "stranger"], "flowInvocationId": key},
@@ -447,9 +448,7 @@ def test_invocations_are_listed_newest_first(login, viewer, env_a, flow):
 
 def test_the_invocation_page_lists_ignored_ids(login, viewer, env_a, flow):
     TestUserFactory(environment=env_a, user_id="tester-1")
-    result = invocations_accept(
-        flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1", "stranger"]}, source="api"
-    )
+    result = accept_start(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1", "stranger"]}, source="api")
 
     response = login(viewer).get(f"{BASE}invocations/{result.outcomes[0].invocation_id}/")
 
@@ -461,7 +460,7 @@ def test_the_invocation_page_lists_ignored_ids(login, viewer, env_a, flow):
 def test_the_feed_preview_shows_my_test_cards(login, editor, env_a, flow, django_capture_on_commit_callbacks):
     own_test_user(editor, env_a, "edward-phone")
     with django_capture_on_commit_callbacks(execute=True):
-        invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["edward-phone"]}, source="workbench")
+        accept_start(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["edward-phone"]}, source="workbench")
     client = login(editor)
 
     mine = client.get(f"{BASE}feed/").content.decode()
@@ -486,7 +485,7 @@ def test_a_card_button_that_a_variable_turned_into_javascript_is_never_delivered
         steps=[{"type": "send_card", "card": {"title": "Go", "actions": [{"label": "Go", "url": "{{link}}"}]}}],
     )
     with django_capture_on_commit_callbacks(execute=True):
-        invocations_accept(
+        accept_start(
             flow=flow,
             mode=Mode.TEST,
             body={"targetUserIds": ["tester-1"], "variables": {"link": "javascript:alert(1)"}},
@@ -515,7 +514,7 @@ def test_analytics_show_test_data_apart_only_when_the_owner_includes_it(
 ):
     TestUserFactory(environment=env_a, user_id="tester-1")
     with django_capture_on_commit_callbacks(execute=True):
-        invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1"]}, source="api")
+        accept_start(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1"]}, source="api")
     client = login(owner)
 
     before = client.get(f"{BASE}{flow.pk}/")
@@ -537,7 +536,7 @@ def test_an_owner_deletes_test_data_after_seeing_what_goes(
 ):
     TestUserFactory(environment=env_a, user_id="tester-1")
     with django_capture_on_commit_callbacks(execute=True):
-        invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1"]}, source="api")
+        accept_start(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1"]}, source="api")
     client = login(owner)
 
     confirm = client.get(BASE + "settings/test-data/delete")
@@ -566,7 +565,7 @@ def test_the_admin_lists_every_flow_model(admin_client, env_a, flow, model, djan
     TestUserFactory(environment=env_a, user_id="tester-1")
     flow_publish(flow=flow)
     with django_capture_on_commit_callbacks(execute=True):
-        invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1"]}, source="api")
+        accept_start(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1"]}, source="api")
 
     response = admin_client.get(f"/admin/flows/{model}/")
 
@@ -576,7 +575,7 @@ def test_the_admin_lists_every_flow_model(admin_client, env_a, flow, model, djan
 
 def test_analytics_events_are_append_only_in_the_admin(admin_client, env_a, flow, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):  # the fan-out records the acceptance
-        invocations_accept(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["someone"]}, source="api")
+        accept_start(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["someone"]}, source="api")
     event = AnalyticsEvent.objects.get()
 
     assert admin_client.get("/admin/flows/analyticsevent/add/").status_code == 403

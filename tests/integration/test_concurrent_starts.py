@@ -11,8 +11,9 @@ import pytest
 from django.db import connection
 
 from flows.models import Invocation
-from flows.services import AcceptResult, FlowRefused, flow_create, flow_publish, invocations_accept
+from flows.services import AcceptResult, FlowRefused, flow_create, flow_publish
 from tests.factories import EnvironmentFactory
+from tests.flows.conftest import accept_start
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -53,7 +54,7 @@ def in_threads(count: int, action: Callable[[int], Any]) -> list[Any]:
 def test_concurrent_starts_are_each_accepted_once_with_their_own_rows(live_flow) -> None:
     def start(index: int) -> AcceptResult:
         body = {"targetUserIds": [f"user-{index}"], "variables": {"name": f"N{index}"}}
-        return invocations_accept(flow=live_flow, mode="live", body=body, source="api")
+        return accept_start(flow=live_flow, mode="live", body=body, source="api")
 
     results = in_threads(12, start)
 
@@ -69,14 +70,12 @@ def test_concurrent_starts_are_each_accepted_once_with_their_own_rows(live_flow)
 
 
 def test_a_taken_key_fails_only_its_own_start(live_flow) -> None:
-    invocations_accept(
-        flow=live_flow, mode="live", body={"targetUserIds": ["u"], "flowInvocationId": "k"}, source="api"
-    )
+    accept_start(flow=live_flow, mode="live", body={"targetUserIds": ["u"], "flowInvocationId": "k"}, source="api")
 
     def start(index: int) -> AcceptResult:
         key = "k" if index == 0 else f"new-{index}"
         target = "other" if index == 0 else "u"  # index 0 reuses "k" with other content
-        return invocations_accept(
+        return accept_start(
             flow=live_flow, mode="live", body={"targetUserIds": [target], "flowInvocationId": key}, source="api"
         )
 
@@ -91,7 +90,7 @@ def test_a_taken_key_fails_only_its_own_start(live_flow) -> None:
 def test_repeats_of_one_key_at_the_same_moment_start_once(live_flow) -> None:
     body = {"targetUserIds": ["u1", "u2"], "flowInvocationId": "same-delivery"}
 
-    results = in_threads(10, lambda index: invocations_accept(flow=live_flow, mode="live", body=body, source="api"))
+    results = in_threads(10, lambda index: accept_start(flow=live_flow, mode="live", body=body, source="api"))
 
     statuses = sorted(result.outcomes[0].status for result in results)
     assert statuses == ["accepted"] + ["duplicate"] * 9

@@ -15,7 +15,7 @@ from tests.factories import EnvironmentFactory
 from tests.integration.conftest import wait_for
 from triggers.models import RequestOutcome, WebhookRequest
 from triggers.services import webhook_trigger_create
-from workbench.raw_rows import insert_rows_together, json_rows_insert, prepared_cursor
+from workbench.raw_rows import insert_rows_together, prepared_cursor, rows_insert
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -105,7 +105,7 @@ def test_rows_inserted_from_json_read_back_as_the_orm_wrote_them() -> None:
         errors=None,
     )
     for obj in (event, logged):
-        [(obj.pk,)] = insert_rows_together([json_rows_insert([obj], returning=("id",))])
+        [(obj.pk,)] = insert_rows_together([rows_insert([obj], returning=("id",))])
 
     stored_event = AnalyticsEvent.objects.get(pk=event.pk)
     assert stored_event.properties == event.properties

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from unittest import mock
 
 import pytest
 
+from workbench import celery as workbench_celery
 from workbench import inprocess
-from workbench.celery import app, enqueue
+from workbench.celery import app, enqueue, enqueue_items
 from workbench.models import WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
@@ -91,3 +95,97 @@ def test_the_in_process_schedule_sends_each_entry_when_it_is_due():
         ("triggers.prune_request_log",),
     ]
     assert next_due == {"worker-heartbeat": 160.0, "flows-sweep": 101.0, "triggers-prune-request-log": 3700.0}
+
+
+# A request's items go out through the publishing thread (enqueue_items) ---------------------
+
+
+class RecordingBroker:
+    """Stands in for publishing: records each message per task name (`enqueue`'s send_task)."""
+
+    def __init__(self, failing: tuple[str, ...] = ()) -> None:
+        self.failing = failing
+        self.sent: dict[str, list[list[int]]] = {}
+
+    def send_task(self, task_name: str, args: tuple[Any, ...]) -> None:
+        if task_name in self.failing:
+            raise ConnectionError("broker down")
+        self.sent.setdefault(task_name, []).append(args[0])
+
+
+@pytest.fixture
+def recording_broker() -> Iterator[RecordingBroker]:
+    recorded = RecordingBroker()
+    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
+    try:
+        with mock.patch.object(app, "send_task", side_effect=recorded.send_task):
+            yield recorded
+    finally:
+        app.conf.task_always_eager = eager
+
+
+def wait_for(condition: Callable[[], Any], seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+def test_without_a_broker_a_requests_items_are_handled_at_once(monkeypatch):
+    ran: list[list[int]] = []
+    monkeypatch.setattr(workbench_celery, "enqueue", lambda name, items: ran.append(items))
+
+    enqueue_items("flows.fan_out_invocations", iter([1, 2, 3]))
+    enqueue_items("flows.fan_out_invocations", [])
+
+    assert ran == [[1, 2, 3]]
+
+
+def test_items_of_several_requests_go_out_as_one_message_per_task(recording_broker):
+    publisher = workbench_celery._Publisher()
+
+    publisher.put("flows.fan_out_invocations", [1])
+    publisher.put("flows.fan_out_invocations", [2, 3])
+    publisher.put("other", [9])
+    wait_for(lambda: len(recording_broker.sent) == 2)
+
+    # The thread lingered after the first item, so the rest joined its message.
+    assert recording_broker.sent == {"flows.fan_out_invocations": [[1, 2, 3]], "other": [[9]]}
+
+
+def test_a_message_never_exceeds_the_largest_batch(monkeypatch, recording_broker):
+    monkeypatch.setattr(workbench_celery, "MAX_BATCH", 2)
+    publisher = workbench_celery._Publisher()
+
+    publisher.put("flows.fan_out_invocations", [1, 2, 3, 4, 5])
+    wait_for(lambda: sum(map(len, recording_broker.sent.get("flows.fan_out_invocations", []))) == 5)
+
+    messages = recording_broker.sent["flows.fan_out_invocations"]
+    assert all(len(items) <= 2 for items in messages)
+    assert sorted(item for items in messages for item in items) == [1, 2, 3, 4, 5]
+
+
+def test_flush_at_exit_sends_what_is_queued(recording_broker):
+    publisher = workbench_celery._Publisher()
+    publisher._pid = os.getpid()  # as if its thread ran: only flush can send
+    for item in (1, 2):
+        publisher._items.put(("flows.fan_out_invocations", item))
+
+    publisher.flush()
+
+    assert recording_broker.sent == {"flows.fan_out_invocations": [[1, 2]]}
+
+
+def test_a_broker_that_is_down_costs_the_message_only(recording_broker, caplog):
+    """The work is durable in the database; the sweep sends it again. The thread goes on."""
+    recording_broker.failing = ("broken",)
+    publisher = workbench_celery._Publisher()
+
+    publisher.put("broken", [1])
+    time.sleep(workbench_celery.BATCH_LINGER_SECONDS * 3)
+    publisher.put("flows.fan_out_invocations", [2])
+    wait_for(lambda: recording_broker.sent)
+
+    assert recording_broker.sent == {"flows.fan_out_invocations": [[2]]}
+    assert "the sweep will retry" in caplog.text

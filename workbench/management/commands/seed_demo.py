@@ -15,7 +15,8 @@ from django.utils import timezone
 from customers.models import TestUser
 from customers.services import customers_upsert, member_test_user_set
 from flows.models import Flow
-from flows.services import flow_create, flow_publish, invocations_accept
+from flows.selectors import flow_for_start
+from flows.services import flow_create, flow_publish, invocations_accept, start_requests_check
 from workbench.models import Environment, Role
 from workbench.services import environment_create, membership_set
 
@@ -114,18 +115,17 @@ class Command(BaseCommand):
             ],
         )
         flow_publish(flow=flow)
-        invocations_accept(
-            flow=flow,
-            mode="live",
-            body={"targetUserIds": ["76DHG129387", "C0FFEE42"], "variables": {"firstName": "Lars", "plan": "premium"}},
-            source="workbench",
-        )
-        invocations_accept(
-            flow=flow,
-            mode="test",
-            body={"targetUserIds": ["demo-tester"], "variables": {"firstName": "Tester"}},
-            source="workbench",
-        )
+        starts = {
+            "live": {
+                "targetUserIds": ["76DHG129387", "C0FFEE42"],
+                "variables": {"firstName": "Lars", "plan": "premium"},
+            },
+            "test": {"targetUserIds": ["demo-tester"], "variables": {"firstName": "Tester"}},
+        }
+        for mode, body in starts.items():
+            invocations_accept(
+                flow=flow_for_start(flow=flow), mode=mode, starts=start_requests_check(body), source="workbench"
+            )
 
     def _user(self, username: str, is_staff: bool = False) -> Any:
         user_model = get_user_model()
