@@ -4,6 +4,11 @@
 plain Django view, as the webhook endpoint is). Each has a "durable" twin that also writes
 the body as one row and commits before answering: the least any endpoint that promises
 durable acceptance must do, so the benchmarks can show how far the goal is from that floor.
+
+And a "round trips" twin that first makes as many lookups as the product must (a start reads
+its credential and its flow, a webhook its trigger), each one prepared primary-key read in
+its own round trip, then writes the row: the floor of an endpoint that looks up what it
+needs and keeps what it accepted, with none of the work in between.
 """
 
 from __future__ import annotations
@@ -40,21 +45,39 @@ class BareStartApi(APIView):
         return Response({"data": {"invocations": [{**answer, "ignoredUserIds": []}]}}, status=status.HTTP_202_ACCEPTED)
 
 
+# Lookups per request before the write: an API start reads its credential (authentication)
+# and its flow with the API trigger; a webhook reads its trigger with the flow.
+START_LOOKUPS = 2
+WEBHOOK_LOOKUPS = 1
+
+
 class BareDurableStartApi(BareStartApi):
     """The bare start endpoint, plus one committed row: the floor of a durable acceptance."""
 
+    lookups = 0
+
     def post(self, request: Request) -> Response:
-        write_durable_row(request.body)
+        write_durable_row(request.body, lookups=self.lookups)
         return super().post(request)
 
 
-def write_durable_row(body: bytes) -> None:
-    """Insert `body` as one row of a table with nothing but a primary key, and commit.
+class BareRoundTripsStartApi(BareDurableStartApi):
+    """The durable floor with a start's lookups before the write."""
 
-    A prepared statement in autocommit: one round trip, one commit, the fastest durable write
-    a request can make on PostgreSQL.
+    lookups = START_LOOKUPS
+
+
+def write_durable_row(body: bytes, *, lookups: int = 0) -> None:
+    """Insert `body` as one row of a table with nothing but a primary key, and commit; first,
+    `lookups` primary-key reads of that table, each its own round trip.
+
+    Prepared statements in autocommit: one round trip each, one commit, the fastest reads and
+    durable write a request can make on PostgreSQL.
     """
     with prepared_cursor() as cursor:
+        for _ in range(lookups):
+            cursor.execute(f"SELECT id FROM {DURABLE_FLOOR_TABLE} WHERE id = %s", [1])
+            cursor.fetchone()
         cursor.execute(f"INSERT INTO {DURABLE_FLOOR_TABLE} (body) VALUES (%s)", [body.decode()])
 
 
@@ -73,6 +96,14 @@ def bare_durable_hook(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "accepted"}, status=202)
 
 
+@csrf_exempt
+def bare_round_trips_hook(request: HttpRequest) -> JsonResponse:
+    """The durable webhook floor with a webhook's lookup before the write."""
+    json.loads(request.body)
+    write_durable_row(request.body, lookups=WEBHOOK_LOOKUPS)
+    return JsonResponse({"status": "accepted"}, status=202)
+
+
 def ping(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok")
 
@@ -82,6 +113,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("bench/bare-durable", BareDurableStartApi.as_view()),
     path("bench/bare-hook", bare_hook),
     path("bench/bare-durable-hook", bare_durable_hook),
+    path("bench/bare-round-trips", BareRoundTripsStartApi.as_view()),
+    path("bench/bare-round-trips-hook", bare_round_trips_hook),
     path("bench/ping", ping),
     *cast("list[URLPattern | URLResolver]", product_urlpatterns),  # mypy infers list[object] there
 ]

@@ -112,17 +112,19 @@ def run() -> list[Result]:
     starts: list[LoadResult] = []
     bare: list[LoadResult] = []
     floor: list[LoadResult] = []
+    round_trips: list[LoadResult] = []
     try:
         with durable_floor_table(), gunicorn(config, env) as base:
             token = request_token(base, client_id, client_secret)
             start_url = f"{base}/api/v1/{environment.slug}/action-flow/{flow.pk}/start"
             bare_url, floor_url = f"{base}/bench/bare", f"{base}/bench/bare-durable"
+            round_trips_url = f"{base}/bench/bare-round-trips"
             headers = {"Authorization": f"Bearer {token}"}
             tag = uuid.uuid4().hex[:8]
-            for url in (bare_url, floor_url, start_url):
+            for url in (bare_url, floor_url, round_trips_url, start_url):
                 wrk(url, seconds=WARMUP_SECONDS, connections=CONNECTIONS, headers=headers, tag=f"warm-{tag}")
             for repeat in range(REPEATS):
-                for url, loads in ((bare_url, bare), (floor_url, floor)):
+                for url, loads in ((bare_url, bare), (floor_url, floor), (round_trips_url, round_trips)):
                     loads.append(wrk(url, seconds=SECONDS, connections=CONNECTIONS, headers=headers, tag=tag))
                     if loads[-1].errors:
                         raise BenchError(f"{url} answered {loads[-1].errors} errors")
@@ -138,38 +140,50 @@ def run() -> list[Result]:
     return live_results(
         name=f"live starts, 1 target ({config})",
         reference_name="bare DRF 202",
-        loads={"bare": bare, "durable floor": floor, "starts": starts},
+        loads={"bare": bare, "durable floor": floor, "round trips floor": round_trips, "starts": starts},
         goal=GOAL,
     )
 
 
-def live_results(*, name: str, reference_name: str, loads: dict[str, list[LoadResult]], goal: float) -> list[Result]:
-    """Print every window of a live benchmark; return its line and the durable floor's.
+# The table's line for each floor of the live benchmarks.
+FLOOR_LINES = {
+    "durable floor": "durable floor: the same + 1-row INSERT, committed",
+    "round trips floor": "round trips floor: + the endpoint's lookups (prepared pk reads)",
+}
 
-    `loads` holds the windows of the reference, the durable floor and the measured side, in
-    that order; each side counts with its best window (noise only ever takes requests away).
+
+def live_results(*, name: str, reference_name: str, loads: dict[str, list[LoadResult]], goal: float) -> list[Result]:
+    """Print every window of a live benchmark; return its line and one line per floor.
+
+    `loads` holds the windows of the reference first, the measured side last, and the floors
+    between (the durable floor, then the round trips floor); each side counts with its best
+    window (noise only ever takes requests away).
     """
     for label, windows in loads.items():
         rates = ", ".join(f"{load.rate:,.0f}/s (wrk {load.client_cpu_share:.0%} of a core)" for load in windows)
         print(f"  {label}: {rates}", flush=True)
-    (bare_label, bare), (_, floor), (measured_label, measured) = (
-        (label, max(load.rate for load in windows)) for label, windows in loads.items()
-    )
-    print(
-        f"  {measured_label}/s {measured:,.0f}, {bare_label}/s {bare:,.0f}, ratio {measured / bare:.3f}; "
-        f"durable floor {floor / bare:.3f} of {bare_label}, {measured_label} {measured / floor:.3f} of the floor",
-        flush=True,
-    )
+    best = {label: max(load.rate for load in windows) for label, windows in loads.items()}
+    labels = list(best)
+    bare_label, measured_label, floors = labels[0], labels[-1], labels[1:-1]
+    bare, measured = best[bare_label], best[measured_label]
+    summary = f"  {measured_label}/s {measured:,.0f}, {bare_label}/s {bare:,.0f}, ratio {measured / bare:.3f}"
+    for floor in floors:
+        share, ours = best[floor] / bare, measured / best[floor]
+        summary += f"; {floor} {share:.3f} of {bare_label}, {measured_label} {ours:.3f} of it"
+    print(summary, flush=True)
     return [
         Result(
             name=name, unit="requests/s", measured=measured, reference=bare, reference_name=reference_name, goal=goal
         ),
-        Result(
-            name="  durable floor: the same + 1-row INSERT, committed",
-            unit="requests/s",
-            measured=floor,
-            reference=bare,
-            reference_name=reference_name,
-            goal=None,
+        *(
+            Result(
+                name=f"  {FLOOR_LINES[floor]}",
+                unit="requests/s",
+                measured=best[floor],
+                reference=bare,
+                reference_name=reference_name,
+                goal=None,
+            )
+            for floor in floors
         ),
     ]

@@ -185,22 +185,30 @@ def run() -> list[Result]:
     webhooks: list[LoadResult] = []
     bare: list[LoadResult] = []
     floor: list[LoadResult] = []
+    round_trips: list[LoadResult] = []
     files: list[Path] = []
     tag = uuid.uuid4().hex[:8]
     try:
         with durable_floor_table(), gunicorn(config, env) as base:
             hook_url = f"{base}/hooks/{trigger.token}"
             bare_url, floor_url = f"{base}/bench/bare-hook", f"{base}/bench/bare-durable-hook"
+            round_trips_url = f"{base}/bench/bare-round-trips-hook"
             files.append(write_requests(f"{tag}w", WARMUP_REQUESTS))
             bare_requests = files[-1]  # the references keep no state: they may see them again
             check_all_202(send(bare_url, WARMUP_SECONDS, bare_requests), "bare warm-up")
             check_all_202(send(floor_url, WARMUP_SECONDS, bare_requests), "durable floor warm-up")
+            check_all_202(send(round_trips_url, WARMUP_SECONDS, bare_requests), "round trips floor warm-up")
             before = accepted_counts(trigger)
             warm = send(hook_url, WARMUP_SECONDS, files[-1])
             check_accepted(trigger, warm, before)
             per_window = math.ceil(2 * warm.rate * SECONDS) + MARGIN_REQUESTS
             for repeat in range(REPEATS):
-                for url, loads, side in ((bare_url, bare, "bare"), (floor_url, floor, "durable floor")):
+                references = (
+                    (bare_url, bare, "bare"),
+                    (floor_url, floor, "durable floor"),
+                    (round_trips_url, round_trips, "round trips floor"),
+                )
+                for url, loads, side in references:
                     loads.append(send(url, SECONDS, bare_requests))
                     check_all_202(loads[-1], side)
                 files.append(write_requests(f"{tag}{repeat}", per_window))
@@ -217,6 +225,6 @@ def run() -> list[Result]:
     return live_results(
         name=f"live webhooks, signed + mapped ({config})",
         reference_name="bare Django view 202",
-        loads={"bare": bare, "durable floor": floor, "webhooks": webhooks},
+        loads={"bare": bare, "durable floor": floor, "round trips floor": round_trips, "webhooks": webhooks},
         goal=GOAL,
     )
