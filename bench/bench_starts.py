@@ -12,9 +12,11 @@ processes: DRF parses the same JSON and answers 202 with the same envelope, with
 authentication and no database. A second line gives the scale of the goal: the "durable
 floor", `POST /bench/bare-durable`, the bare endpoint plus one prepared INSERT of the body
 into a table with nothing but a primary key, committed before the answer; no endpoint that
-keeps SPEC section 2's promise (durable before 2xx) can do less. wrk (one thread,
-keep-alive) drives the three in turn; its own CPU time is measured to show it is not the
-bottleneck.
+keeps SPEC section 2's promise (durable before 2xx) can do less. A third, the "round trips
+floor" (`POST /bench/bare-round-trips`), first makes as many lookups as a start must (its
+credential and its flow: two prepared primary-key reads), then writes: how much of the gap
+is round trips, and how much the application's own work. wrk (one thread, keep-alive)
+drives the four in turn; its own CPU time is measured to show it is not the bottleneck.
 """
 
 from __future__ import annotations

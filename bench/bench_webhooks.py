@@ -22,9 +22,11 @@ the same gunicorn processes that reads and parses the same JSON and answers 202:
 signature, mapping or database. A second line gives the goal's scale: the "durable floor",
 `POST /bench/bare-durable-hook`, the bare view plus one prepared INSERT of the body into a
 table with nothing but a primary key, committed before the answer; no endpoint that answers
-202 only once the start is durable can do less. wrk (one thread, keep-alive) sends the three
-the same pre-built requests, in alternating windows; its own CPU time is reported to show it
-is not the bottleneck.
+202 only once the start is durable can do less. A third, the "round trips floor"
+(`POST /bench/bare-round-trips-hook`), first makes the webhook's lookup (its trigger: one
+prepared primary-key read), then writes. wrk (one thread, keep-alive) sends the four the same
+pre-built requests, in alternating windows; its own CPU time is reported to show it is not
+the bottleneck.
 """
 
 from __future__ import annotations
