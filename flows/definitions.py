@@ -17,7 +17,6 @@ from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_fiel
 from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
-from workbench.errors import Invalid
 from workbench.shapes import FullMatch, Shape, Text, TrueOrFalse, WholeNumber, says, validate_shape
 
 MAX_STEPS = 50
@@ -275,15 +274,6 @@ def definition_clean(variables: Any, steps: Any) -> Definition:
     """A clean copy of the definition, or `Invalid` with every problem by location."""
     definition: Definition = validate_shape(DefinitionSerializer(), {"variables": variables, "steps": steps})
     return definition
-
-
-def validate_definition(variables: Any, steps: Any) -> dict[str, Any]:
-    """`definition_clean`, typed as a plain dict for the callers that do not read `Definition` yet."""
-    return dict(definition_clean(variables, steps))
-
-
-# The one validation error; this name stays until flows.services imports `Invalid`.
-InvalidDefinition = Invalid
 
 
 def _check_placeholders(text: str, names: set[str], where: str, errors: dict[str, list[str]]) -> None:

@@ -148,15 +148,6 @@ def flow_stats(*, flow: Flow) -> FlowStats:
     return FlowStats(live=counts(False), test=counts(True) if include_test else None)
 
 
-def analytics_events(*, environment: Environment, flow: Flow | None = None) -> QuerySet[AnalyticsEvent]:
-    events = AnalyticsEvent.objects.filter(environment=environment)
-    if flow is not None:
-        events = events.filter(flow=flow)
-    if not environment.analytics_include_test_data:
-        events = events.filter(test=False)
-    return events.order_by("-occurred_at", "-id")
-
-
 @dataclass(frozen=True)
 class FlowDeletion:
     """What deleting a flow removes with it, shown before the owner confirms."""

@@ -52,8 +52,6 @@ class StartRequest:
         }
 
 
-# The one validation error; this name stays until the start pipeline's modules import `Invalid`.
-InvalidStartRequest = Invalid
 INVALID_DETAIL = "The start request is not valid."
 
 

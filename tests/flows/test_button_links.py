@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows.definitions import is_safe_link, validate_definition
+from flows.definitions import definition_clean, is_safe_link
 from flows.forms import safe_href
 from workbench.errors import Invalid
 
@@ -44,7 +44,7 @@ def definition_with_button(url: str) -> dict:
 @pytest.mark.parametrize("url", UNSAFE)
 def test_an_unsafe_link_is_refused_when_the_flow_is_saved(url: str) -> None:
     with pytest.raises(Invalid) as refused:
-        validate_definition([], [definition_with_button(url)])
+        definition_clean([], [definition_with_button(url)])
 
     assert list(refused.value.errors) == ["steps.0.card.actions.0.url"]
 
@@ -57,7 +57,7 @@ def test_an_unsafe_link_is_never_an_href_or_delivered(url: str) -> None:
 
 @pytest.mark.parametrize("url", SAFE)
 def test_web_and_app_links_are_kept(url: str) -> None:
-    assert validate_definition([], [definition_with_button(url)])["steps"][0]["card"]["actions"][0]["url"] == url
+    assert definition_clean([], [definition_with_button(url)])["steps"][0]["card"]["actions"][0]["url"] == url
     assert is_safe_link(url)
     assert safe_href(f" {url} ") == url
 
@@ -69,11 +69,11 @@ def test_a_template_that_already_names_an_unsafe_scheme_is_refused(url: str) -> 
     variables = [{"name": name} for name in ("target", "x", "path")]
 
     with pytest.raises(Invalid):
-        validate_definition(variables, [definition_with_button(url)])
+        definition_clean(variables, [definition_with_button(url)])
 
 
 @pytest.mark.parametrize("url", ["{{link}}", "https://{{host}}/offers", "myapp://offers/{{id}}"])
 def test_a_template_whose_variables_decide_the_link_is_accepted_and_checked_at_delivery(url: str) -> None:
     variables = [{"name": name} for name in ("link", "host", "id")]
 
-    assert validate_definition(variables, [definition_with_button(url)])["steps"][0]["card"]["actions"][0]["url"] == url
+    assert definition_clean(variables, [definition_with_button(url)])["steps"][0]["card"]["actions"][0]["url"] == url

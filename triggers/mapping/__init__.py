@@ -29,14 +29,12 @@ from triggers.mapping.presets import PRESETS
 from triggers.mapping.script import check_script, run_script
 from triggers.mapping.shape import mappable_properties, shape_mismatches
 from triggers.mapping.structured import StructuredMappingField, apply_structured
-from workbench.errors import Invalid
 from workbench.shapes import JSONObject, Shape, Text, says, validate_shape
 
 __all__ = [
     "MAPPING_SERIALIZERS",
     "MAPPING_TYPES",
     "PRESETS",
-    "InvalidMappingConfig",
     "MappingConfig",
     "MappingError",
     "WebhookInput",
@@ -147,10 +145,6 @@ def validate_mapping_config(mapping: object) -> MappingConfig:
         shape = MAPPING_SERIALIZERS.get(kind, MappingSerializer)
     clean: MappingConfig = validate_shape(shape(), mapping, root="mapping")
     return clean
-
-
-# The one validation error; this name stays until the start pipeline's modules import `Invalid`.
-InvalidMappingConfig = Invalid
 
 
 def apply_mapping(mapping: MappingConfig | dict[str, Any], request: WebhookInput) -> Any:
