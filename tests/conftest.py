@@ -9,10 +9,11 @@ client credentials grant over HTTP Basic.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from django.core.cache import cache
@@ -24,6 +25,7 @@ from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
 
 from tests.factories import EnvironmentFactory, MembershipFactory, UserFactory
+from workbench.celery import app
 from workbench.models import ApiCredential, Environment, Role
 from workbench.services import credential_create, credential_revoke
 
@@ -196,3 +198,14 @@ def in_test_transaction(application: Any) -> Any:
             request_finished.connect(close_old_connections)
 
     return call
+
+
+@pytest.fixture
+def broker() -> Iterator[mock.MagicMock]:
+    """A configured broker (no eager mode); what would be published is recorded instead."""
+    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
+    try:
+        with mock.patch.object(app, "send_task") as send_task:
+            yield send_task
+    finally:
+        app.conf.task_always_eager = eager

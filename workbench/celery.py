@@ -81,11 +81,20 @@ def enqueue(task_name: str, *args: Any) -> bool:
     Without one (`make run`, the test suite: eager mode) the task runs here and now. A broker
     that is down, or a task that fails in eager mode, is logged; the sweep sends the work again.
     """
+    if not app.conf.task_always_eager:
+        return _publish(task_name, args)
     try:
-        if app.conf.task_always_eager:
-            _registered(task_name).apply_async(args=args)
-        else:
-            app.send_task(task_name, args=args)
+        _registered(task_name).apply_async(args=args)
+    except Exception:
+        logger.warning("Could not enqueue %s%r; the sweep will retry", task_name, args, exc_info=True)
+        return False
+    return True
+
+
+def _publish(task_name: str, args: tuple[Any, ...]) -> bool:
+    """Send the named task to the broker; a broker that is down is logged, not raised."""
+    try:
+        app.send_task(task_name, args=args)
     except Exception:
         logger.warning("Could not enqueue %s%r; the sweep will retry", task_name, args, exc_info=True)
         return False
@@ -171,7 +180,9 @@ class _Publisher:
         for task_name, item in pending:
             by_task[task_name].append(item)
         for task_name, items in by_task.items():
-            enqueue(task_name, items)
+            # Only ever published: items come here only when there is a broker, and running a
+            # task on this thread would leave a database connection open on it.
+            _publish(task_name, (items,))
 
 
 _publisher = _Publisher()

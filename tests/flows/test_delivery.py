@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -14,7 +13,6 @@ from django.utils import timezone
 from flows.models import Card, FlowRun, Invocation, InvocationStatus, RunStatus
 from tests.flows.conftest import start_url
 from workbench import inprocess
-from workbench.celery import app
 
 pytestmark = pytest.mark.django_db
 
@@ -22,17 +20,6 @@ WAIT_THEN_CARD = [
     {"type": "wait", "seconds": 1},
     {"type": "send_card", "card": {"title": "After the wait", "body": "", "actions": []}},
 ]
-
-
-@pytest.fixture
-def broker() -> Iterator[mock.MagicMock]:
-    """A configured broker (no eager mode); what would be published is recorded instead."""
-    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
-    try:
-        with mock.patch.object(app, "send_task") as send_task:
-            yield send_task
-    finally:
-        app.conf.task_always_eager = eager
 
 
 def test_with_a_broker_a_start_sends_one_fan_out_by_name_after_its_commit(

@@ -22,17 +22,6 @@ pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def broker() -> Iterator[mock.MagicMock]:
-    """A configured broker (no eager mode); what would be published is recorded instead."""
-    eager, app.conf.task_always_eager = app.conf.task_always_eager, False
-    try:
-        with mock.patch.object(app, "send_task") as send_task:
-            yield send_task
-    finally:
-        app.conf.task_always_eager = eager
-
-
 def test_with_a_broker_the_task_is_published_by_name(broker):
     assert enqueue("flows.fan_out_invocations", [1, 2]) is True
 
