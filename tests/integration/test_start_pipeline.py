@@ -6,7 +6,6 @@ at that moment or a worker dies in the middle of a large fan-out.
 
 from __future__ import annotations
 
-import base64
 import json
 import urllib.error
 import urllib.request
@@ -21,7 +20,7 @@ from customers.services import testuser_create
 from flows.models import AnalyticsEvent, Card, Flow, FlowRun, Invocation
 from flows.services import flow_create, flow_publish
 from flows.tasks import sweep
-from tests.gunicorn import GunicornServer
+from tests.gunicorn import GunicornServer, issue_token
 from tests.integration.conftest import WorkerProcess, wait_for
 from workbench.celery import app as celery_app
 from workbench.models import Environment, WorkerHeartbeat
@@ -53,14 +52,8 @@ class Consumer:
 
     def __init__(self, server: GunicornServer, environment: Environment):
         issued = credential_create(environment=environment, role="events")
-        basic = base64.b64encode(f"{issued.credential.client_id}:{issued.client_secret}".encode()).decode()
-        request = urllib.request.Request(
-            f"{server.url}/oauth/token",
-            data=b"grant_type=client_credentials",
-            headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-        )
-        with urllib.request.urlopen(request, timeout=30) as response:
-            self.token = json.load(response)["access_token"]
+        credential = {"clientId": issued.credential.client_id, "clientSecret": issued.client_secret}
+        self.token = issue_token(server.url, credential)
         self.base = f"{server.url}/api/v1/{environment.slug}"
 
     def start(self, flow: Flow, body: Any, mode: str = "start") -> tuple[int, Any]:

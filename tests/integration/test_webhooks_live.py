@@ -7,7 +7,6 @@ and a burst of identical deliveries start nothing more; refusals are answered an
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import json
@@ -23,7 +22,7 @@ from django.db.models import Count
 
 from flows.models import Card, Flow, FlowRun, Invocation
 from flows.services import flow_create, flow_publish
-from tests.gunicorn import GunicornServer
+from tests.gunicorn import GunicornServer, issue_token
 from tests.integration.conftest import wait_for
 from triggers.models import Trigger, WebhookRequest
 from triggers.services import trigger_mode_set, webhook_trigger_create, webhook_trigger_update
@@ -199,14 +198,7 @@ def test_an_escaped_nul_in_the_body_or_query_is_answered_and_logged_not_a_server
 
 def workbench_token(server: GunicornServer, trigger: Trigger) -> str:
     issued = credential_create(environment=trigger.environment, role="workbench")
-    basic = base64.b64encode(f"{issued.credential.client_id}:{issued.client_secret}".encode()).decode()
-    request = urllib.request.Request(
-        f"{server.url}/oauth/token",
-        data=b"grant_type=client_credentials",
-        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return str(json.load(response)["access_token"])
+    return issue_token(server.url, {"clientId": issued.credential.client_id, "clientSecret": issued.client_secret})
 
 
 def member_post(url: str, token: str) -> tuple[int, Any]:
