@@ -61,8 +61,8 @@ def test_an_owner_creates_a_credential_that_works_and_revokes_it(
     expect(row).to_contain_text("CRM sync")
     expect(page.get_by_text(client_secret)).to_have_count(0)
 
-    page.on("dialog", lambda dialog: dialog.accept())
     row.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
 
     expect(page.get_by_role("status")).to_contain_text(f"Credential {client_id} was revoked")
     expect(page.locator(f'tr[data-client-id="{client_id}"]')).to_have_count(0)
@@ -81,8 +81,8 @@ def test_dismissing_the_confirmation_keeps_the_credential(e2e_log_in, e2e_enviro
     page = e2e_log_in(owner)
     page.goto(f"/e/{e2e_environment.slug}/credentials/")
 
-    page.on("dialog", lambda dialog: dialog.dismiss())
     page.get_by_role("button", name="Revoke").click()
+    page.get_by_role("dialog").get_by_role("button", name="Cancel").click()
 
     expect(page.locator(f'tr[data-client-id="{issued.credential.client_id}"]')).to_contain_text("Terraform")
     expect(page.get_by_role("status")).to_have_count(0)
