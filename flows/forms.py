@@ -47,6 +47,9 @@ class SendTestForm(forms.Form):
         assert isinstance(user_ids, forms.MultipleChoiceField)
         user_ids.choices = [(user_id, user_id) for user_id in test_user_ids]
         self.variable_names = [variable["name"] for variable in variables]
+        # Required variables without a default: the start would be refused without a value,
+        # so the form says so at the field (the start pipeline still checks it too).
+        self.needed_names = {v["name"] for v in variables if v.get("required") and v.get("default") is None}
         for variable in variables:
             default = variable.get("default")
             self.fields[f"var-{variable['name']}"] = forms.CharField(
@@ -56,6 +59,13 @@ class SendTestForm(forms.Form):
                 initial="" if default is None else _text(default),
                 help_text="required" if variable.get("required") else "",
             )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for name in self.variable_names:
+            if name in self.needed_names and not cleaned.get(f"var-{name}"):
+                self.add_error(f"var-{name}", f"Missing required variable: {name}. It has no default, so give a value.")
+        return cleaned
 
     def start_request(self) -> dict[str, Any]:
         """The start request this test sends: empty values fall back to the defaults."""
@@ -124,6 +134,14 @@ class StepRow:
     @property
     def can_add_action(self) -> bool:
         return len(self.actions) < MAX_ACTIONS
+
+    @property
+    def human_duration(self) -> str:
+        """A wait as a marketer says it: "2 hours", "1 day"; empty while the amount is no number."""
+        amount = self.amount.strip()
+        if not amount.isdigit() or int(amount) == 0:
+            return ""
+        return human_duration(int(amount) * self.unit)
 
     def as_definition(self) -> dict[str, Any]:
         if self.type == "wait":
@@ -288,6 +306,18 @@ class BuilderState:
 
     # The preview -----------------------------------------------------------------------
 
+    def preview_timeline(self) -> list[dict[str, Any]]:
+        """The preview's steps in order: each card (`preview_cards`) and, between them, each
+        wait as a human duration ("2 hours"); `duration` is empty while the amount is no number."""
+        cards = {card["step"]: card for card in self.preview_cards()}
+        timeline: list[dict[str, Any]] = []
+        for number, step in enumerate(self.steps, start=1):
+            if step.is_card:
+                timeline.append({"kind": "card", "step": number, "card": cards[number]})
+            else:
+                timeline.append({"kind": "wait", "step": number, "duration": step.human_duration})
+        return timeline
+
     def preview_cards(self) -> list[dict[str, Any]]:
         """Each card step rendered with the variables' defaults, as the app would show it.
 
@@ -318,6 +348,15 @@ class BuilderState:
                 ]
                 cards.append({"step": number, **rendered})
         return cards
+
+
+def human_duration(seconds: int) -> str:
+    """Seconds in the largest whole unit: 7200 → "2 hours", 90 → "90 seconds", 86400 → "1 day"."""
+    for unit, plural in WAIT_UNITS:
+        if seconds % unit == 0:
+            count = seconds // unit
+            return f"{count} {plural if count != 1 else plural[:-1]}"
+    return f"{seconds} seconds"  # pragma: no cover (the last unit divides everything)
 
 
 def safe_href(url: str) -> str | None:

@@ -20,5 +20,7 @@ urlpatterns: list[URLPattern] = [
     path("<int:flow_id>/archive", views.flow_archive, name="flow_archive"),
     path("<int:flow_id>/delete", views.flow_delete, name="flow_delete"),
     path("<int:flow_id>/test", views.flow_send_test, name="flow_send_test"),
+    path("<int:flow_id>/testing/", views.flow_testing, name="flow_testing"),
+    path("<int:flow_id>/activity/", views.flow_activity, name="flow_activity"),
     path("<int:flow_id>/invocations/", views.flow_invocations, name="flow_invocations"),
 ]

@@ -17,7 +17,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from customers.selectors import testuser_list
@@ -68,13 +68,59 @@ def flow_new(request: WorkbenchRequest) -> HttpResponse:
     return render(request, "flows/flow_new.html", {"form": form}, status=400 if form.errors else 200)
 
 
-# --- The flow page and its builder ------------------------------------------------------
+# --- The flow page's tabs -----------------------------------------------------------------
+
+# The flow page's tabs, in the order of the tab bar: (tab, url name, label). Several apps own
+# them (triggers, analytics, versions), so a tab whose URL does not exist yet is left out
+# rather than breaking every flow page.
+FLOW_TABS: list[tuple[str, str, str]] = [
+    ("builder", "flow_detail", "Builder"),
+    ("triggers", "flow_triggers", "Triggers"),
+    ("testing", "flow_testing", "Testing"),
+    ("activity", "flow_activity", "Activity"),
+    ("analytics", "flow_analytics", "Analytics"),
+    ("versions", "flow_versions", "Versions"),
+]
+RECENT_INVOCATIONS = 10
+
+
+def _flow_url(url_name: str, flow: Flow) -> str | None:
+    """The URL of one of the flow's pages, or None while no app provides it yet."""
+    try:
+        return reverse(url_name, args=(flow.environment.slug, flow.pk))
+    except NoReverseMatch:
+        return None
+
+
+def flow_tab_context(request: WorkbenchRequest, flow: Flow, *, tab: str) -> dict[str, Any]:
+    """What `flows/_flow_layout.html` needs: the flow, the tab bar with `tab` active, the
+    member's rights and the header's state line. Every tab's view starts its context here."""
+    tabs = [
+        {"key": key, "label": label, "url": url, "active": key == tab}
+        for key, url_name, label in FLOW_TABS
+        if (url := _flow_url(url_name, flow)) is not None
+    ]
+    latest = services.flow_latest_version(flow=flow)
+    membership = current_membership(request)
+    return {
+        "flow": flow,
+        "tab": tab,
+        "tab_label": next((label for key, _name, label in FLOW_TABS if key == tab), ""),
+        "tabs": tabs,
+        "can_edit": can_edit(request),
+        "is_owner": membership.has_role(Role.OWNER),
+        "draft_differs": latest is not None and latest.definition != flow.draft,
+        "live_triggers_url": _flow_url("flow_triggers_live_summary", flow),
+    }
+
+
+# --- The builder tab --------------------------------------------------------------------
 
 
 @require_http_methods(["GET", "POST"])
 @environment_page()
 def flow_detail(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
-    """The flow page. A POST (editors) either edits the builder's rows or saves the draft.
+    """The flow page's builder tab. A POST (editors) either edits the rows or saves the draft.
 
     1. `op=save` (also pressing Enter): save through `flow_update`; on success redirect,
        on refusal show the page again with each error next to its field.
@@ -115,7 +161,7 @@ def flow_preview(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     """The cards of the posted (unsaved) draft, rendered with the variables' defaults."""
     flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
     state = BuilderState.from_post(request.POST)
-    return render(request, "flows/_preview.html", {"flow": flow, "preview_cards": state.preview_cards()})
+    return render(request, "flows/_preview.html", {"flow": flow, "preview": state.preview_timeline()})
 
 
 def _builder_context(request: WorkbenchRequest, flow: Flow, state: BuilderState, *, unsaved: bool) -> dict[str, Any]:
@@ -126,29 +172,27 @@ def _builder_context(request: WorkbenchRequest, flow: Flow, state: BuilderState,
         "editable": editable,
         "unsaved": unsaved,
         "wait_units": WAIT_UNITS,
-        "preview_cards": state.preview_cards(),
+        "preview": state.preview_timeline(),
     }
 
 
 def _render_flow_page(
     request: WorkbenchRequest, flow: Flow, state: BuilderState, *, unsaved: bool = False, status: int = 200
 ) -> HttpResponse:
-    environment = _environment(request)
-    latest = services.flow_latest_version(flow=flow)
     context = {
+        **flow_tab_context(request, flow, tab="builder"),
         **_builder_context(request, flow, state, unsaved=unsaved),
-        "draft_differs": latest is not None and latest.definition != flow.draft,
-        "api": _api_trigger(request, flow),
-        "send_test": _send_test_context(request, flow),
-        "stats": selectors.flow_stats(flow=flow),
-        "recent_invocations": selectors.invocation_list(environment=environment, flow=flow)[:5],
     }
     return render(request, "flows/flow_detail.html", context, status=status)
 
 
-def _api_trigger(request: WorkbenchRequest, flow: Flow) -> dict[str, Any]:
-    """The flow's API trigger: every flow has one, it cannot be removed, and it needs only
-    the flow's id, so this page does not ask the triggers app (flows never imports it)."""
+def flow_api_trigger(request: WorkbenchRequest, flow: Flow) -> dict[str, Any]:
+    """The flow's API trigger, for the triggers tab: every flow has one, it cannot be removed,
+    and it needs only the flow's id (flows never imports the triggers app, which shows it).
+
+    Returns the absolute live and test start URLs, the token URL and a curl example whose
+    body holds the draft's variables (their defaults, or `<name>`).
+    """
     environment = flow.environment
     start_url = request.build_absolute_uri(f"/api/v1/{environment.slug}/action-flow/{flow.pk}/start")
     test_url = request.build_absolute_uri(f"/api/v1/{environment.slug}/action-flow/{flow.pk}/test")
@@ -171,6 +215,36 @@ def _api_trigger(request: WorkbenchRequest, flow: Flow) -> dict[str, Any]:
     return {"start_url": start_url, "test_url": test_url, "token_url": token_url, "curl": curl}
 
 
+# The old private name, kept while the triggers tab moves over to `flow_api_trigger`.
+_api_trigger = flow_api_trigger
+
+
+# --- The testing tab ----------------------------------------------------------------------
+
+
+@require_GET
+@environment_page()
+def flow_testing(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    return _render_testing(request, flow)
+
+
+def _render_testing(
+    request: WorkbenchRequest,
+    flow: Flow,
+    form: SendTestForm | None = None,
+    *,
+    error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        **flow_tab_context(request, flow, tab="testing"),
+        "send_test": _send_test_context(request, flow, form),
+        "send_error": error,
+    }
+    return render(request, "flows/flow_testing.html", context, status=status)
+
+
 def _send_test_context(request: WorkbenchRequest, flow: Flow, form: SendTestForm | None = None) -> dict[str, Any]:
     test_users = list(testuser_list(environment=_environment(request)))
     own = next((t for t in test_users if t.membership_id == current_membership(request).pk), None)
@@ -180,7 +254,27 @@ def _send_test_context(request: WorkbenchRequest, flow: Flow, form: SendTestForm
             test_user_ids=[t.user_id for t in test_users],
             variables=flow.draft.get("variables", []),
         )
-    return {"form": form, "test_users": test_users, "own": own}
+    # A form sent back keeps the member's choice, even a refused one.
+    chosen = form["user_ids"].value() or []
+    return {"form": form, "test_users": test_users, "own": own, "chosen": chosen}
+
+
+# --- The activity tab -------------------------------------------------------------------
+
+
+@require_GET
+@environment_page()
+def flow_activity(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """Recent invocations and the flow's totals; the analytics tab draws them over time."""
+    environment = _environment(request)
+    flow = selectors.flow_get(environment=environment, flow_id=flow_id)
+    context = {
+        **flow_tab_context(request, flow, tab="activity"),
+        "stats": selectors.flow_stats(flow=flow),
+        "recent_invocations": selectors.invocation_list(environment=environment, flow=flow)[:RECENT_INVOCATIONS],
+        "analytics_url": _flow_url("flow_analytics", flow),
+    }
+    return render(request, "flows/flow_activity.html", context)
 
 
 # --- Publish, archive, send a test ------------------------------------------------------
@@ -240,7 +334,8 @@ def flow_delete(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
 @require_POST
 @environment_page(Role.EDITOR)
 def flow_send_test(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
-    """Start the saved draft as a test for the chosen test users, then open the invocation."""
+    """Start the saved draft as a test for the chosen test users, then open the invocation;
+    a refusal shows the testing tab again with each problem at its field."""
     environment = _environment(request)
     flow = selectors.flow_get(environment=environment, flow_id=flow_id)
     form = SendTestForm(
@@ -249,9 +344,7 @@ def flow_send_test(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
         variables=flow.draft.get("variables", []),
     )
     if not form.is_valid():
-        for errors in form.errors.values():
-            messages.error(request, " ".join(str(error) for error in errors))
-        return redirect(reverse("flow_detail", kwargs={"env": environment.slug, "flow_id": flow.pk}) + "#send-test")
+        return _render_testing(request, flow, form, status=400)
     try:
         result = services.invocations_accept(
             flow=selectors.flow_for_start(flow=flow),
@@ -261,8 +354,7 @@ def flow_send_test(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
         )
     except services.FlowRefused as refused:
         details = [message for errors in (refused.errors or {}).values() for message in errors]
-        messages.error(request, " ".join([refused.detail, *details]))
-        return redirect(reverse("flow_detail", kwargs={"env": environment.slug, "flow_id": flow.pk}) + "#send-test")
+        return _render_testing(request, flow, form, error=" ".join([refused.detail, *details]), status=400)
     outcome = result.outcomes[0]
     messages.success(request, f"Test sent to {', '.join(form.cleaned_data['user_ids'])}.")
     return redirect("flow_invocation_detail", env=environment.slug, invocation_id=outcome.invocation_id)
@@ -278,7 +370,8 @@ def flow_invocations(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     flow = selectors.flow_get(environment=environment, flow_id=flow_id)
     paginator = Paginator(selectors.invocation_list(environment=environment, flow=flow), INVOCATIONS_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
-    return render(request, "flows/invocation_list.html", {"flow": flow, "page": page})
+    context = {**flow_tab_context(request, flow, tab="activity"), "page": page}
+    return render(request, "flows/invocation_list.html", context)
 
 
 @require_GET

@@ -10,6 +10,7 @@ import pytest
 from customers.services import member_test_user_set
 from flows.models import AnalyticsEvent, Card, Flow, FlowStatus, Invocation, Mode
 from flows.services import flow_create, flow_publish
+from flows.views import flow_api_trigger
 from tests.factories import CustomerFactory, TestUserFactory
 from tests.flows.conftest import accept_start
 from workbench.models import Membership
@@ -371,7 +372,7 @@ def test_send_test_reaches_my_test_user_and_shows_on_the_invocation_page(
 ):
     own_test_user(editor, env_a, "edward-phone")
     client = login(editor)
-    page = client.get(f"{BASE}{flow.pk}/").content.decode()
+    page = client.get(f"{BASE}{flow.pk}/testing/").content.decode()
     assert 'value="edward-phone" checked' in page
 
     with django_capture_on_commit_callbacks(execute=True):
@@ -403,32 +404,31 @@ def test_send_test_without_a_choice_or_a_required_value_says_why(
     )
     client = login(editor)
 
-    nobody = client.post(f"{BASE}{flow.pk}/test", {}, follow=True)
-    missing = client.post(f"{BASE}{flow.pk}/test", {"user_ids": ["edward-phone"]}, follow=True)
+    nobody = client.post(f"{BASE}{flow.pk}/test", {})
+    missing = client.post(f"{BASE}{flow.pk}/test", {"user_ids": ["edward-phone"]})
 
+    assert (nobody.status_code, missing.status_code) == (400, 400)
     assert b"Choose at least one test user." in nobody.content
     assert b"Missing required variable: code." in missing.content
     assert not Invocation.objects.exists()
 
 
-def test_the_flow_page_explains_how_to_get_a_test_user(login, editor, flow):
-    page = login(editor).get(f"{BASE}{flow.pk}/").content.decode()
+def test_the_testing_tab_explains_how_to_get_a_test_user(login, editor, flow):
+    page = login(editor).get(f"{BASE}{flow.pk}/testing/").content.decode()
 
     assert "No test users yet." in page
     assert "Set your own test user id" in page
 
 
-def test_the_api_trigger_panel_shows_absolute_urls_and_a_curl_example_without_remove(login, editor, flow):
-    page = login(editor).get(f"{BASE}{flow.pk}/").content.decode()
+def test_the_api_trigger_gives_absolute_urls_and_a_curl_example(rf, flow):
+    # The triggers tab shows it (flows never imports triggers, so it asks this function).
+    api = flow_api_trigger(rf.get("/"), flow)
 
-    panel = page[page.index('id="api-trigger"') : page.index('id="analytics"')]
-    assert f"http://testserver/api/v1/acme/action-flow/{flow.pk}/start" in panel
-    assert f"http://testserver/api/v1/acme/action-flow/{flow.pk}/test" in panel
-    assert "http://testserver/oauth/token" in panel
-    assert "&quot;targetUserIds&quot;: [&quot;&lt;userId&gt;&quot;]" in panel
-    assert "&quot;firstName&quot;: &quot;there&quot;" in panel
-    assert "Remove" not in panel
-    assert "cannot be removed" in panel
+    assert api["start_url"] == f"http://testserver/api/v1/acme/action-flow/{flow.pk}/start"
+    assert api["test_url"] == f"http://testserver/api/v1/acme/action-flow/{flow.pk}/test"
+    assert api["token_url"] == "http://testserver/oauth/token"
+    assert '"targetUserIds": ["<userId>"]' in api["curl"]
+    assert '"firstName": "there"' in api["curl"]
 
 
 def test_invocations_are_listed_newest_first(login, viewer, env_a, flow):
@@ -517,9 +517,9 @@ def test_analytics_show_test_data_apart_only_when_the_owner_includes_it(
         accept_start(flow=flow, mode=Mode.TEST, body={"targetUserIds": ["tester-1"]}, source="api")
     client = login(owner)
 
-    before = client.get(f"{BASE}{flow.pk}/")
+    before = client.get(f"{BASE}{flow.pk}/activity/")
     client.post(BASE + "settings/analytics", {"include_test_data": "on"})
-    after = client.get(f"{BASE}{flow.pk}/")
+    after = client.get(f"{BASE}{flow.pk}/activity/")
 
     assert before.context["stats"].test is None
     assert b"Live data only" in before.content
