@@ -14,6 +14,9 @@ urlpatterns: list[URLPattern] = [
     path("settings/analytics", views.flow_analytics_setting, name="flow_analytics_setting"),
     path("settings/test-data/delete", views.flow_test_data_delete, name="flow_test_data_delete"),
     path("invocations/<int:invocation_id>/", views.flow_invocation_detail, name="flow_invocation_detail"),
+    path("analytics/", views.environment_analytics, name="environment_analytics"),
+    path("analytics.csv", views.environment_analytics_csv, name="environment_analytics_csv"),
+    path("activity-fragment", views.environment_activity, name="environment_activity"),
     path("<int:flow_id>/", views.flow_detail, name="flow_detail"),
     path("<int:flow_id>/preview", views.flow_preview, name="flow_preview"),
     path("<int:flow_id>/publish", views.flow_publish, name="flow_publish"),
@@ -23,4 +26,6 @@ urlpatterns: list[URLPattern] = [
     path("<int:flow_id>/testing/", views.flow_testing, name="flow_testing"),
     path("<int:flow_id>/activity/", views.flow_activity, name="flow_activity"),
     path("<int:flow_id>/invocations/", views.flow_invocations, name="flow_invocations"),
+    path("<int:flow_id>/analytics/", views.flow_analytics, name="flow_analytics"),
+    path("<int:flow_id>/analytics.csv", views.flow_analytics_csv, name="flow_analytics_csv"),
 ]

@@ -24,7 +24,7 @@ from customers.selectors import testuser_list
 from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
-from . import selectors, services
+from . import analytics, selectors, services
 from .forms import WAIT_UNITS, BuilderState, FlowCreateForm, SendTestForm, safe_href
 from .models import Card, Flow, FlowStatus, Mode
 
@@ -466,3 +466,276 @@ def flow_test_data_delete(request: WorkbenchRequest) -> HttpResponse:
 
 def _test_data_counts(environment: Environment) -> dict[str, int]:
     return selectors.environment_test_data_counts(environment=environment)
+
+
+# --- Analytics over time: a flow's tab, the environment's page, the overview's activity ---
+
+# The modes a page may show (`?mode=`), when the environment counts test data at all.
+ANALYTICS_MODES: dict[str, tuple[str, ...]] = {
+    "both": (Mode.LIVE.value, Mode.TEST.value),
+    "live": (Mode.LIVE.value,),
+    "test": (Mode.TEST.value,),
+}
+ANALYTICS_MODE_LABELS = {"both": "Live and test", "live": "Live", "test": "Test"}
+ACTIVITY_DAYS = 7
+
+
+def _analytics_modes(request: WorkbenchRequest) -> tuple[str, list[str]]:
+    """The chosen `?mode=` and its modes; live only while the environment leaves test data
+    out of analytics (its owners' setting)."""
+    if not _environment(request).analytics_include_test_data:
+        return "live", [Mode.LIVE.value]
+    choice = request.GET.get("mode", "both")
+    if choice not in ANALYTICS_MODES:
+        choice = "both"
+    return choice, list(ANALYTICS_MODES[choice])
+
+
+def _analytics_context(
+    request: WorkbenchRequest, form: analytics.PeriodForm, series: analytics.Series | None, *, page_url: str
+) -> dict[str, Any]:
+    """What `flows/_analytics_body.html` shows: the period picker, the mode switch, the totals,
+    a chart per measure and the numbers by day (or the form's errors, with no series)."""
+    mode, modes = _analytics_modes(request)
+    include_test = _environment(request).analytics_include_test_data
+    period = series.period if series is not None else analytics.Period.last_days(analytics.DEFAULT_DAYS)
+    # Links keep a chosen mode; "both" is the default, and without test data there is no choice.
+    mode_query = f"&mode={mode}" if include_test and mode != "both" else ""
+    context: dict[str, Any] = {
+        "period_form": form,
+        "series": series,
+        "period": period,
+        "modes": modes,
+        "today": form.today,
+        "include_test": include_test,
+        "time_zone": analytics.TIME_ZONE_NAME,
+        "measures": analytics.MEASURES,
+        "charted_measures": [m for m in analytics.MEASURES if m.key != "completed"],
+        "presets": [
+            {"days": days, "url": f"{page_url}?days={days}{mode_query}", "current": period.preset == days}
+            for days in analytics.PRESET_DAYS
+        ],
+        "mode_options": [
+            {"label": label, "url": f"{page_url}?{period.query()}&mode={key}", "current": key == mode}
+            for key, label in ANALYTICS_MODE_LABELS.items()
+        ],
+        "mode": mode,
+        "mode_query": mode_query,
+    }
+    if series is not None:
+        context |= {
+            "empty": series.is_empty(modes),
+            "chart": analytics.chart_data(series, modes),
+            "totals": [
+                {"measure": m, "values": [{"mode": mode, "value": series.total(mode).of(m.key)} for mode in modes]}
+                for m in analytics.MEASURES
+            ],
+            "day_rows": [
+                {"day": day.day, "values": [day.mode(mode).of(m.key) for m in analytics.MEASURES for mode in modes]}
+                for day in reversed(series.days)
+            ],
+        }
+    return context
+
+
+def _period_from(request: WorkbenchRequest) -> tuple[analytics.PeriodForm, analytics.Period | None]:
+    form = analytics.PeriodForm(request.GET)
+    return form, form.period() if form.is_valid() else None
+
+
+def _csv_download(text: str, filename: str) -> HttpResponse:
+    response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+def _period_refused(form: analytics.PeriodForm) -> HttpResponse:
+    errors = [str(error) for field_errors in form.errors.values() for error in field_errors]
+    return HttpResponse(" ".join(errors), status=400, content_type="text/plain; charset=utf-8")
+
+
+@require_GET
+@environment_page()
+def flow_analytics(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """The flow's analytics tab: its figures per day over a period, live and test apart."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    form, period = _period_from(request)
+    series = analytics.flow_series(flow=flow, period=period) if period is not None else None
+    page_url = reverse("flow_analytics", args=(flow.environment.slug, flow.pk))
+    context = {
+        **flow_tab_context(request, flow, tab="analytics"),
+        **_analytics_context(request, form, series, page_url=page_url),
+        "csv_url": reverse("flow_analytics_csv", args=(flow.environment.slug, flow.pk)),
+    }
+    return render(request, "flows/analytics_flow.html", context, status=200 if series is not None else 400)
+
+
+@require_GET
+@environment_page()
+def flow_analytics_csv(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """The flow's figures per day as CSV (`?from=&to=` or `?days=`), each measure per mode."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    form, period = _period_from(request)
+    if period is None:
+        return _period_refused(form)
+    _mode, modes = _analytics_modes(request)
+    series = analytics.flow_series(flow=flow, period=period)
+    filename = f"{flow.environment.slug}-flow-{flow.pk}-{period.first}-to-{period.last}.csv"
+    return _csv_download(analytics.series_csv(series, modes), filename)
+
+
+@require_GET
+@environment_page()
+def environment_analytics(request: WorkbenchRequest) -> HttpResponse:
+    """Every flow's figures per day over a period, and each flow's totals."""
+    environment = _environment(request)
+    form, period = _period_from(request)
+    series = analytics.environment_series(environment=environment, period=period) if period is not None else None
+    page_url = reverse("environment_analytics", args=(environment.slug,))
+    context = _analytics_context(request, form, series, page_url=page_url)
+    context["csv_url"] = reverse("environment_analytics_csv", args=(environment.slug,))
+    if series is not None:
+        modes = context["modes"]
+        totals = analytics.flow_totals(environment=environment, period=series.period, modes=modes)
+        context["flow_rows"] = [
+            {
+                "item": item,
+                "cells": [
+                    [{"mode": mode, "value": item.total(mode).of(m.key)} for mode in modes] for m in analytics.MEASURES
+                ],
+            }
+            for item in totals
+        ]
+    return render(request, "flows/analytics_environment.html", context, status=200 if series is not None else 400)
+
+
+@require_GET
+@environment_page()
+def environment_analytics_csv(request: WorkbenchRequest) -> HttpResponse:
+    """The environment's figures per day as CSV, or with `?by=flow` each flow's totals."""
+    environment = _environment(request)
+    form, period = _period_from(request)
+    if period is None:
+        return _period_refused(form)
+    _mode, modes = _analytics_modes(request)
+    if request.GET.get("by") == "flow":
+        totals = analytics.flow_totals(environment=environment, period=period, modes=modes)
+        filename = f"{environment.slug}-flows-{period.first}-to-{period.last}.csv"
+        return _csv_download(analytics.flow_totals_csv(totals, period, modes), filename)
+    series = analytics.environment_series(environment=environment, period=period)
+    filename = f"{environment.slug}-analytics-{period.first}-to-{period.last}.csv"
+    return _csv_download(analytics.series_csv(series, modes), filename)
+
+
+@require_GET
+@environment_page()
+def environment_activity(request: WorkbenchRequest) -> HttpResponse:
+    """The overview's recent activity, a fragment the environment's home page loads with htmx
+    (customers, which serves that page, does not import flows): the latest invocations, the
+    last 7 days of invocations and the latest failed runs."""
+    environment = _environment(request)
+    if not request.htmx:
+        return redirect("environment_home", env=environment.slug)
+    _mode, modes = _analytics_modes(request)
+    series = analytics.environment_series(environment=environment, period=analytics.Period.last_days(ACTIVITY_DAYS))
+    invocations = analytics.recent_invocations(environment=environment)
+    context = {
+        "invocations": [
+            {"invocation": invocation, "source": analytics.source_label(invocation.source)}
+            for invocation in invocations
+        ],
+        "failed_runs": analytics.recent_failed_runs(environment=environment),
+        "series": series,
+        "modes": modes,
+        "week": [{"mode": mode, "invocations": series.total(mode).invocations} for mode in modes],
+        "chart": analytics.chart_data(series, modes),
+        "activity_days": ACTIVITY_DAYS,
+    }
+    return render(request, "flows/_activity_overview.html", context)
+
+
+# --- Versions: the history, one version, restoring it into the draft ----------------------
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """A version as the history shows it: with its difference to the version before it."""
+
+    version: FlowVersion
+    diff: versions.DefinitionDiff
+    live: bool
+    is_draft: bool  # the draft is the same as this version: restoring it would change nothing
+
+
+def _version_entries(flow: Flow, history: list[FlowVersion]) -> list[VersionEntry]:
+    """`history` newest first; each entry's diff is against the next older version."""
+    live_number = flow.published_version if flow.status == FlowStatus.PUBLISHED else None
+    entries = []
+    for index, version in enumerate(history):
+        older = history[index + 1] if index + 1 < len(history) else None
+        diff = versions.definition_diff(older.definition if older else None, version.definition)
+        entries.append(
+            VersionEntry(
+                version=version,
+                diff=diff,
+                live=version.number == live_number,
+                is_draft=version.definition == flow.draft,
+            )
+        )
+    return entries
+
+
+@require_GET
+@environment_page()
+def flow_versions(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """The versions tab: every published version, newest first, each with who published it,
+    when, and what changed since the one before; above them, the draft's unpublished changes."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    history = list(selectors.flow_version_list(flow=flow))
+    latest = history[0] if history else None
+    draft_diff = versions.definition_diff(latest.definition, flow.draft) if latest else None
+    context = {
+        **flow_tab_context(request, flow, tab="versions"),
+        "entries": _version_entries(flow, history),
+        "draft_diff": draft_diff if draft_diff is not None and not draft_diff.is_empty else None,
+        "latest": latest,
+    }
+    return render(request, "flows/versions.html", context)
+
+
+@require_GET
+@environment_page()
+def flow_version_detail(request: WorkbenchRequest, flow_id: int, number: int) -> HttpResponse:
+    """One version: its cards as the preview shows them, and its difference to the one before."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    version = selectors.flow_version_get(flow=flow, number=number)
+    older = selectors.flow_version_list(flow=flow).filter(number__lt=number).first()
+    before = older.definition if older else None
+    entry = _version_entries(flow, [version, older] if older else [version])[0]
+    context = {
+        **flow_tab_context(request, flow, tab="versions"),
+        "entry": entry,
+        "older": older,
+        "json_lines": versions.json_line_diff(before, version.definition),
+        "preview": BuilderState.from_definition(flow.name, version.definition).preview_timeline(),
+    }
+    return render(request, "flows/version_detail.html", context)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def flow_version_restore(request: WorkbenchRequest, flow_id: int, number: int) -> HttpResponse:
+    """Copy a version into the draft (the live version stays live until the next publish),
+    then open the builder on it."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    version = selectors.flow_version_get(flow=flow, number=number)
+    try:
+        result = services.flow_draft_restore(flow=flow, version_number=version.number, by=_user(request))
+    except services.FlowRefused as refused:
+        messages.error(request, refused.detail)
+        return redirect("flow_version_detail", env=flow.environment.slug, flow_id=flow.pk, number=version.number)
+    if not result.changed:
+        messages.info(request, f"The draft already is version {version.number}; nothing changed.")
+    else:
+        messages.success(request, f"Version {version.number} restored into the draft; publish to make it live.")
+    return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)

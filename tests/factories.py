@@ -6,6 +6,9 @@ and endpoints.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import factory
 from django.contrib.auth import get_user_model
 
@@ -62,3 +65,49 @@ class TestUserFactory(factory.django.DjangoModelFactory):
     environment = factory.SubFactory(EnvironmentFactory)
     user_id = factory.Sequence(lambda n: f"tester-{n}")
     name = factory.Sequence(lambda n: f"Tester {n}")
+
+
+def flow_started_at(
+    moment: Any,
+    *,
+    flow: Any,
+    user_ids: Sequence[str],
+    mode: str = "live",
+    failing: Sequence[str] = (),
+    source: str = "api",
+) -> Any:
+    """History for analytics (analytics helper): start `flow` through the start pipeline as if
+    at `moment`: accepted, fanned out and run then; the runs of `failing` user ids fail.
+    Returns the invocation. Test starts reach only the environment's test users."""
+    from unittest import mock
+
+    from django.db import transaction
+
+    from flows import services
+    from flows.models import Invocation
+    from flows.selectors import flow_for_start
+
+    real_card_for = services._card_for
+
+    def card_for(run: Any, *args: Any) -> Any:
+        if run.user_id in failing:
+            raise RuntimeError("The card's image could not be loaded")
+        return real_card_for(run, *args)
+
+    # The pipeline's own fan-out runs after commit and then finds the work done.
+    with transaction.atomic():
+        result = services.invocations_accept(
+            flow=flow_for_start(flow=flow),
+            mode=mode,
+            starts=services.start_requests_check({"targetUserIds": list(user_ids)}),
+            source=source,
+        )
+        invocation_id = result.outcomes[0].invocation_id
+        Invocation.objects.filter(pk=invocation_id).update(created_at=moment)
+        with (
+            mock.patch("django.utils.timezone.now", return_value=moment),
+            mock.patch.object(services, "_card_for", card_for),
+        ):
+            for chunk in services.invocation_fan_out(invocation_id=invocation_id):
+                services.runs_execute(run_ids=chunk)
+    return Invocation.objects.get(pk=invocation_id)
