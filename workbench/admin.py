@@ -2,18 +2,57 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import ApiCredential, Environment, Membership, WorkerHeartbeat
-from .services import credential_revoke
+from .errors import Refused
+from .models import ApiCredential, Environment, Membership, Role, WorkerHeartbeat
+from .services import credential_revoke, member_remove, owners_remaining_check
+
+
+class MembershipInlineFormSet(forms.BaseInlineFormSet):
+    """The environment keeps an owner: the same rule as the Workbench's members page."""
+
+    def clean(self) -> None:
+        super().clean()
+        if self.instance.pk is None:
+            return
+        edited: list[tuple[int | None, str | None]] = []
+        for form in self.forms:
+            if not hasattr(form, "cleaned_data") or not form.cleaned_data:
+                continue
+            removed = form.cleaned_data.get("DELETE")
+            edited.append((form.instance.pk, None if removed else form.cleaned_data.get("role")))
+        try:
+            owners_remaining_check(environment=self.instance, memberships=edited)
+        except Refused as refused:
+            raise forms.ValidationError(refused.detail) from refused
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipInlineFormSet
     extra = 0
     raw_id_fields = ("user",)
+
+
+class MembershipAdminForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ("environment", "user", "role")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        stored = self.instance
+        if stored.pk is None or stored.role != Role.OWNER or cleaned.get("role") == Role.OWNER:
+            return cleaned
+        try:
+            owners_remaining_check(environment=stored.environment, memberships=[(stored.pk, cleaned.get("role"))])
+        except Refused as refused:
+            raise forms.ValidationError(refused.detail) from refused
+        return cleaned
 
 
 @admin.register(Environment)
@@ -31,6 +70,21 @@ class MembershipAdmin(admin.ModelAdmin):
     search_fields = ("user__username", "user__email", "environment__slug")
     list_select_related = ("user", "environment")
     raw_id_fields = ("user",)
+    form = MembershipAdminForm
+
+    def delete_model(self, request: HttpRequest, obj: Membership) -> None:
+        self._remove(request, [obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Membership]) -> None:
+        self._remove(request, list(queryset))
+
+    def _remove(self, request: HttpRequest, memberships: list[Membership]) -> None:
+        """Through the service, which keeps each environment's last owner."""
+        for membership in memberships:
+            try:
+                member_remove(membership=membership)
+            except Refused as refused:
+                self.message_user(request, refused.detail, messages.ERROR)
 
 
 @admin.register(ApiCredential)

@@ -2,13 +2,13 @@
 
 Validation errors add "errors": {"<field>": ["..."]}. Nothing on an API path ever answers
 with an HTML page or a stack trace: DRF exceptions go through `api_exception_handler`,
-and Django-level 404 / 500 on API paths through `json_error_response`.
+and Django-level 404 / 500 on API paths through `json_error_response` (Django's handlers live
+in `error_pages`, which draws the Workbench's own pages for every other path).
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -126,27 +126,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     return response
 
 
-def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:
-    if is_api_path(request.path):
-        return json_error_response(404, "not_found", "Not found.")
-    from django.views.defaults import page_not_found
-
-    return page_not_found(request, exception or Http404())
-
-
-def handler500(request: HttpRequest) -> Any:
-    """Django's last resort, outside DRF: webhooks, /oauth/token, pages, and middleware.
-    Called while the exception is being handled, so `sys.exc_info()` names it."""
-    if database_unavailable(sys.exc_info()[1]):
-        return _unavailable(request)
-    if is_api_path(request.path):
-        return json_error_response(500, "server_error", "Something went wrong on our side; nothing was changed.")
-    from django.views.defaults import server_error
-
-    return server_error(request)
-
-
-def _unavailable(request: HttpRequest) -> HttpResponse:
+def unavailable_response(request: HttpRequest) -> HttpResponse:
     """503 with Retry-After, in the shape the path's clients read."""
     response: HttpResponse
     if is_api_path(request.path):

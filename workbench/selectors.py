@@ -6,7 +6,7 @@ from django.contrib.auth.models import AnonymousUser, User
 from django.db.models import QuerySet
 from django.http import Http404
 
-from .models import ApiCredential, Environment, Membership
+from .models import ROLE_RANK, ApiCredential, Environment, Membership, Role
 
 
 def membership_list_for_user(*, user: User | AnonymousUser) -> QuerySet[Membership]:
@@ -20,6 +20,24 @@ def membership_get(*, user: User | AnonymousUser, environment_slug: str) -> Memb
     membership = membership_list_for_user(user=user).filter(environment__slug=environment_slug).first()
     if membership is None:
         raise Http404("No such environment")
+    return membership
+
+
+def member_list(*, environment: Environment) -> list[Membership]:
+    """The environment's members, owners first, then editors and viewers, by username."""
+    members = Membership.objects.filter(environment=environment).select_related("user")
+    return sorted(members, key=lambda m: (-ROLE_RANK[Role(m.role)], m.user.get_username().lower()))
+
+
+def member_get(*, environment: Environment, membership_id: int) -> Membership:
+    """One member of the environment; 404 for another environment's membership."""
+    membership = (
+        Membership.objects.filter(environment=environment, pk=membership_id)
+        .select_related("user", "environment")
+        .first()
+    )
+    if membership is None:
+        raise Http404("No such member")
     return membership
 
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import Application
 
-from .models import ApiCredential, Environment, Membership, WorkerHeartbeat
+from .errors import Refused
+from .models import ApiCredential, Environment, Membership, Role, WorkerHeartbeat
 
 
 def environment_create(*, slug: str, name: str) -> Environment:
@@ -21,9 +23,124 @@ def environment_create(*, slug: str, name: str) -> Environment:
 
 
 def membership_set(*, environment: Environment, user: User, role: str) -> Membership:
-    """Make `user` a member of `environment` with `role` (changing the role if already one)."""
+    """Make `user` a member of `environment` with `role` (changing the role if already one).
+
+    For set-up (seeding, commands, tests); the Workbench's members page uses the services
+    below, which also keep the environment's last owner.
+    """
     membership, _ = Membership.objects.update_or_create(environment=environment, user=user, defaults={"role": role})
     return membership
+
+
+LAST_OWNER_DETAIL = (
+    "{user} is the last owner of {environment}. Make another member an owner first: "
+    "an environment without an owner could not manage its members or credentials."
+)
+
+
+def _user_find(identifier: str) -> User:
+    """The active user whose username or email is `identifier` (case-insensitive)."""
+    identifier = identifier.strip()
+    users = get_user_model().objects.filter(is_active=True)
+    matches = list(users.filter(username__iexact=identifier)[:2]) or list(
+        users.filter(email__iexact=identifier).exclude(email="")[:2]
+    )
+    if not matches:
+        raise Refused(
+            404,
+            "user_not_found",
+            f"No user is called “{identifier}”. Members are added from existing accounts; "
+            "ask an administrator to create the account first.",
+            {"identifier": ["No user has this username or email."]},
+        )
+    if len(matches) > 1:
+        raise Refused(
+            409,
+            "user_ambiguous",
+            f"Several accounts have the email {identifier}; add the member by username.",
+            {"identifier": ["Several accounts have this email; use the username."]},
+        )
+    return matches[0]
+
+
+def member_add(*, environment: Environment, identifier: str, role: str) -> Membership:
+    """Make an existing user (found by username or email) a member with `role`.
+
+    A user who is already a member is refused rather than silently given another role.
+    """
+    user = _user_find(identifier)
+    with transaction.atomic():
+        if Membership.objects.filter(environment=environment, user=user).exists():
+            raise Refused(
+                409,
+                "already_member",
+                f"{user.get_username()} is already a member of {environment.name}; change their role in the list.",
+                {"identifier": ["Already a member."]},
+            )
+        membership = Membership(environment=environment, user=user, role=Role(role))
+        membership.full_clean(exclude=["environment", "user"])
+        membership.save()
+    return membership
+
+
+def _refuse_losing_the_last_owner(locked: Membership) -> None:
+    """Refuse when `locked` (a row locked by the caller) is the environment's only owner.
+
+    The owners' rows are locked too, so two owners demoting each other at the same moment
+    cannot both succeed and leave the environment with none.
+    """
+    if locked.role != Role.OWNER:
+        return
+    owners = list(
+        Membership.objects.select_for_update()
+        .filter(environment_id=locked.environment_id, role=Role.OWNER)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    if owners == [locked.pk]:
+        detail = LAST_OWNER_DETAIL.format(user=locked.user.get_username(), environment=locked.environment.name)
+        raise Refused(409, "last_owner", detail)
+
+
+def _lock(membership: Membership) -> Membership:
+    return Membership.objects.select_for_update().select_related("user", "environment").get(pk=membership.pk)
+
+
+def member_role_change(*, membership: Membership, role: str) -> Membership:
+    """Give a member another role; the environment's last owner keeps being an owner."""
+    role = Role(role)
+    with transaction.atomic():
+        locked = _lock(membership)
+        if locked.role == role:
+            return locked
+        _refuse_losing_the_last_owner(locked)
+        locked.role = role
+        locked.save(update_fields=["role"])
+    return locked
+
+
+def member_remove(*, membership: Membership) -> None:
+    """Remove a member from the environment (their account stays); never the last owner."""
+    with transaction.atomic():
+        locked = _lock(membership)
+        _refuse_losing_the_last_owner(locked)
+        locked.delete()
+
+
+def owners_remaining_check(*, environment: Environment, memberships: list[tuple[int | None, str | None]]) -> None:
+    """For bulk edits (the admin's inline): refuse when the edited rows leave no owner.
+
+    `memberships` lists (pk, new role or None when removed) for every edited row; rows not
+    listed keep their role.
+    """
+    owners = Membership.objects.filter(environment=environment, role=Role.OWNER)
+    if not owners.exists():
+        return  # an environment being set up has no owner to lose yet
+    edited = [pk for pk, _role in memberships if pk is not None]
+    untouched_owner = owners.exclude(pk__in=edited).exists()
+    owner_after_edit = any(role == Role.OWNER for _pk, role in memberships)
+    if not untouched_owner and not owner_after_edit:
+        raise Refused(409, "last_owner", "Keep at least one owner in the environment.")
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last: it needs the user, and its 404 must pass CommonMiddleware's APPEND_SLASH redirect.
+    "workbench.error_pages.WorkbenchErrorPagesMiddleware",
 ]
 
 ROOT_URLCONF = "workbench.urls"

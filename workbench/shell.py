@@ -38,11 +38,12 @@ def environment_page(minimum_role: str = Role.VIEWER) -> Callable[[View], View]:
         @wraps(view)
         def wrapper(request: HttpRequest, env: str, *args: Any, **kwargs: Any) -> HttpResponse:
             membership = membership_get(user=request.user, environment_slug=env)
-            if not membership.has_role(minimum_role):
-                raise PermissionDenied(f"This needs the {minimum_role} role.")
             page_request = cast(WorkbenchRequest, request)
+            # Set before the role check, so that the 403 page keeps the environment's shell.
             page_request.membership = membership
             page_request.environment = membership.environment
+            if not membership.has_role(minimum_role):
+                raise PermissionDenied(f"This needs the {minimum_role} role.")
             return view(page_request, *args, **kwargs)
 
         return wrapper

@@ -16,8 +16,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from . import security, views
 
-handler404 = "workbench.api_errors.handler404"
-handler500 = "workbench.api_errors.handler500"
+handler403 = "workbench.error_pages.permission_denied"
+handler404 = "workbench.error_pages.page_not_found"
+handler500 = "workbench.error_pages.server_error"
 
 oauth2_urlpatterns = (
     [path("token", security.RateLimitedTokenView.as_view(), name="token")],
@@ -35,13 +36,19 @@ environment_pages: list[URLPattern | URLResolver] = [
     path("credentials/", views.credential_list, name="credential_list"),
     path("credentials/new", views.credential_create, name="credential_create"),
     path("credentials/<str:client_id>/revoke", views.credential_revoke, name="credential_revoke"),
+    path("members/", views.member_list, name="member_list"),
+    path("members/add", views.member_add, name="member_add"),
+    path("members/<int:membership_id>/role", views.member_role_change, name="member_role_change"),
+    path("members/<int:membership_id>/remove", views.member_remove, name="member_remove"),
     path("", include("customers.urls")),
+    path("flows/<int:flow_id>/triggers/", include("triggers.flow_urls")),
     path("flows/", include("flows.urls")),
     path("triggers/", include("triggers.urls")),
 ]
 
 urlpatterns = [
     path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("login/", security.RateLimitedLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("switch/", views.switch_environment, name="switch_environment"),

@@ -94,3 +94,72 @@ def test_no_page_calls_the_browsers_confirm(e2e_page, live_server):
 
     assert not re.search(r"(?<![\w.])confirm\(|window\.confirm", script)
     assert "showModal()" in script
+
+
+@pytest.fixture
+def members_page(e2e_log_in, e2e_environment, e2e_make_member):
+    owner = e2e_make_member("olivia", {e2e_environment: "owner"})
+    e2e_make_member("edward", {e2e_environment: "editor"})
+    page = e2e_log_in(owner)
+    page.goto(f"/e/{e2e_environment.slug}/members/")
+    return page
+
+
+def test_a_confirmation_page_opens_in_the_dialog_and_cancel_stays_on_the_page(members_page, tmp_path):
+    page = members_page
+    native = _fail_on_native_dialogs(page)
+    url = page.url
+
+    page.get_by_role("link", name="Remove…").click()
+
+    dialog = page.get_by_role("dialog", name="Remove edward?")
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text("will no longer see or change anything in Acme production")
+    assert page.url == url  # the page stays; only its fragment came
+    expect(dialog.locator(".sidenav")).to_have_count(0)
+    page.screenshot(path=tmp_path / "confirm_page_dialog.png", full_page=True)
+
+    dialog.get_by_role("link", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    assert page.url == url
+
+    page.get_by_role("link", name="Remove…").click()
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(page.locator('#members tr[data-username="edward"]')).to_be_visible()
+    assert native == []
+
+
+def test_a_confirmation_pages_form_submits_from_the_dialog(members_page):
+    page = members_page
+
+    page.get_by_role("link", name="Remove…").click()
+    page.get_by_role("dialog").get_by_role("button", name="Remove edward").click()
+
+    expect(page.get_by_role("status")).to_have_text("edward is no longer a member of Acme production.")
+    expect(page.locator('#members tr[data-username="edward"]')).to_have_count(0)
+
+
+def test_without_javascript_the_confirmation_link_opens_the_page(
+    e2e_browser, live_server, e2e_environment, e2e_make_member
+):
+    e2e_make_member("olivia", {e2e_environment: "owner"})
+    e2e_make_member("edward", {e2e_environment: "editor"})
+    context = e2e_browser.new_context(base_url=live_server.url, java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.goto("/login/")
+        page.get_by_label("Username").fill("olivia")
+        page.get_by_label("Password").fill("correct horse battery staple")
+        page.get_by_role("button", name="Log in").click()
+        page.goto(f"/e/{e2e_environment.slug}/members/")
+
+        page.get_by_role("link", name="Remove…").click()
+
+        expect(page).to_have_url(re.compile(r"/members/\d+/remove$"))
+        expect(page.get_by_role("heading", level=1)).to_have_text("Remove edward?")
+        page.get_by_role("button", name="Remove edward").click()
+        expect(page.get_by_role("status")).to_have_text("edward is no longer a member of Acme production.")
+    finally:
+        context.close()
