@@ -78,6 +78,7 @@ def trigger_json(trigger: Trigger, request: Request) -> dict[str, Any]:
         "id": trigger.pk,
         "flowId": trigger.flow_id,
         "type": trigger.type,
+        "name": trigger.name,
         "mode": trigger.mode,
         "pausedReason": trigger.paused_reason or None,
         "url": None,
@@ -123,7 +124,18 @@ class WebhookTriggerSerializer(StrictSerializer):
     """A webhook trigger's writable fields (SPEC section 4)."""
 
     type = serializers.ChoiceField(choices=[TriggerType.WEBHOOK.value], required=False)
-    mode = serializers.ChoiceField(choices=[m.value for m in services.MEMBER_MODES], required=False)
+    name = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=services.MAX_NAME_LENGTH,
+        trim_whitespace=True,
+        help_text='What members call the trigger ("Orders from Shopify"); blank shows as "Webhook <id>".',
+    )
+    mode = serializers.ChoiceField(
+        choices=[m.value for m in services.MEMBER_MODES],
+        required=False,
+        help_text="live needs a published flow (409 flow_not_published; archived flows: 409 flow_archived).",
+    )
     sample = serializers.JSONField(required=False, allow_null=True)
     mapping = MappingField(required=False)
     shapeCheck = serializers.BooleanField(required=False)
@@ -140,6 +152,7 @@ class TriggerSchema(serializers.Serializer):
     id = serializers.IntegerField()
     flowId = serializers.IntegerField()
     type = serializers.ChoiceField(choices=TriggerType.choices)
+    name = serializers.CharField(allow_blank=True, help_text='Blank shows as "Webhook <id>" in the Workbench.')
     mode = serializers.ChoiceField(choices=TriggerMode.choices)
     pausedReason = serializers.CharField(allow_null=True)
     url = serializers.URLField(allow_null=True, help_text="The absolute webhook URL (webhook triggers).")
@@ -173,7 +186,11 @@ class FlowTriggerListApi(EnvironmentAPIView):
 
     @extend_schema(
         request=WebhookTriggerCreateSerializer,
-        responses=answers({201: TriggerSchema}, {409: "flow_not_published (mode live)."}, body=True),
+        responses=answers(
+            {201: TriggerSchema},
+            {409: "flow_not_published (mode live on a flow never published), flow_archived."},
+            body=True,
+        ),
     )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
         flow = flow_selectors.flow_get(environment=self.environment, flow_id=flow_id)
@@ -182,10 +199,13 @@ class FlowTriggerListApi(EnvironmentAPIView):
         data = serializer.validated_data
         if data.get("type") != TriggerType.WEBHOOK:
             raise serializers.ValidationError({"type": ["Create webhook triggers here (type: webhook)."]})
-        with transaction.atomic():
-            trigger = services.webhook_trigger_create(flow=flow, sample=data.get("sample"), **_webhook_changes(data))
-            if data.get("mode", TriggerMode.TEST) != TriggerMode.TEST:
-                services.trigger_mode_set(trigger=trigger, mode=data["mode"])
+        trigger = services.webhook_trigger_create(
+            flow=flow,
+            name=data.get("name", ""),
+            sample=data.get("sample"),
+            mode=data.get("mode", TriggerMode.TEST),
+            **_webhook_changes(data),
+        )
         return Response(trigger_json(trigger, request), status=status.HTTP_201_CREATED)
 
 
@@ -202,7 +222,10 @@ class TriggerDetailApi(EnvironmentAPIView):
         request=WebhookTriggerSerializer,
         responses=answers(
             {200: TriggerSchema},
-            {409: "flow_not_published (mode live), api_trigger_mode (the API trigger has no mode to set)."},
+            {
+                409: "flow_not_published (mode live on a flow never published), flow_archived (mode live), "
+                "api_trigger_mode (the API trigger has no mode to set)."
+            },
             body=True,
         ),
     )
@@ -212,12 +235,17 @@ class TriggerDetailApi(EnvironmentAPIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         if trigger.type != TriggerType.WEBHOOK:
-            if set(data) - {"mode"}:
+            if set(data) - {"mode", "name"}:
                 raise serializers.ValidationError({"request": ["Only webhook triggers are configured here."]})
-            services.trigger_mode_set(trigger=trigger, mode=data.get("mode", trigger.mode))
+            with transaction.atomic():
+                if "mode" in data:
+                    services.trigger_mode_set(trigger=trigger, mode=data["mode"])
+                if "name" in data:
+                    services.trigger_rename(trigger=trigger, name=data["name"])
         else:
             services.webhook_trigger_update(
                 trigger=trigger,
+                name=data.get("name"),
                 sample=data.get("sample"),
                 sample_given="sample" in data,
                 mode=data.get("mode"),

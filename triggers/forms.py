@@ -60,16 +60,70 @@ class SampleForm(forms.Form):
         return value
 
 
+# --- The name -------------------------------------------------------------------------------
+
+
+class TriggerNameForm(forms.Form):
+    name = forms.CharField(
+        required=False,
+        max_length=200,
+        label="Name",
+        help_text='What you call it, e.g. "Orders from Shopify". Shown in the list of triggers and the flow\'s header.',
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Orders from Shopify", "autocomplete": "off"}),
+    )
+
+
 # --- Security -------------------------------------------------------------------------------
 
 
+SIGNATURE_OFF = "none"
+SIGNATURE_CUSTOM = "custom"
+FROM_FORM, FROM_JSON = "form", "json"
+ALGORITHM_CHOICES = (("sha256", "HMAC-SHA256"), ("sha1", "HMAC-SHA1"))
+DIGEST_CHOICES = (("hex", "Hexadecimal"), ("base64", "Base64"))
+SECRET_ENCODING_CHOICES = (("utf8", "Text, as given"), ("base64", "Base64"), ("hex", "Hexadecimal"))
+# Form field → location in the signature configuration (SPEC section 4, "Signature").
+SIGNATURE_FIELDS: dict[str, str] = {
+    "signature_secret": "secret",
+    "secret_encoding": "secretEncoding",
+    "secret_prefix": "secretPrefix",
+    "algorithm": "algorithm",
+    "digest": "digest",
+    "template": "template",
+    "tolerance_seconds": "toleranceSeconds",
+    "signature_header": "data.signature.header",
+    "signature_prefix": "data.signature.parsePrefix",
+    "timestamp_header": "data.timestamp.header",
+    "timestamp_prefix": "data.timestamp.parsePrefix",
+    "id_header": "data.id.header",
+    "id_prefix": "data.id.parsePrefix",
+}
+# How the configuration's words read on the form, in the serializers' messages.
+_FORM_WORDS = (("data.timestamp", "the timestamp header"), ("data.id", "the id header"))
+
+
+def _text(label: str, help_text: str = "", **attrs: str) -> forms.CharField:
+    return forms.CharField(
+        required=False,
+        label=label,
+        help_text=help_text,
+        strip=False,  # the serializers say what is wrong with spaces; the form does not hide them
+        widget=forms.TextInput(attrs={"class": "code", "spellcheck": "false", "autocomplete": "off", **attrs}),
+    )
+
+
 class SecurityForm(forms.Form):
+    """The allowlist, and how the sender signs its requests: a preset fills the fields, which
+    make the same configuration as the JSON of the "Advanced" view (`signature_source` says which
+    one was edited). Both go through the same serializers (`triggers.signatures`) when saved.
+    """
+
     allowed_ips = forms.CharField(
         required=False,
         label="Allowed IP addresses and CIDR ranges",
         widget=forms.Textarea(
             attrs={
-                "rows": 4,
+                "rows": 3,
                 "class": "code wide-input",
                 "spellcheck": "false",
                 "placeholder": "203.0.113.7\n198.51.100.0/24",
@@ -77,20 +131,92 @@ class SecurityForm(forms.Form):
         ),
         help_text="One per line. Leave empty to accept requests from any address.",
     )
+    signature_preset = forms.ChoiceField(required=False, label="Signed by", choices=())
+    signature_header = _text("Signature header", "Where the signature is, e.g. Stripe-Signature.")
+    signature_prefix = _text("Signature prefix", "Optional: the text before each signature, e.g. v1=.")
+    timestamp_header = _text("Timestamp header", "Optional: where the signed timestamp is.")
+    timestamp_prefix = _text("Timestamp prefix", "Optional, e.g. t=.")
+    id_header = _text("Message id header", "Optional: where the signed message id is (Standard Webhooks).")
+    id_prefix = _text("Message id prefix", "Optional.")
+    template = _text("Signed text", "[payload] is the raw body; [timestamp] and [id] the values read above.")
+    algorithm = forms.ChoiceField(required=False, label="Algorithm", choices=ALGORITHM_CHOICES)
+    digest = forms.ChoiceField(required=False, label="Signature encoding", choices=DIGEST_CHOICES)
+    tolerance_seconds = _text("Tolerance (seconds)", "Older or newer timestamps are refused.", inputmode="numeric")
+    secret_encoding = forms.ChoiceField(required=False, label="Secret encoding", choices=SECRET_ENCODING_CHOICES)
+    secret_prefix = _text("Secret prefix", "Optional: removed before decoding, e.g. whsec_.")
+    signature_secret = forms.CharField(
+        required=False,
+        label="Signing secret",
+        strip=True,
+        widget=forms.PasswordInput(attrs={"class": "code", "autocomplete": "new-password", "spellcheck": "false"}),
+    )
     signature = forms.CharField(
         required=False,
-        label="Signature verification (JSON)",
+        label="Signature configuration (JSON)",
         widget=forms.Textarea(attrs={"rows": 12, "class": "code wide-input", "spellcheck": "false"}),
-        help_text="Leave empty to accept unsigned requests.",
+        help_text="The same settings as the form above. Empty: requests need no signature.",
     )
+    signature_source = forms.ChoiceField(
+        required=False, choices=((FROM_FORM, "The form"), (FROM_JSON, "The JSON")), initial=FROM_FORM
+    )
+
+    def __init__(self, *args: Any, presets: dict[str, dict[str, Any]], secret_saved: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.presets = presets
+        self.secret_saved = secret_saved
+        choices = [(SIGNATURE_OFF, "Nothing: accept unsigned requests")]
+        choices += [(name, preset["label"]) for name, preset in presets.items()]
+        choices += [(SIGNATURE_CUSTOM, "Another sender (fill in below)")]
+        preset_field = self.fields["signature_preset"]
+        assert isinstance(preset_field, forms.ChoiceField)
+        preset_field.choices = choices
+        secret = self.fields["signature_secret"]
+        secret.widget.attrs["placeholder"] = (
+            "Saved and hidden: leave empty to keep it" if secret_saved else "The secret the sender gave you"
+        )
+
+    # Reading a saved configuration ------------------------------------------------------------
+
+    @classmethod
+    def initial_for(cls, security: dict[str, Any], mask: str, presets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        signature = security.get("signature")
+        initial: dict[str, Any] = {
+            "allowed_ips": "\n".join(security.get("allowedIps") or []),
+            "signature": pretty_json({**signature, "secret": mask}) if signature else "",
+            "signature_source": FROM_FORM,
+            "signature_preset": preset_of(signature, presets) if signature else SIGNATURE_OFF,
+        }
+        if signature:
+            initial.update(signature_fields(signature))
+        return initial
+
+    @classmethod
+    def with_preset(cls, data: Any, name: str, *, mask: str, **kwargs: Any) -> SecurityForm:
+        """The posted form with a preset's settings in the signature fields, not saved; the
+        allowlist stays as posted. "Another sender" keeps the posted fields to edit."""
+        presets = kwargs["presets"]
+        initial: dict[str, Any] = {
+            "allowed_ips": data.get("allowed_ips", ""),
+            "signature_preset": name,
+            "signature_source": FROM_FORM,
+        }
+        if name in presets:
+            config = presets[name]["config"]
+            initial.update(signature_fields(config))
+            initial["signature"] = pretty_json({**config, "secret": mask if kwargs["secret_saved"] else ""})
+        elif name == SIGNATURE_CUSTOM:
+            initial.update({field: data.get(field, "") for field in SIGNATURE_FIELDS if field != "signature_secret"})
+        return cls(initial=initial, **kwargs)
+
+    # Cleaning ---------------------------------------------------------------------------------
 
     def clean_allowed_ips(self) -> list[str]:
         return [line.strip() for line in self.cleaned_data["allowed_ips"].splitlines() if line.strip()]
 
     def clean_signature(self) -> Any:
         text = self.cleaned_data["signature"].strip()
-        if not text:
-            return None
+        if not text or self.data.get("signature_source") != FROM_JSON:
+            return text or None
         value, problem = parse_json_text(text)
         if problem:
             raise forms.ValidationError(problem)
@@ -98,29 +224,105 @@ class SecurityForm(forms.Form):
             raise forms.ValidationError('Expected a JSON object: {"secret": "...", "algorithm": "sha256", ...}.')
         return value
 
-    def security(self) -> dict[str, Any]:
-        return {"allowedIps": self.cleaned_data["allowed_ips"], "signature": self.cleaned_data["signature"]}
+    @property
+    def from_json(self) -> bool:
+        return self.cleaned_data.get("signature_source") == FROM_JSON
 
-    @classmethod
-    def initial_for(cls, security: dict[str, Any], mask: str) -> dict[str, str]:
-        signature = security.get("signature")
-        return {
-            "allowed_ips": "\n".join(security.get("allowedIps") or []),
-            "signature": pretty_json({**signature, "secret": mask}) if signature else "",
+    def signature_config(self, mask: str) -> dict[str, Any] | None:
+        """The signature configuration the member gave, for the serializers to validate; None: off.
+
+        From the form, an empty secret field stands for the saved one (`mask`), as in the JSON.
+        """
+        data = self.cleaned_data
+        if self.from_json:
+            signature: dict[str, Any] | None = data["signature"] or None
+            return signature
+        if data.get("signature_preset", SIGNATURE_OFF) in ("", SIGNATURE_OFF):
+            return None
+        config: dict[str, Any] = {
+            "secret": data["signature_secret"] or (mask if self.secret_saved else ""),
+            "algorithm": data["algorithm"],
+            "digest": data["digest"],
+            "template": data["template"].strip(),
+            "secretEncoding": data["secret_encoding"] or "utf8",
+            "data": {"signature": _location(data["signature_header"], data["signature_prefix"])},
         }
+        for name in ("timestamp", "id"):
+            if data[f"{name}_header"].strip():
+                config["data"][name] = _location(data[f"{name}_header"], data[f"{name}_prefix"])
+        if data["secret_prefix"]:
+            config["secretPrefix"] = data["secret_prefix"]
+        tolerance = data["tolerance_seconds"].strip()
+        if tolerance and "timestamp" in config["data"]:
+            config["toleranceSeconds"] = int(tolerance) if tolerance.isdigit() else tolerance
+        return config
+
+    def security(self, mask: str) -> dict[str, Any]:
+        return {"allowedIps": self.cleaned_data["allowed_ips"], "signature": self.signature_config(mask)}
 
     def attach_errors(self, errors: dict[str, list[str]]) -> None:
-        """Put a refusal's errors ("security.allowedIps", "security.signature.secret") on the fields."""
+        """Put a refusal's errors ("security.allowedIps", "security.signature.secret") on the
+        fields: the form's own, or the JSON's with their location when the JSON was saved."""
+        by_location = {location: name for name, location in SIGNATURE_FIELDS.items()}
         for key, messages in errors.items():
+            name: str | None = None
+            prefix = ""
             if key.startswith("security.allowedIps"):
-                name, prefix = "allowed_ips", ""
+                name = "allowed_ips"
             elif key.startswith("security.signature"):
                 location = key.removeprefix("security.signature").lstrip(".")
-                name, prefix = "signature", f"{location}: " if location and location != "config" else ""
-            else:
-                name, prefix = None, ""
+                if self.from_json:
+                    name, prefix = "signature", f"{location}: " if location and location != "config" else ""
+                else:
+                    name = by_location.get(location) or by_location.get(f"{location}.header")
             for message in messages:
-                self.add_error(name, f"{prefix}{message}")
+                self.add_error(name, f"{prefix}{_in_form_words(message) if not self.from_json else message}")
+
+
+def _location(header: str, prefix: str) -> dict[str, str]:
+    location = {"header": header.strip()}
+    if prefix:
+        location["parsePrefix"] = prefix
+    return location
+
+
+def _in_form_words(message: str) -> str:
+    for words, form_words in _FORM_WORDS:
+        message = message.replace(words, form_words)
+    return message
+
+
+def signature_fields(config: dict[str, Any]) -> dict[str, str]:
+    """A signature configuration as the form's fields (the secret is never shown)."""
+    data = config.get("data") or {}
+    fields = {
+        "algorithm": config.get("algorithm", "sha256"),
+        "digest": config.get("digest", "hex"),
+        "template": config.get("template", ""),
+        "secret_encoding": config.get("secretEncoding", "utf8"),
+        "secret_prefix": config.get("secretPrefix") or "",
+        "tolerance_seconds": str(config.get("toleranceSeconds", "")),
+    }
+    for name in ("signature", "timestamp", "id"):
+        location = data.get(name) or {}
+        fields[f"{name}_header"] = location.get("header", "")
+        fields[f"{name}_prefix"] = location.get("parsePrefix", "")
+    return fields
+
+
+def preset_of(signature: dict[str, Any], presets: dict[str, dict[str, Any]]) -> str:
+    """The preset a saved configuration is (its settings, whatever the secret), else custom."""
+
+    def settings(config: dict[str, Any]) -> dict[str, str]:
+        fields = signature_fields(config)
+        # Header names are matched case-insensitively: "stripe-signature" is Stripe's header.
+        return {name: value.lower() if name.endswith("_header") else value for name, value in fields.items()}
+
+    mine = settings(signature)
+    for name, preset in presets.items():
+        if settings(preset["config"]) == mine:
+            return name
+    return SIGNATURE_CUSTOM
 
 
 # --- The mapping ----------------------------------------------------------------------------
@@ -188,9 +390,9 @@ def _is_leaf(spec: Any) -> bool:
 class MappingState:
     """The mapping builder: its type, its rows, the script, the shape check, and errors.
 
-    Parts of a structured mapping this builder does not edit (notificationDetail,
-    cardOptions, nested entries, several target paths: set through the API) are kept
-    as they were in `kept`, and saved with the rows.
+    Parts of a structured mapping this builder does not edit (cardOptions, nested entries,
+    several target paths: set through the API) are kept as they were in `kept`, and saved
+    with the rows.
     """
 
     type: str
@@ -198,6 +400,7 @@ class MappingState:
     invocation_id: Leaf
     variables: list[Leaf]
     metadata: list[Leaf]
+    notification_detail: list[Leaf]
     script: str
     shape_check: bool
     kept: dict[str, Any] = field(default_factory=dict)
@@ -219,7 +422,6 @@ class MappingState:
         variable_names += [
             name for name, spec in mapped_variables.items() if name not in variable_names and _is_leaf(spec)
         ]
-        metadata: dict[str, Any] = _entries(structured.get("metadata"))
         return cls(
             type=mapping.get("type") or "none",
             target=Leaf.from_spec(target_spec if _is_leaf(target_spec) else "", **_target_row()),
@@ -228,11 +430,8 @@ class MappingState:
                 Leaf.from_spec(mapped_variables.get(name, ""), **_variable_row(index, name, flow_variables))
                 for index, name in enumerate(variable_names)
             ],
-            metadata=[
-                Leaf.from_spec(spec, **_metadata_row(index, key))
-                for index, (key, spec) in enumerate((k, s) for k, s in metadata.items() if _is_leaf(s))
-            ]
-            + [Leaf(**_metadata_row(len(metadata) + blank, "")) for blank in range(BLANK_METADATA_ROWS)],
+            metadata=_named_rows_from_spec(structured.get("metadata"), METADATA),
+            notification_detail=_named_rows_from_spec(structured.get("notificationDetail"), NOTIFICATION_DETAIL),
             script=mapping.get("script") or "",
             shape_check=bool(config.get("shapeCheck")),
             kept=kept,
@@ -247,18 +446,13 @@ class MappingState:
         for index in range(_count(data, "var")):
             name = data.get(f"var-{index}-name", "")
             variables.append(Leaf.from_post(data, **_variable_row(index, name, flow_variables)))
-        metadata = []
-        for index in range(_count(data, "meta")):
-            key = data.get(f"meta-{index}-name", "").strip()
-            metadata.append(Leaf.from_post(data, **_metadata_row(index, key)))
-        if all(row.name or row.mapped for row in metadata):
-            metadata.append(Leaf(**_metadata_row(len(metadata), "")))
         return cls(
             type=mapping_type if mapping_type in dict(MAPPING_TYPES) else "none",
             target=Leaf.from_post(data, **_target_row()),
             invocation_id=Leaf.from_post(data, **_invocation_id_row()),
             variables=variables,
-            metadata=metadata,
+            metadata=_named_rows_from_post(data, METADATA),
+            notification_detail=_named_rows_from_post(data, NOTIFICATION_DETAIL),
             script=data.get("script", "").replace("\r\n", "\n"),
             shape_check=data.get("shape_check") == "on",
             kept=_kept_parts(structured, flow_variables),
@@ -277,9 +471,7 @@ class MappingState:
         return mapping
 
     def structured(self) -> dict[str, Any]:
-        structured: dict[str, Any] = {
-            key: value for key, value in self.kept.items() if key not in ("variables", "metadata")
-        }
+        structured: dict[str, Any] = {key: value for key, value in self.kept.items() if key not in ROW_OBJECTS}
         if self.target.mapped:
             structured["targetUserIds"] = self.target.spec()
         if self.invocation_id.mapped:
@@ -288,19 +480,21 @@ class MappingState:
         variables.update({row.name: row.spec() for row in self.variables if row.name and row.mapped})
         if variables:
             structured["variables"] = variables
-        metadata = dict(self.kept.get("metadata", {}))
-        metadata.update({row.name: row.spec() for row in self.metadata if row.name and row.mapped})
-        if metadata:
-            structured["metadata"] = metadata
+        for group, rows in ((METADATA, self.metadata), (NOTIFICATION_DETAIL, self.notification_detail)):
+            entries = dict(self.kept.get(group.key, {}))
+            entries.update({row.name: row.spec() for row in rows if row.name and row.mapped})
+            if entries:
+                structured[group.key] = entries
         return structured
 
     def check_rows(self) -> bool:
         """Problems the form itself can see (a metadata value without a name); True when none."""
         ok = True
-        for row in self.metadata:
-            if row.mapped and not row.name:
-                row.errors.append("Give this metadata entry a name.")
-                ok = False
+        for group, rows in ((METADATA, self.metadata), (NOTIFICATION_DETAIL, self.notification_detail)):
+            for row in rows:
+                if row.mapped and not row.name:
+                    row.errors.append(f"Give this {group.entry} a name.")
+                    ok = False
         return ok
 
     def attach_errors(self, errors: dict[str, list[str]]) -> None:
@@ -311,6 +505,7 @@ class MappingState:
         }
         rows.update({f"structured.variables.{row.name}": row for row in self.variables if row.name})
         rows.update({f"structured.metadata.{row.name}": row for row in self.metadata if row.name})
+        rows.update({f"structured.notificationDetail.{row.name}": row for row in self.notification_detail if row.name})
         for key, messages in errors.items():
             location = key.removeprefix("mapping.")
             row = rows.get(location) or rows.get(location.rsplit(".", 1)[0])
@@ -323,7 +518,7 @@ class MappingState:
 
     @property
     def error_count(self) -> int:
-        rows = [self.target, self.invocation_id, *self.variables, *self.metadata]
+        rows = [self.target, self.invocation_id, *self.variables, *self.metadata, *self.notification_detail]
         return sum(len(row.errors) for row in rows) + len(self.errors) + len(self.script_errors)
 
     @property
@@ -353,7 +548,7 @@ def _kept_parts(structured: dict[str, Any], flow_variables: list[dict[str, Any]]
     """What of a saved structured mapping has no row in the builder, to save unchanged."""
     kept: dict[str, Any] = {}
     for key, spec in structured.items():
-        if key in ("variables", "metadata"):
+        if key in ROW_OBJECTS:
             if isinstance(spec, dict):
                 nested = {name: item for name, item in spec.items() if not _is_leaf(item)}
                 if nested:
@@ -404,5 +599,38 @@ def _variable_row(index: int, name: str, flow_variables: list[dict[str, Any]]) -
     }
 
 
-def _metadata_row(index: int, key: str) -> dict[str, Any]:
-    return {"prefix": f"meta-{index}", "label": key or "New entry", "name": key}
+@dataclass(frozen=True)
+class NamedGroup:
+    """An object of the start request whose entries the member names: metadata, notificationDetail."""
+
+    key: str  # its key in the start request
+    prefix: str  # its rows' field names start with it
+    entry: str  # what one entry is called in messages
+
+
+METADATA = NamedGroup(key="metadata", prefix="meta", entry="metadata entry")
+NOTIFICATION_DETAIL = NamedGroup(key="notificationDetail", prefix="nd", entry="notification detail entry")
+# The objects of a structured mapping the builder edits row by row.
+ROW_OBJECTS = ("variables", METADATA.key, NOTIFICATION_DETAIL.key)
+
+
+def _named_row(group: NamedGroup, index: int, key: str) -> dict[str, Any]:
+    return {"prefix": f"{group.prefix}-{index}", "label": key or "New entry", "name": key}
+
+
+def _named_rows_from_spec(spec: Any, group: NamedGroup) -> list[Leaf]:
+    """A group's saved entries that are leaves, then blank rows to add more."""
+    leaves = [(key, item) for key, item in _entries(spec).items() if _is_leaf(item)]
+    rows = [Leaf.from_spec(item, **_named_row(group, index, key)) for index, (key, item) in enumerate(leaves)]
+    return rows + [Leaf(**_named_row(group, len(rows) + blank, "")) for blank in range(BLANK_METADATA_ROWS)]
+
+
+def _named_rows_from_post(data: QueryDict, group: NamedGroup) -> list[Leaf]:
+    """A group's rows as posted, plus a blank one when every row is filled in."""
+    rows = []
+    for index in range(_count(data, group.prefix)):
+        key = data.get(f"{group.prefix}-{index}-name", "").strip()
+        rows.append(Leaf.from_post(data, **_named_row(group, index, key)))
+    if all(row.name or row.mapped for row in rows):
+        rows.append(Leaf(**_named_row(group, len(rows), "")))
+    return rows

@@ -67,6 +67,8 @@ class Trigger(models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="triggers")
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="triggers")
     type = models.CharField(max_length=10, choices=TriggerType.choices)
+    # What the marketer calls it ("Orders from Shopify"); blank shows as "Webhook <id>".
+    name = models.CharField(max_length=200, blank=True)
     # The api trigger's mode is per request (/start is live, /test is test); it shows "live".
     mode = models.CharField(max_length=10, choices=TriggerMode.choices, default=TriggerMode.TEST)
     paused_reason = models.TextField(blank=True)
@@ -93,7 +95,16 @@ class Trigger(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.type} trigger of {self.flow.name}"
+        return f"{self.display_name} of {self.flow.name}"
+
+    @property
+    def display_name(self) -> str:
+        """The name the marketer gave it, else its kind and id ("Webhook 12"); the API trigger is "API"."""
+        if self.name:
+            return self.name
+        if self.type == TriggerType.API:
+            return "API"
+        return f"{self.get_type_display()} {self.pk}"
 
     @property
     def webhook_config(self) -> WebhookConfig:

@@ -14,7 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from flows.models import AnalyticsEvent, Flow
+from flows.models import AnalyticsEvent, Flow, FlowStatus
 from workbench.errors import FieldErrors, Invalid, Refused
 from workbench.json_values import UnstorableJSON, check_storable
 from workbench.shapes import NON_FIELD, Shape, validate_shape
@@ -34,6 +34,7 @@ from .models import (
 from .signatures import SignatureSerializer
 
 CAPTURE_WINDOW = timedelta(minutes=15)
+MAX_NAME_LENGTH = 200
 MEMBER_MODES = (TriggerMode.TEST, TriggerMode.LIVE, TriggerMode.DISABLED)
 # What the API shows instead of a signature secret; sent back unchanged, it keeps the secret.
 SECRET_MASK = "********"
@@ -43,6 +44,45 @@ class TriggerRefused(Refused):
     """A refusal of a trigger operation, raised before anything is written."""
 
 
+FLOW_NOT_PUBLISHED_DETAIL = (
+    "This flow has no published version yet, so a live trigger would have nothing to start. "
+    "Publish the flow first, then switch the trigger to live; until then it can run in test mode."
+)
+FLOW_ARCHIVED_DETAIL = "This flow is archived and starts nothing, so its triggers cannot go live."
+
+
+def live_refusal(*, flow_id: int) -> TriggerRefused | None:
+    """Why a trigger of this flow may not be live now (SPEC 4 "Modes"), or None when it may.
+
+    Read from the database, not from a flow instance the caller may have loaded before a
+    publish or an archive: going live is the moment real customers start being reached.
+    """
+    state = Flow.objects.filter(pk=flow_id).values("status", "published_version").first()
+    if state is None or state["status"] == FlowStatus.ARCHIVED:
+        return TriggerRefused(409, "flow_archived", FLOW_ARCHIVED_DETAIL)
+    if state["published_version"] is None:
+        return TriggerRefused(409, "flow_not_published", FLOW_NOT_PUBLISHED_DETAIL)
+    return None
+
+
+def _refuse_live_unless_published(flow_id: int) -> None:
+    refusal = live_refusal(flow_id=flow_id)
+    if refusal is not None:
+        raise refusal
+
+
+def _clean_name(name: Any) -> str:
+    """A trigger's name as the marketer typed it, trimmed; blank is allowed ("Webhook 12" shows)."""
+    if not isinstance(name, str):
+        raise TriggerRefused(400, "invalid_request", "The name is not valid.", {"name": ["Expected a text."]})
+    name = " ".join(name.split())
+    if len(name) > MAX_NAME_LENGTH:
+        raise TriggerRefused(
+            400, "invalid_request", "The name is too long.", {"name": [f"At most {MAX_NAME_LENGTH} characters."]}
+        )
+    return name
+
+
 def api_trigger_ensure(*, flow: Flow) -> Trigger:
     """Give a flow its api trigger (subscribed to flows' `flow_created`); idempotent."""
     trigger, _ = Trigger.objects.get_or_create(
@@ -50,6 +90,14 @@ def api_trigger_ensure(*, flow: Flow) -> Trigger:
         type=TriggerType.API,
         defaults={"environment_id": flow.environment_id, "mode": TriggerMode.LIVE},
     )
+    return trigger
+
+
+def trigger_rename(*, trigger: Trigger, name: str) -> Trigger:
+    """Give a trigger the name the marketer knows it by (blank: its kind and id show)."""
+    trigger.name = _clean_name(name)
+    with transaction.atomic():
+        trigger.save(update_fields=["name", "updated_at"])
     return trigger
 
 
@@ -144,24 +192,39 @@ def webhook_trigger_create(
     *,
     flow: Flow,
     by: User | None = None,
+    name: str = "",
     sample: Any = None,
     mapping: Any = None,
     shape_check: Any = None,
     security: Any = None,
+    mode: str = TriggerMode.TEST,
 ) -> Trigger:
-    """A new webhook trigger, in test mode, with its unguessable URL token."""
+    """A new webhook trigger with its unguessable URL token, in test mode unless `mode` says.
+
+    Refused: an archived flow (409 flow_archived: it starts nothing), `live` on a flow with no
+    published version (409 flow_not_published), and any invalid part (400, every problem).
+    """
+    if Flow.objects.filter(pk=flow.pk, status=FlowStatus.ARCHIVED).exists():
+        raise TriggerRefused(409, "flow_archived", "This flow is archived and starts nothing; it gets no new triggers.")
+    clean_name = _clean_name(name)
     config = webhook_config_clean(mapping=mapping, shape_check=shape_check, security=security)
     _check_sample(sample)
-    return Trigger.objects.create(
-        environment_id=flow.environment_id,
-        flow=flow,
-        type=TriggerType.WEBHOOK,
-        mode=TriggerMode.TEST,
-        config=config,
-        token=secrets.token_urlsafe(32),
-        sample=sample,
-        created_by=by,
-    )
+    with transaction.atomic():
+        trigger = Trigger.objects.create(
+            environment_id=flow.environment_id,
+            flow=flow,
+            type=TriggerType.WEBHOOK,
+            name=clean_name,
+            mode=TriggerMode.TEST,
+            config=config,
+            token=secrets.token_urlsafe(32),
+            sample=sample,
+            created_by=by,
+        )
+        if mode != TriggerMode.TEST:
+            # Through the mode change, so that its checks and its history are the same.
+            trigger = trigger_mode_set(trigger=trigger, mode=mode, by=by)
+    return trigger
 
 
 def webhook_trigger_update(
@@ -174,15 +237,23 @@ def webhook_trigger_update(
     shape_check: Any = None,
     security: Any = None,
     mode: str | None = None,
+    name: str | None = None,
 ) -> Trigger:
-    """Change a webhook trigger's configuration and, optionally, its mode (recorded)."""
+    """Change a webhook trigger's configuration, name and, optionally, its mode (recorded).
+
+    Nothing is written when any part is refused, going live included (409 flow_not_published).
+    """
     config = webhook_config_clean(mapping=mapping, shape_check=shape_check, security=security, current=trigger.config)
     _check_sample(sample)
+    clean_name = _clean_name(name) if name is not None else trigger.name
+    if mode == TriggerMode.LIVE and trigger.mode != TriggerMode.LIVE:
+        _refuse_live_unless_published(trigger.flow_id)
     with transaction.atomic():
         trigger.config = config
+        trigger.name = clean_name
         if sample_given:
             trigger.sample = sample
-        trigger.save(update_fields=["config", "sample", "updated_at"])
+        trigger.save(update_fields=["config", "name", "sample", "updated_at"])
         if mode is not None and mode != trigger.mode:
             trigger_mode_set(trigger=trigger, mode=mode, by=by)
     return trigger
@@ -195,7 +266,10 @@ def _record_mode_change(trigger: Trigger, from_mode: str, to_mode: str, by: User
 
 
 def trigger_mode_set(*, trigger: Trigger, mode: str, by: User | None = None) -> Trigger:
-    """A member's mode change: test, live or disabled (paused is the system's to set)."""
+    """A member's mode change: test, live or disabled (paused is the system's to set).
+
+    Live needs a published flow (409 flow_not_published) that is not archived (409 flow_archived).
+    """
     if trigger.type == TriggerType.API:
         raise TriggerRefused(409, "api_trigger_mode", "The API trigger's mode is chosen per request (/start or /test).")
     if mode not in MEMBER_MODES:
@@ -206,6 +280,8 @@ def trigger_mode_set(*, trigger: Trigger, mode: str, by: User | None = None) -> 
         locked = Trigger.objects.select_for_update().get(pk=trigger.pk)
         if locked.mode == mode:
             return locked
+        if mode == TriggerMode.LIVE:
+            _refuse_live_unless_published(locked.flow_id)
         _record_mode_change(locked, locked.mode, mode, by, "")
         locked.mode, locked.mode_before_pause, locked.paused_reason = mode, "", ""
         locked.save(update_fields=["mode", "mode_before_pause", "paused_reason", "updated_at"])
@@ -232,12 +308,14 @@ def trigger_pause(*, trigger: Trigger, reason: str) -> bool:
 
 
 def trigger_reactivate(*, trigger: Trigger, by: User | None = None) -> Trigger:
-    """Paused → the mode it had before the pause."""
+    """Paused → the mode it had before the pause; back to live only while the flow is published."""
     with transaction.atomic():
         locked = Trigger.objects.select_for_update().get(pk=trigger.pk)
         if locked.mode != TriggerMode.PAUSED:
             raise TriggerRefused(409, "trigger_not_paused", "Only a paused trigger can be reactivated.")
         restored = locked.mode_before_pause or TriggerMode.TEST
+        if restored == TriggerMode.LIVE:
+            _refuse_live_unless_published(locked.flow_id)
         _record_mode_change(locked, locked.mode, restored, by, "Reactivated")
         locked.mode, locked.mode_before_pause, locked.paused_reason = restored, "", ""
         locked.save(update_fields=["mode", "mode_before_pause", "paused_reason", "updated_at"])

@@ -7,11 +7,11 @@ from django.urls import URLPattern, path
 from . import views
 
 urlpatterns: list[URLPattern] = [
-    path("", views.trigger_panel, name="trigger_panel"),
-    path("new", views.trigger_create, name="trigger_create"),
+    path("", views.trigger_panel, name="trigger_panel"),  # the old panel: redirects to the flow's triggers tab
     path("<int:trigger_id>/", views.trigger_detail, name="trigger_detail"),
     path("<int:trigger_id>/preview", views.trigger_preview, name="trigger_preview"),
     path("<int:trigger_id>/mode", views.trigger_mode, name="trigger_mode"),
+    path("<int:trigger_id>/name", views.trigger_name, name="trigger_name"),
     path("<int:trigger_id>/reactivate", views.trigger_reactivate, name="trigger_reactivate"),
     path("<int:trigger_id>/held/replay", views.trigger_held_replay, name="trigger_held_replay"),
     path("<int:trigger_id>/held/discard", views.trigger_held_discard, name="trigger_held_discard"),

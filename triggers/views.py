@@ -23,18 +23,32 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from flows import selectors as flow_selectors
-from flows.models import FlowStatus, Invocation, Mode
+from flows.models import Flow, FlowStatus, Invocation, Mode
+from flows.views import flow_api_trigger, flow_tab_context
 from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
 from . import intake, selectors, services, webhook_actions
-from .forms import MAPPING_TYPES, MappingState, SampleForm, SecurityForm, parse_json_text, pretty_json
-from .mapping import mappable_properties
+from .forms import (
+    MAPPING_TYPES,
+    MappingState,
+    SampleForm,
+    SecurityForm,
+    TriggerNameForm,
+    parse_json_text,
+    pretty_json,
+)
+from .kinds import TRIGGER_KINDS, addable_kinds, kind_of
+from .mapping import sample_values
 from .models import RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 from .signatures import SIGNATURE_PRESETS
 
 REQUESTS_PER_PAGE = 50
-SIGNATURE_PRESET_NAMES = ("stripe", "github", "shopify", "slack")
+# The signature presets the form offers, in its order (SPEC section 4, "Signature").
+SIGNATURE_PRESET_NAMES = ("stripe", "github", "slack", "shopify", "standard-webhooks")
+FORM_PRESETS = {name: SIGNATURE_PRESETS[name] for name in SIGNATURE_PRESET_NAMES}
+# How long a sample value is shown beside its path in the property picker.
+SAMPLE_VALUE_LENGTH = 40
 
 
 def _environment(request: WorkbenchRequest) -> Environment:
@@ -60,36 +74,105 @@ def _setup_url(trigger: Trigger) -> str:
     return reverse("trigger_detail", kwargs={"env": trigger.environment.slug, "trigger_id": trigger.pk})
 
 
-# --- The flow page's triggers panel ---------------------------------------------------------
+# --- The flow's triggers tab ----------------------------------------------------------------
+
+
+def _flow(request: WorkbenchRequest, flow_id: int) -> Flow:
+    return flow_selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+
+
+def _triggers_url(flow: Flow) -> str:
+    return reverse("flow_triggers", kwargs={"env": flow.environment.slug, "flow_id": flow.pk})
+
+
+def _go_live_blocker(flow: Flow) -> str:
+    """Why no trigger of this flow can be switched to live now, said for the page; "" when it can."""
+    refusal = services.live_refusal(flow_id=flow.pk)
+    return refusal.detail if refusal is not None else ""
+
+
+def _start_of_today() -> datetime:
+    return timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@require_GET
+@environment_page()
+def flow_triggers(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """The flow's triggers tab: every trigger with its mode and state at a glance, the API
+    trigger's URLs and example, and "Add trigger" with every kind the product has."""
+    flow = _flow(request, flow_id)
+    triggers = list(selectors.trigger_overview_list(flow=flow, since=_start_of_today()))
+    context = {
+        **flow_tab_context(request, flow, tab="triggers"),
+        "triggers": [
+            {
+                "trigger": trigger,
+                "kind": kind_of(trigger.type),
+                "last_outcome_label": _outcome_label(getattr(trigger, "last_outcome", None)),
+            }
+            for trigger in triggers
+        ],
+        "webhook_count": sum(1 for trigger in triggers if trigger.type == TriggerType.WEBHOOK),
+        "addable_kinds": addable_kinds(),
+        "builtin_kinds": [kind for kind in TRIGGER_KINDS if not kind.addable],
+        "api": flow_api_trigger(request, flow),
+        "archived": flow.status == FlowStatus.ARCHIVED,
+        "go_live_blocker": _go_live_blocker(flow),
+    }
+    return render(request, "triggers/flow_triggers.html", context)
+
+
+def _outcome_label(outcome: str | None) -> str:
+    """An annotated outcome (`trigger_overview_list`) as the page says it."""
+    return RequestOutcome(outcome).label if outcome else ""
+
+
+@require_GET
+@environment_page()
+def flow_triggers_live_summary(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """The flow header's line saying which triggers are live (loaded with htmx: flows never
+    imports triggers)."""
+    flow = _flow(request, flow_id)
+    context = {
+        "flow": flow,
+        "live": list(selectors.live_trigger_list(flow=flow)),
+        "paused": list(selectors.paused_trigger_list(flow=flow)),
+        "triggers_url": _triggers_url(flow),
+    }
+    return render(request, "triggers/_live_summary.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.EDITOR)
+def flow_trigger_new_webhook(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """Add a webhook trigger: name it, then set it up on its own page (in test mode)."""
+    flow = _flow(request, flow_id)
+    form = TriggerNameForm(request.POST or None)
+    if flow.status == FlowStatus.ARCHIVED:
+        messages.error(request, "Archived flows start nothing; they cannot get new triggers.")
+        return redirect(_triggers_url(flow))
+    if request.method == "POST" and form.is_valid():
+        try:
+            trigger = services.webhook_trigger_create(flow=flow, by=_user(request), name=form.cleaned_data["name"])
+        except services.TriggerRefused as refusal:
+            messages.error(request, refusal.detail)
+            return redirect(_triggers_url(flow))
+        messages.success(
+            request,
+            f"{trigger.display_name} added, in test mode. Give it a sample, map it to a start request, "
+            "then send a test card.",
+        )
+        return redirect(_setup_url(trigger))
+    context = {**flow_tab_context(request, flow, tab="triggers"), "form": form, "kind": kind_of(TriggerType.WEBHOOK)}
+    return render(request, "triggers/webhook_new.html", context, status=400 if form.errors else 200)
 
 
 @require_GET
 @environment_page()
 def trigger_panel(request: WorkbenchRequest) -> HttpResponse:
-    """The flow's webhook triggers, for the flow page (loaded with htmx) or on their own."""
+    """The old /triggers/?flow=<id> panel: the flow's triggers tab replaced it."""
     flow = flow_selectors.flow_get(environment=_environment(request), flow_id=request.GET.get("flow", ""))
-    triggers = [
-        {"trigger": trigger, "held": selectors.held_count(trigger=trigger)}
-        for trigger in selectors.trigger_list(flow=flow).filter(type=TriggerType.WEBHOOK).select_related("environment")
-    ]
-    context = {"flow": flow, "triggers": triggers, "archived": flow.status == FlowStatus.ARCHIVED}
-    template = "triggers/_flow_triggers.html" if _htmx(request) else "triggers/trigger_list.html"
-    return render(request, template, context)
-
-
-@require_POST
-@environment_page(Role.EDITOR)
-def trigger_create(request: WorkbenchRequest) -> HttpResponse:
-    flow = flow_selectors.flow_get(environment=_environment(request), flow_id=request.POST.get("flow", ""))
-    if flow.status == FlowStatus.ARCHIVED:
-        messages.error(request, "Archived flows start nothing; they cannot get new triggers.")
-        return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
-    trigger = services.webhook_trigger_create(flow=flow, by=_user(request))
-    messages.success(
-        request,
-        "Webhook trigger added, in test mode. Give it a sample, map it to a start request, then send a test card.",
-    )
-    return redirect(_setup_url(trigger))
+    return redirect(_triggers_url(flow))
 
 
 # --- The setup page -------------------------------------------------------------------------
@@ -106,30 +189,59 @@ def _editable(request: WorkbenchRequest, trigger: Trigger) -> bool:
     return trigger.mode != TriggerMode.LIVE or request.GET.get("edit") == "live" or "edit_live" in request.POST
 
 
-def _properties(trigger: Trigger) -> list[str]:
-    return mappable_properties(trigger.sample) if trigger.sample is not None else []
+def _properties(trigger: Trigger) -> list[dict[str, str]]:
+    """The sample's paths, each with its value there, shortened, to pick from."""
+    if trigger.sample is None:
+        return []
+    return [{"path": path, "value": _sample_value(value)} for path, value in sample_values(trigger.sample)]
 
 
-def _mapping_context(trigger: Trigger, state: MappingState) -> dict[str, Any]:
+def _sample_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"{{…}} {len(value)} key{'s' if len(value) != 1 else ''}"
+    if isinstance(value, list):
+        return f"[…] {len(value)} item{'s' if len(value) != 1 else ''}"
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= SAMPLE_VALUE_LENGTH else text[: SAMPLE_VALUE_LENGTH - 1] + "…"
+
+
+def _mapping_context(trigger: Trigger, state: MappingState, *, acted: bool = False) -> dict[str, Any]:
     preview = webhook_actions.mapping_preview(trigger=trigger, mapping=state.mapping())
     return {
         "state": state,
         "mapping_types": MAPPING_TYPES,
         "properties": _properties(trigger),
-        "preview": _preview_view(preview),
+        "preview": _preview_view(trigger, preview, acted=acted or _mapping_chosen(trigger)),
     }
 
 
-def _preview_view(preview: dict[str, Any]) -> dict[str, Any]:
+def _mapping_chosen(trigger: Trigger) -> bool:
+    """Whether a member set this trigger's mapping: until then, its problems are next steps."""
+    return trigger.config.get("mapping", services.DEFAULT_MAPPING) != services.DEFAULT_MAPPING
+
+
+def _preview_view(trigger: Trigger, preview: dict[str, Any], *, acted: bool) -> dict[str, Any]:
+    """The preview as the page shows it. Problems are problems once the member acted (edited
+    the mapping, previewed, saved); before that, and without a sample, they are guidance."""
     output = preview.get("output")
-    return {
-        "output": pretty_json(output) if output is not None else None,
-        "errors": preview.get("errors") or [],
-    }
+    errors = preview.get("errors") or []
+    if trigger.sample is None:
+        return {"output": None, "errors": [], "guide": "no_sample", "todo": []}
+    if errors and not acted:
+        return {"output": None, "errors": [], "guide": "map_sample", "todo": errors}
+    return {"output": pretty_json(output) if output is not None else None, "errors": errors, "guide": "", "todo": []}
 
 
 def _security_form(trigger: Trigger) -> SecurityForm:
-    return SecurityForm(initial=SecurityForm.initial_for(trigger.config.get("security") or {}, services.SECRET_MASK))
+    security = trigger.config.get("security") or {}
+    return SecurityForm(
+        initial=SecurityForm.initial_for(security, services.SECRET_MASK, FORM_PRESETS), **_security_form_kwargs(trigger)
+    )
+
+
+def _security_form_kwargs(trigger: Trigger) -> dict[str, Any]:
+    signature = (trigger.config.get("security") or {}).get("signature")
+    return {"presets": FORM_PRESETS, "secret_saved": bool(signature)}
 
 
 def _capture_context(trigger: Trigger, since: datetime | None = None) -> dict[str, Any]:
@@ -158,6 +270,7 @@ def _setup_context(
     sample_form: SampleForm | None = None,
     security_form: SecurityForm | None = None,
     test_result: dict[str, Any] | None = None,
+    mapping_acted: bool = False,
     **extra: Any,
 ) -> dict[str, Any]:
     editable = _editable(request, trigger)
@@ -172,22 +285,29 @@ def _setup_context(
         "editable": editable,
         "edit_live": editable and trigger.mode == TriggerMode.LIVE,
         "modes": [(mode, label) for mode, label in TriggerMode.choices if mode in services.MEMBER_MODES],
+        "go_live_blocker": _go_live_blocker(trigger.flow),
         "held": selectors.held_count(trigger=trigger),
         "history": selectors.mode_change_list(trigger=trigger)[:20],
         "sample_json": pretty_json(trigger.sample) if trigger.sample is not None else None,
         "sample_form": sample_form,
         "capture": _capture_context(trigger),
         "security_form": security_form or _security_form(trigger),
-        "signature_presets": [(name, SIGNATURE_PRESETS[name]) for name in SIGNATURE_PRESET_NAMES],
         "test_result": test_result,
         "recent_rows": _log_rows(request, trigger, list(selectors.webhook_request_list(trigger=trigger)[:5])),
-        **_mapping_context(trigger, state),
+        **_mapping_context(trigger, state, acted=mapping_acted),
         **extra,
     }
 
 
 def _render_setup(request: WorkbenchRequest, trigger: Trigger, *, status: int = 200, **parts: Any) -> HttpResponse:
-    return render(request, "triggers/trigger_detail.html", _setup_context(request, trigger, **parts), status=status)
+    """The whole setup page, inside the flow page's frame (its triggers tab)."""
+    context = {
+        **flow_tab_context(request, trigger.flow, tab="triggers"),
+        "name_form": parts.pop("name_form", None) or TriggerNameForm(initial={"name": trigger.name}),
+        "kind": kind_of(trigger.type),
+        **_setup_context(request, trigger, **parts),
+    }
+    return render(request, "triggers/trigger_detail.html", context, status=status)
 
 
 def _refuse_live_edit(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse | None:
@@ -234,9 +354,9 @@ def _render_mapping(
     request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
 ) -> HttpResponse:
     if _htmx(request):
-        context = {**_setup_context(request, trigger, state=state)}
+        context = {**_setup_context(request, trigger, state=state, mapping_acted=True)}
         return render(request, "triggers/_mapping.html", context, status=status)
-    return _render_setup(request, trigger, state=state, status=status)
+    return _render_setup(request, trigger, state=state, status=status, mapping_acted=True)
 
 
 @require_POST
@@ -246,7 +366,8 @@ def trigger_preview(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _webhook(request, trigger_id)
     state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
     preview = webhook_actions.mapping_preview(trigger=trigger, mapping=state.mapping())
-    return render(request, "triggers/_preview.html", {"trigger": trigger, "preview": _preview_view(preview)})
+    context = {"trigger": trigger, "preview": _preview_view(trigger, preview, acted=True)}
+    return render(request, "triggers/_preview.html", context)
 
 
 @require_POST
@@ -261,6 +382,19 @@ def trigger_mode(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     else:
         messages.success(request, _MODE_MESSAGES.get(mode, "Mode changed."))
     return redirect(_setup_url(trigger))
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def trigger_name(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
+    """Rename the trigger (any mode: the name changes nothing for its senders)."""
+    trigger = _webhook(request, trigger_id)
+    form = TriggerNameForm(request.POST)
+    if form.is_valid():
+        services.trigger_rename(trigger=trigger, name=form.cleaned_data["name"])
+        messages.success(request, f"Renamed: {trigger.display_name}.")
+        return redirect(_setup_url(trigger))
+    return _render_setup(request, trigger, name_form=form, status=400)
 
 
 _MODE_MESSAGES: dict[str, str] = {
@@ -317,14 +451,14 @@ def trigger_held_discard(request: WorkbenchRequest, trigger_id: int) -> HttpResp
 @environment_page(Role.EDITOR)
 def trigger_delete(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _webhook(request, trigger_id)
-    flow = trigger.flow
+    flow, name = trigger.flow, trigger.display_name
     try:
         services.trigger_delete(trigger=trigger)
     except services.TriggerRefused as refusal:
         messages.error(request, refusal.detail)
         return redirect(_setup_url(trigger))
-    messages.success(request, "The webhook trigger was deleted; its URL answers 404 from now on.")
-    return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
+    messages.success(request, f"{name} was deleted; its URL answers 404 from now on.")
+    return redirect(_triggers_url(flow))
 
 
 # --- The sample -----------------------------------------------------------------------------
@@ -467,21 +601,24 @@ def _as_list(value: Any) -> list[Any]:
 @require_POST
 @environment_page(Role.EDITOR)
 def trigger_security(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
-    """Save the allowlist and the signature, or fill in a signature preset (not saved)."""
+    """Save the allowlist and the signature, or fill in a signature preset's fields (`op=preset`,
+    not saved)."""
     trigger = _webhook(request, trigger_id)
     refused = _refuse_live_edit(request, trigger)
     if refused:
         return refused
-    preset = request.POST.get("signature_preset")
-    if preset in SIGNATURE_PRESET_NAMES:
-        data = request.POST.copy()
-        data["signature"] = pretty_json(SIGNATURE_PRESETS[preset]["config"])
-        form = SecurityForm(initial={"allowed_ips": data.get("allowed_ips", ""), "signature": data["signature"]})
-        return _render_security(request, trigger, form, preset=SIGNATURE_PRESETS[preset]["label"])
-    form = SecurityForm(request.POST)
+    kwargs = _security_form_kwargs(trigger)
+    if request.POST.get("op") == "preset":
+        preset = request.POST.get("signature_preset", "")
+        form = SecurityForm.with_preset(request.POST, preset, mask=services.SECRET_MASK, **kwargs)
+        label = FORM_PRESETS[preset]["label"] if preset in FORM_PRESETS else ""
+        return _render_security(request, trigger, form, preset=label)
+    form = SecurityForm(request.POST, **kwargs)
     if form.is_valid():
         try:
-            services.webhook_trigger_update(trigger=trigger, by=_user(request), security=form.security())
+            services.webhook_trigger_update(
+                trigger=trigger, by=_user(request), security=form.security(services.SECRET_MASK)
+            )
         except services.TriggerRefused as refusal:
             form.attach_errors(refusal.errors or {"security": [refusal.detail]})
         else:

@@ -10,6 +10,8 @@ Each runs the receiving pipeline's steps after its security checks (`triggers.in
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,7 +20,7 @@ from django.utils import timezone
 
 from flows.selectors import flow_for_start
 from flows.services import FlowRefused, invocations_accept, start_requests_check
-from flows.start_requests import parse_start_requests
+from flows.start_requests import MAX_ID_LENGTH, StartRequest, parse_start_requests
 from workbench.errors import Invalid
 from workbench.json_values import UnstorableJSON, loads_storable
 
@@ -108,17 +110,22 @@ def _held_ids(trigger: Trigger) -> list[int]:
 
 
 def sample_send_test(*, trigger: Trigger) -> Answer:
-    """Run the sample through the saved mapping as a test start (nothing is logged)."""
+    """Run the sample through the saved mapping as a test start (nothing is logged).
+
+    Every send is a new test: the mapped flowInvocationId gets a unique suffix (see
+    `_fresh_test_key`), else the sample's own id would make every send after the first a duplicate.
+    """
     if trigger.sample is None:
         return Answer.refused(409, "no_sample", "Capture or paste a sample first.")
     mapped = mapped_start_request(trigger, WebhookInput(body=trigger.sample, headers={}, query={}, method="POST"))
     if isinstance(mapped, Answer):
         return mapped
     try:
+        starts = [_fresh_test_key(start) for start in start_requests_check(mapped)]
         result = invocations_accept(
             flow=flow_for_start(flow=trigger.flow),
             mode=TriggerMode.TEST,
-            starts=start_requests_check(mapped),
+            starts=starts,
             source=TriggerType.WEBHOOK,
             trigger_id=trigger.pk,
         )
@@ -128,6 +135,20 @@ def sample_send_test(*, trigger: Trigger) -> Answer:
     answer = accepted_answer(keys, TriggerMode.TEST, result.any_accepted)
     answer.body["invocations"] = [outcome.as_json() for outcome in result.outcomes]
     return answer
+
+
+TEST_KEY_SUFFIX = "-test-"
+
+
+def _fresh_test_key(start: StartRequest) -> StartRequest:
+    """The start with a flowInvocationId no send used before: the mapped key and a unique suffix
+    ("evt-1001-test-3f9c2a1b"), so the invocation still shows which sample it came from. Without
+    a mapped key the start pipeline generates a new one for each send already."""
+    if start.flow_invocation_id is None:
+        return start
+    suffix = TEST_KEY_SUFFIX + uuid.uuid4().hex[:12]
+    key = start.flow_invocation_id[: MAX_ID_LENGTH - len(suffix)] + suffix
+    return dataclasses.replace(start, flow_invocation_id=key)
 
 
 def mapping_preview(

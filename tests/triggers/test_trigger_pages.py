@@ -1,6 +1,6 @@
-"""The Workbench pages of webhook triggers: the flow's triggers panel, the setup page (sample,
-capture, mapping builder with its live preview, test card, security, mode, pause, held
-requests, delete) and the request log, as each persona sees them."""
+"""The Workbench pages of a webhook trigger: the setup page (name, sample, capture, mapping
+builder with its live preview, test card, security, mode, pause, held requests, delete) and
+the request log, as each persona sees them. The flow's triggers tab: test_flow_triggers_tab.py."""
 
 from __future__ import annotations
 
@@ -63,50 +63,6 @@ def pages_mapped_trigger(webhook_trigger, test_user) -> Trigger:
     return webhook_trigger(sample=delivery("sample-1"), mapping=STRUCTURED_MAPPING)
 
 
-# --- The flow's triggers panel --------------------------------------------------------------
-
-
-def test_the_flow_page_loads_its_triggers_panel_from_the_triggers_app(login, editor, flow):
-    response = login(editor).get(f"/e/acme/flows/{flow.pk}/")
-
-    assert f'hx-get="/e/acme/triggers/?flow={flow.pk}"' in text(response)
-    assert 'hx-trigger="load"' in text(response)
-
-
-def test_an_editor_adds_a_webhook_trigger_from_the_panel_and_lands_on_its_setup_page(login, editor, flow):
-    client = login(editor)
-    panel = client.get(f"/e/acme/triggers/?flow={flow.pk}", **HTMX)
-    assert panel.status_code == 200
-    assert "No webhook triggers yet" in text(panel)
-    assert "Add webhook trigger" in text(panel)
-    assert "<html" not in text(panel)  # the partial, not a page
-
-    response = client.post("/e/acme/triggers/new", {"flow": flow.pk})
-
-    trigger = Trigger.objects.get(flow=flow, type="webhook")
-    assert trigger.mode == "test"
-    assert response.status_code == 302
-    assert response["Location"] == setup_url(trigger)
-    page = client.get(response["Location"])
-    assert f"/hooks/{trigger.token}" in text(page)
-    assert "Webhook trigger added, in test mode." in text(page)
-    panel = client.get(f"/e/acme/triggers/?flow={flow.pk}", **HTMX)
-    assert f"Webhook #{trigger.pk}" in text(panel)
-    assert 'class="badge mode-test"' in text(panel)
-
-
-def test_the_panel_shows_a_paused_trigger_with_its_reason_and_held_count(login, viewer, pages_trigger, post_hook):
-    services.trigger_pause(trigger=pages_trigger, reason="A request was not shaped like the sample")
-    post_hook(pages_trigger, delivery("held-1"))
-
-    panel = text(login(viewer).get(f"/e/acme/triggers/?flow={pages_trigger.flow_id}", **HTMX))
-
-    assert "paused" in panel
-    assert "A request was not shaped like the sample" in panel
-    assert "1 held" in panel
-    assert "Add webhook trigger" not in panel
-
-
 # --- Sample ---------------------------------------------------------------------------------
 
 
@@ -121,8 +77,10 @@ def test_a_pasted_sample_is_saved_and_its_fields_are_offered_in_the_picker(login
     trigger.refresh_from_db()
     assert trigger.sample == {"customer": {"id": "c-1", "tier": "gold"}}
     page = text(client.get(setup_url(trigger)))
-    assert '<option value="$.customer.tier">' in page  # the picker and the datalist
-    assert '<option value="$.customer.id"></option>' in page
+    # The picker and the datalist show each path with its value in the sample.
+    assert '<option value="$.customer.tier">$.customer.tier  ·  &quot;gold&quot;</option>' in page
+    assert '<option value="$.customer.id" label="&quot;c-1&quot;"></option>' in page
+    assert '<option value="$.customer">$.customer  ·  {…} 2 keys</option>' in page
 
 
 def test_a_pasted_sample_that_is_not_json_is_refused_with_where_it_breaks(login, editor, pages_trigger):
@@ -156,7 +114,7 @@ def test_capture_polling_shows_waiting_then_the_captured_sample(login, editor, p
     assert "every 2s" not in body  # polling stops
     assert 'id="sample-current" hx-swap-oob="true"' in body
     assert "ada@example.com" in body
-    assert '<option value="$.order.email"></option>' in body
+    assert '<option value="$.order.email" label="&quot;ada@example.com&quot;"></option>' in body
     assert captured["HX-Trigger"] == "sample-changed"
     # The paste box now holds the captured sample to edit, not the one before it.
     paste = body[body.index('id="sample-paste" hx-swap-oob="true"') :]
@@ -331,8 +289,9 @@ def test_send_test_card_creates_a_test_invocation_and_links_to_it_and_the_feed(
         response = login(editor).post(setup_url(pages_mapped_trigger, "send-test"), **HTMX)
 
     assert response.status_code == 200
-    invocation = Invocation.objects.get(flow=pages_mapped_trigger.flow, flow_invocation_id="sample-1")
+    invocation = Invocation.objects.get(flow=pages_mapped_trigger.flow)
     assert invocation.mode == "test"
+    assert invocation.flow_invocation_id.startswith("sample-1-test-")
     page = text(response)
     assert "Test started." in page
     assert f'href="/e/acme/flows/invocations/{invocation.pk}/"' in page
@@ -358,42 +317,131 @@ def test_send_test_card_warns_when_the_target_is_not_a_test_user(login, editor, 
 # --- Security -------------------------------------------------------------------------------
 
 
+def security_form(**fields: Any) -> dict[str, Any]:
+    """The security form as a browser posts it: no allowlist, no signature, saved from the form."""
+    data = {
+        "allowed_ips": "",
+        "signature_preset": "none",
+        "signature_source": "form",
+        "signature": "",
+        "signature_secret": "",
+        "signature_header": "",
+        "signature_prefix": "",
+        "timestamp_header": "",
+        "timestamp_prefix": "",
+        "id_header": "",
+        "id_prefix": "",
+        "template": "",
+        "algorithm": "sha256",
+        "digest": "hex",
+        "tolerance_seconds": "",
+        "secret_encoding": "utf8",
+        "secret_prefix": "",
+    }
+    data.update(fields)
+    return data
+
+
+STRIPE_FORM = {
+    "signature_preset": "stripe",
+    "signature_secret": STRIPE_SIGNATURE["secret"],
+    "signature_header": "stripe-signature",
+    "signature_prefix": "v1=",
+    "timestamp_header": "stripe-signature",
+    "timestamp_prefix": "t=",
+    "template": "[timestamp].[payload]",
+    "tolerance_seconds": "300",
+}
+
+
+def test_the_signature_form_saves_the_same_configuration_as_its_json(login, editor, webhook_trigger):
+    from_form, from_json = webhook_trigger(), webhook_trigger()
+    client = login(editor)
+
+    assert client.post(setup_url(from_form, "security"), security_form(**STRIPE_FORM)).status_code == 302
+    json_post = security_form(signature_source="json", signature=json.dumps(STRIPE_SIGNATURE))
+    assert client.post(setup_url(from_json, "security"), json_post).status_code == 302
+
+    from_form.refresh_from_db()
+    from_json.refresh_from_db()
+    assert from_form.config["security"]["signature"] == from_json.config["security"]["signature"]
+    assert from_form.config["security"]["signature"]["data"]["timestamp"] == {
+        "header": "stripe-signature",
+        "parsePrefix": "t=",
+    }
+
+
 def test_security_with_a_bad_cidr_and_a_bad_signature_json_shows_both_errors(login, editor, pages_trigger):
     client = login(editor)
 
-    bad_json = client.post(setup_url(pages_trigger, "security"), {"allowed_ips": "10.0.0.0/8", "signature": "{secret:"})
+    bad_json = client.post(
+        setup_url(pages_trigger, "security"),
+        security_form(allowed_ips="10.0.0.0/8", signature_source="json", signature="{secret:"),
+    )
     assert bad_json.status_code == 400
     assert "This is not valid JSON" in text(bad_json)
 
     bad_both = client.post(
         setup_url(pages_trigger, "security"),
-        {"allowed_ips": "203.0.113.7\n10.0.0.0/33", "signature": json.dumps({"secret": "s", "algorithm": "md5"})},
+        security_form(
+            allowed_ips="203.0.113.7\n10.0.0.0/33",
+            signature_source="json",
+            signature=json.dumps({"secret": "s", "algorithm": "md5"}),
+        ),
     )
 
     assert bad_both.status_code == 400
     page = text(bad_both)
     assert "10.0.0.0/33" in page
-    assert "algorithm" in page
+    assert "algorithm: Expected one of sha1, sha256." in page
     pages_trigger.refresh_from_db()
     assert pages_trigger.config["security"] == {"allowedIps": [], "signature": None}
+
+
+def test_the_signature_forms_errors_are_shown_at_their_fields(login, editor, pages_trigger):
+    posted = security_form(**{**STRIPE_FORM, "signature_secret": "", "timestamp_header": "", "signature_header": "a b"})
+
+    response = login(editor).post(setup_url(pages_trigger, "security"), posted)
+
+    assert response.status_code == 400
+    page = text(response)
+    secret = page[page.index('id="id_signature_secret"') :]
+    assert secret.index("Required: the signing secret the sender gave you.") < secret.index("id_signature_header")
+    header = page[page.index('id="id_signature_header"') :]
+    assert header.index("Expected a header name") < header.index("id_signature_prefix")
+    template = page[page.index('id="id_template"') :]
+    assert "[timestamp] is used but the timestamp header says nowhere to read it from." in template[:600]
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["security"]["signature"] is None
 
 
 def test_security_is_saved_and_the_secret_is_masked_and_kept(login, editor, pages_trigger):
     client = login(editor)
     saved = client.post(
-        setup_url(pages_trigger, "security"),
-        {"allowed_ips": "203.0.113.7\n198.51.100.0/24\n", "signature": json.dumps(STRIPE_SIGNATURE)},
+        setup_url(pages_trigger, "security"), security_form(allowed_ips="203.0.113.7\n198.51.100.0/24\n", **STRIPE_FORM)
     )
     assert saved.status_code == 302
 
     page = text(client.get(setup_url(pages_trigger)))
     assert STRIPE_SIGNATURE["secret"] not in page
     assert "&quot;secret&quot;: &quot;********&quot;" in page
+    assert '<option value="stripe" selected>Stripe</option>' in page  # the saved settings are Stripe's
+    assert "Saved and hidden: leave empty to keep it" in page
+    # The form again with the secret left empty keeps it; so does the JSON with its mask.
+    client.post(
+        setup_url(pages_trigger, "security"),
+        security_form(allowed_ips="203.0.113.7", **{**STRIPE_FORM, "signature_secret": "", "tolerance_seconds": "60"}),
+    )
+    pages_trigger.refresh_from_db()
+    assert pages_trigger.config["security"]["signature"]["secret"] == STRIPE_SIGNATURE["secret"]
+    assert pages_trigger.config["security"]["signature"]["toleranceSeconds"] == 60
+
     masked = re.search(r'<textarea name="signature"[^>]*>(.*?)</textarea>', page, re.S).group(1)
     resubmitted = json.loads(masked.replace("&quot;", '"'))
     resubmitted["toleranceSeconds"] = 120
     client.post(
-        setup_url(pages_trigger, "security"), {"allowed_ips": "203.0.113.7", "signature": json.dumps(resubmitted)}
+        setup_url(pages_trigger, "security"),
+        security_form(allowed_ips="203.0.113.7", signature_source="json", signature=json.dumps(resubmitted)),
     )
 
     pages_trigger.refresh_from_db()
@@ -403,18 +451,75 @@ def test_security_is_saved_and_the_secret_is_masked_and_kept(login, editor, page
     assert security["signature"]["toleranceSeconds"] == 120
 
 
-@pytest.mark.parametrize(("preset", "header"), [("stripe", "Stripe-Signature"), ("github", "X-Hub-Signature-256")])
-def test_a_signature_preset_fills_the_json_without_saving(login, editor, pages_trigger, preset, header):
-    posted = {"allowed_ips": "203.0.113.7", "signature": "", "signature_preset": preset}
+def test_choosing_nothing_removes_the_signature(login, editor, webhook_trigger):
+    trigger = webhook_trigger(security={"signature": STRIPE_SIGNATURE})
+
+    login(editor).post(setup_url(trigger, "security"), security_form(signature_preset="none"))
+
+    trigger.refresh_from_db()
+    assert trigger.config["security"]["signature"] is None
+
+
+@pytest.mark.parametrize(
+    ("preset", "header", "template"),
+    [
+        ("stripe", "Stripe-Signature", "[timestamp].[payload]"),
+        ("github", "X-Hub-Signature-256", "[payload]"),
+        ("standard-webhooks", "webhook-signature", "[id].[timestamp].[payload]"),
+    ],
+)
+def test_a_signature_preset_fills_the_form_without_saving(login, editor, pages_trigger, preset, header, template):
+    posted = security_form(op="preset", allowed_ips="203.0.113.7", signature_preset=preset)
     response = login(editor).post(setup_url(pages_trigger, "security"), posted, **HTMX)
 
     assert response.status_code == 200
     page = text(response)
-    assert f"&quot;header&quot;: &quot;{header}&quot;" in page
-    assert "Paste your signing secret" in page
+    assert "<html" not in page  # the section, for htmx to swap in
+    assert f'name="signature_header" value="{header}"' in page
+    assert f'name="template" value="{template}"' in page
+    assert f"&quot;header&quot;: &quot;{header}&quot;" in page  # the JSON view says the same
+    assert "Paste the signing secret" in page
     assert "203.0.113.7" in page  # what was typed stays
     pages_trigger.refresh_from_db()
     assert pages_trigger.config["security"]["signature"] is None
+
+
+def test_the_standard_webhooks_preset_saved_verifies_a_standard_webhooks_request(
+    login, editor, webhook_trigger, post_hook
+):
+    """SPEC section 4: the Standard Webhooks preset — base64 digest of id.timestamp.body, whsec_ base64 secret."""
+    import base64
+    import hashlib
+    import hmac
+    import time
+
+    trigger = webhook_trigger(mapping=STRUCTURED_MAPPING)
+    key = b"standard-webhooks-key"
+    fields = {
+        "signature_preset": "standard-webhooks",
+        "signature_secret": "whsec_" + base64.b64encode(key).decode(),
+        "signature_header": "webhook-signature",
+        "signature_prefix": "v1,",
+        "timestamp_header": "webhook-timestamp",
+        "id_header": "webhook-id",
+        "template": "[id].[timestamp].[payload]",
+        "digest": "base64",
+        "secret_encoding": "base64",
+        "secret_prefix": "whsec_",
+        "tolerance_seconds": "300",
+    }
+    assert login(editor).post(setup_url(trigger, "security"), security_form(**fields)).status_code == 302
+
+    body = json.dumps(delivery("std-1")).encode()
+    timestamp = str(int(time.time()))
+    signed = hmac.new(key, b"msg_1." + timestamp.encode() + b"." + body, hashlib.sha256).digest()
+    headers = {
+        "HTTP_WEBHOOK_ID": "msg_1",
+        "HTTP_WEBHOOK_TIMESTAMP": timestamp,
+        "HTTP_WEBHOOK_SIGNATURE": "v1," + base64.b64encode(signed).decode(),
+    }
+    assert post_hook(trigger, body, **headers).status_code == 202
+    assert post_hook(trigger, body, **{**headers, "HTTP_WEBHOOK_SIGNATURE": "v1,AAAA"}).status_code == 401
 
 
 # --- Modes, pause, held requests, delete ----------------------------------------------------
@@ -517,10 +622,11 @@ def test_a_trigger_is_deleted_only_when_disabled(login, editor, pages_trigger):
 
     client.post(setup_url(pages_trigger, "mode"), {"mode": "disabled"})
     page = text(client.get(setup_url(pages_trigger)))
-    assert "Delete this webhook trigger?" in page
+    assert f"Delete Webhook {pages_trigger.pk}?" in page
+    assert 'data-confirm-label="Delete trigger" data-confirm-danger' in page
     deleted = client.post(setup_url(pages_trigger, "delete"))
 
-    assert deleted["Location"] == f"/e/acme/flows/{pages_trigger.flow_id}/"
+    assert deleted["Location"] == f"/e/acme/flows/{pages_trigger.flow_id}/triggers/"
     assert not Trigger.objects.filter(pk=pages_trigger.pk).exists()
 
 
@@ -581,7 +687,8 @@ def test_a_refused_request_shows_why_and_is_replayed_through_the_current_mapping
 # --- Who may do what ------------------------------------------------------------------------
 
 EDITOR_BUTTONS = (
-    "Add webhook trigger",
+    "Add trigger",
+    "Save name",
     "Save sample",
     "Get new sample",
     "Save mapping",
@@ -597,7 +704,7 @@ EDITOR_BUTTONS = (
 
 def post_urls(trigger: Trigger, logged: WebhookRequest) -> list[str]:
     return [
-        "/e/acme/triggers/new",
+        f"/e/acme/flows/{trigger.flow_id}/triggers/new/webhook",
         setup_url(trigger),
         *(
             setup_url(trigger, tail)
@@ -612,6 +719,7 @@ def post_urls(trigger: Trigger, logged: WebhookRequest) -> list[str]:
                 "capture",
                 "send-test",
                 "security",
+                "name",
             )
         ),
         setup_url(trigger, f"requests/{logged.pk}/"),
@@ -625,7 +733,7 @@ def test_a_viewer_sees_no_buttons_and_gets_403_on_every_post(login, viewer, page
     client = login(viewer)
 
     pages = [
-        client.get(f"/e/acme/triggers/?flow={pages_trigger.flow_id}", **HTMX),
+        client.get(f"/e/acme/flows/{pages_trigger.flow_id}/triggers/"),
         client.get(setup_url(pages_trigger)),
         client.get(setup_url(pages_trigger, "requests/")),
         client.get(setup_url(pages_trigger, f"requests/{logged.pk}/")),
@@ -633,7 +741,9 @@ def test_a_viewer_sees_no_buttons_and_gets_403_on_every_post(login, viewer, page
     for page in pages:
         assert page.status_code == 200
         buttons = re.findall(r"<button[^>]*>\s*([^<]*)", text(page))
-        assert set(buttons) <= {"Log out", "Switch", "Copy URL"}, buttons
+        # The shell's own: the account, the environment switcher and the (closed) confirmation dialog.
+        shell = {"Log out", "Switch", "Cancel", "Confirm", "\N{MULTIPLICATION SIGN}"}
+        assert set(buttons) <= {*shell, "Copy URL", "Copy example"}, buttons
         for button in EDITOR_BUTTONS:
             assert f">{button}" not in text(page)
     assert "only editors and owners change triggers" in text(pages[1])
@@ -651,6 +761,9 @@ def test_an_outsider_gets_404_everywhere(login, outsider, pages_trigger, post_ho
 
     gets = [
         f"/e/acme/triggers/?flow={pages_trigger.flow_id}",
+        f"/e/acme/flows/{pages_trigger.flow_id}/triggers/",
+        f"/e/acme/flows/{pages_trigger.flow_id}/triggers/live-summary",
+        f"/e/acme/flows/{pages_trigger.flow_id}/triggers/new/webhook",
         setup_url(pages_trigger),
         setup_url(pages_trigger, "capture/status"),
         setup_url(pages_trigger, "requests/"),

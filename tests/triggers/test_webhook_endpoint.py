@@ -231,7 +231,10 @@ def test_live_mode_starts_a_live_invocation_of_the_published_flow(post_hook, web
 def test_live_mode_on_an_unpublished_flow_answers_409_and_starts_nothing(
     post_hook, webhook_trigger, draft_flow
 ) -> None:
-    trigger = webhook_trigger(mapping=STRUCTURED_MAPPING, mode="live", on_flow=draft_flow)
+    # Members can no longer switch it so (409 flow_not_published); a trigger made live before
+    # that rule, or by hand in the database, is still refused at the door.
+    trigger = webhook_trigger(mapping=STRUCTURED_MAPPING, on_flow=draft_flow)
+    Trigger.objects.filter(pk=trigger.pk).update(mode="live")
     before = row_counts()
 
     response = post_hook(trigger, delivery("live-2", user_id="customer-7"))

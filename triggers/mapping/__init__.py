@@ -27,7 +27,7 @@ from rest_framework.exceptions import ValidationError
 from triggers.mapping.base import MappingError, WebhookInput
 from triggers.mapping.presets import PRESETS
 from triggers.mapping.script import check_script, run_script
-from triggers.mapping.shape import mappable_properties, shape_mismatches
+from triggers.mapping.shape import mappable_properties, sample_values, shape_mismatches
 from triggers.mapping.structured import StructuredMappingField, apply_structured
 from workbench.shapes import JSONObject, Shape, Text, says, validate_shape
 
@@ -40,6 +40,7 @@ __all__ = [
     "WebhookInput",
     "apply_mapping",
     "mappable_properties",
+    "sample_values",
     "shape_mismatches",
     "validate_mapping_config",
 ]

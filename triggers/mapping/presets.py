@@ -9,7 +9,9 @@ payload from its sender and check the result with `parse_start_requests`.
 from __future__ import annotations
 
 DEFAULT_SCRIPT = """\
-// The body already is a start request (SPEC section 2): pass it on unchanged.
+// Returns the body unchanged: it must already be a start request, such as
+// {"targetUserIds": ["<userId>"], "variables": {"firstName": "Ada"}}, Atomic's
+// {"flows": [...]} envelope, or a list of starts. Edit it to reshape what your sender posts.
 function transform(request) {
   return request.body;
 }
@@ -110,7 +112,9 @@ function transform(request) {
 PRESETS: dict[str, dict[str, str]] = {
     "default": {
         "label": "Start request as sent",
-        "description": "The sender posts a start request (canonical, Atomic envelope or batch); it passes unchanged.",
+        "description": (
+            "Returns the body unchanged: it must already be a start request (or Atomic's envelope, or a list)."
+        ),
         "script": DEFAULT_SCRIPT,
     },
     "stripe_event": {

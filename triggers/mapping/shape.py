@@ -35,18 +35,23 @@ def mappable_properties(sample: Any) -> list[str]:
     Every array element is listed. The root `$` itself is not: mapping the whole body is the
     `none` mapping type.
     """
-    properties: list[str] = []
+    return [path for path, _value in sample_values(sample)]
+
+
+def sample_values(sample: Any) -> list[tuple[str, Any]]:
+    """Each of `mappable_properties`' paths with the sample's value there, in the same order."""
+    found: list[tuple[str, Any]] = []
     # An explicit stack, not recursion: a sample nested a thousand deep is still only data.
     stack: list[tuple[str, Any]] = [("$", sample)]
     while stack:
         path, value = stack.pop()
         if path != "$":
-            properties.append(path)
+            found.append((path, value))
         if isinstance(value, dict):
             stack.extend(reversed([(child_path(path, str(key)), item) for key, item in value.items()]))
         elif isinstance(value, list):
             stack.extend(reversed([(f"{path}[{index}]", item) for index, item in enumerate(value)]))
-    return properties
+    return found
 
 
 def json_type(value: Any) -> str:

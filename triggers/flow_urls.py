@@ -1,0 +1,14 @@
+"""The flow page's triggers tab, under /e/<env>/flows/<flow_id>/triggers/ (included by the root
+URLconf before the flows' own pages)."""
+
+from __future__ import annotations
+
+from django.urls import URLPattern, path
+
+from . import views
+
+urlpatterns: list[URLPattern] = [
+    path("", views.flow_triggers, name="flow_triggers"),
+    path("live-summary", views.flow_triggers_live_summary, name="flow_triggers_live_summary"),
+    path("new/webhook", views.flow_trigger_new_webhook, name="flow_trigger_new_webhook"),
+]

@@ -1,0 +1,59 @@
+"""Every kind of trigger the product has, in one table: what the triggers tab lists and offers.
+
+The triggers tab's "Add trigger" menu and its list read this table and nothing else, so a new
+kind of trigger (segment, event, SFMC, Marketo) is one more row here, pointing at the page
+that creates one:
+
+    TriggerKind(TriggerType.SEGMENT, "Segment", "Starts the flow when ...", new_url_name="segment_trigger_new"),
+
+`new_url_name` is a Workbench URL taking `(env, flow_id)`; a kind without one is built into
+every flow (the API trigger) and is shown, never added.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .models import TriggerType
+
+
+@dataclass(frozen=True)
+class TriggerKind:
+    type: TriggerType
+    label: str
+    description: str
+    # The page that adds one to a flow; None: every flow has exactly one, built in.
+    new_url_name: str | None = None
+
+    @property
+    def addable(self) -> bool:
+        return self.new_url_name is not None
+
+
+TRIGGER_KINDS: tuple[TriggerKind, ...] = (
+    TriggerKind(
+        TriggerType.API,
+        "API",
+        "Your own systems start the flow with an API call. Built into every flow.",
+    ),
+    TriggerKind(
+        TriggerType.WEBHOOK,
+        "Webhook",
+        "A URL that another system (a shop, a CRM, Stripe…) posts its events to; each request is mapped to a start.",
+        new_url_name="flow_trigger_new_webhook",
+    ),
+)
+
+KINDS_BY_TYPE: dict[str, TriggerKind] = {kind.type.value: kind for kind in TRIGGER_KINDS}
+
+
+def addable_kinds() -> list[TriggerKind]:
+    return [kind for kind in TRIGGER_KINDS if kind.addable]
+
+
+def kind_of(trigger_type: str) -> TriggerKind:
+    """The kind of a stored trigger; a type without a row (not offered yet) still has a label."""
+    kind = KINDS_BY_TYPE.get(trigger_type)
+    if kind is None:
+        return TriggerKind(TriggerType(trigger_type), TriggerType(trigger_type).label, "")
+    return kind
