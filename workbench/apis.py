@@ -17,6 +17,11 @@ class CredentialOutSerializer(serializers.Serializer):
     clientId = serializers.CharField(source="client_id")
     role = serializers.ChoiceField(choices=CredentialRole.choices)
     createdAt = serializers.DateTimeField(source="created_at")
+    lastUsedAt = serializers.DateTimeField(
+        source="last_used_at",
+        allow_null=True,
+        help_text="When a token was last issued to it or it last called the API, to the minute; null if never.",
+    )
 
 
 class CredentialCreateSerializer(StrictSerializer):

@@ -4,7 +4,9 @@ Tokens are django-oauth-toolkit's AccessToken rows, issued at /oauth/token with 
 credentials grant and stored by checksum. A resource request needs only three facts — the
 token exists, has not expired, and belongs to a credential that is not revoked — so this
 reads them, with the credential and its environment, in one prepared SQL statement instead
-of oauthlib's general resource-server path (which costs a third of a start's CPU time).
+of oauthlib's general resource-server path (which costs a third of a start's CPU time). The
+credential's `last_used_at` comes with them, so recording the use costs a write only when
+that value is over a minute old.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from rest_framework.request import Request
 
 from .models import ApiCredential, Environment
 from .raw_rows import ModelColumns, prepared_cursor
+from .services import credential_use_record
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,8 @@ def credential_for_token(token: str) -> ApiCredential | None:
         return None
     credential = query.credential.instance(row, start=1)
     credential.environment = query.environment.instance(row, start=1 + query.credential.width)
+    # The row read above carries last_used_at: a write only when it is over a minute old.
+    credential_use_record(credential=credential)
     return credential
 
 

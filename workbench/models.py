@@ -94,6 +94,9 @@ class ApiCredential(models.Model):
     revoked_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
+    # When a token was last issued to it or it last called the API, to the minute: the API
+    # writes it at most once a minute per credential (services.credential_use_record).
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

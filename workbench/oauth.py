@@ -7,6 +7,7 @@ from typing import Any
 from oauth2_provider.oauth2_validators import OAuth2Validator
 
 from .models import ApiCredential
+from .services import credential_use_record
 
 
 def _credential_role(client_id: str) -> str | None:
@@ -27,3 +28,10 @@ class CredentialOAuth2Validator(OAuth2Validator):
     ) -> bool:
         role = _credential_role(client_id)
         return role is not None and set(scopes) <= {role}
+
+    def save_bearer_token(self, token: dict[str, Any], request: Any, *args: Any, **kwargs: Any) -> None:
+        """Store the issued token; issuing one counts as using the credential."""
+        super().save_bearer_token(token, request, *args, **kwargs)
+        credential = ApiCredential.objects.filter(application_id=request.client.pk).first()
+        if credential is not None:
+            credential_use_record(credential=credential, always=True)

@@ -46,6 +46,16 @@ def credential_list(*, environment: Environment) -> QuerySet[ApiCredential]:
     return ApiCredential.objects.filter(environment=environment, revoked_at__isnull=True).select_related("created_by")
 
 
+def credential_history(*, environment: Environment) -> list[ApiCredential]:
+    """Every credential the environment ever had for the Workbench page: active ones first
+    (newest first), then revoked ones (most recently revoked first), kept for the audit trail."""
+    credentials = ApiCredential.objects.filter(environment=environment).select_related("created_by", "revoked_by")
+    active = [credential for credential in credentials if credential.revoked_at is None]
+    revoked = [credential for credential in credentials if credential.revoked_at is not None]
+    revoked.sort(key=lambda credential: credential.revoked_at or credential.created_at, reverse=True)
+    return active + revoked
+
+
 def credential_get(*, environment: Environment, client_id: str) -> ApiCredential:
     credential = credential_list(environment=environment).filter(client_id=client_id).first()
     if credential is None:

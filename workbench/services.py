@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from oauth2_provider.generators import generate_client_secret
 from oauth2_provider.models import Application
@@ -191,6 +193,29 @@ def credential_revoke(*, credential: ApiCredential, by: User | None = None) -> A
         locked.revoked_by = by
         locked.save(update_fields=["application", "revoked_at", "revoked_by"])
     return locked
+
+
+# How stale a credential's last_used_at may be: the API writes it at most this often.
+LAST_USED_PRECISION = timedelta(seconds=60)
+
+
+def credential_use_record(*, credential: ApiCredential, at: datetime | None = None, always: bool = False) -> None:
+    """Record that the credential was used (a token issued to it, or an API call with one).
+
+    An API call pays no write when the value it read with its token is under a minute old;
+    otherwise one conditional UPDATE, which concurrent calls of the same credential also pass
+    through at most once a minute (whoever finds the value fresh changes nothing).
+    `always` is for token issuance, a write already.
+    """
+    now = at or timezone.now()
+    stale_before = now - LAST_USED_PRECISION
+    if not always and credential.last_used_at is not None and credential.last_used_at >= stale_before:
+        return
+    rows = ApiCredential.objects.filter(pk=credential.pk)
+    if not always:
+        rows = rows.filter(Q(last_used_at__isnull=True) | Q(last_used_at__lt=stale_before))
+    rows.update(last_used_at=now)
+    credential.last_used_at = now
 
 
 def worker_heartbeat_record(*, hostname: str) -> WorkerHeartbeat:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -61,7 +64,8 @@ def credential_list(request: WorkbenchRequest) -> HttpResponse:
 def _render_credentials(request: WorkbenchRequest, form: CredentialCreateForm, status: int) -> HttpResponse:
     environment = request.environment
     context = {
-        "credentials": selectors.credential_list(environment=environment),
+        "credentials": selectors.credential_history(environment=environment),
+        "a_minute_ago": timezone.now() - timedelta(minutes=1),
         "form": form,
         "token_url": request.build_absolute_uri(reverse("oauth2_provider:token")),
         "api_base": request.build_absolute_uri(f"/api/v1/{environment.slug}/"),

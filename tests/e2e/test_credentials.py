@@ -30,7 +30,7 @@ def _token_request(base_url: str, client_id: str, client_secret: str) -> tuple[i
 
 
 def test_an_owner_creates_a_credential_that_works_and_revokes_it(
-    e2e_log_in, e2e_environment, e2e_make_member, live_server
+    e2e_log_in, e2e_environment, e2e_make_member, live_server, tmp_path
 ):
     owner = e2e_make_member("olivia", {e2e_environment: "owner"})
     page = e2e_log_in(owner)
@@ -65,8 +65,15 @@ def test_an_owner_creates_a_credential_that_works_and_revokes_it(
     page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
 
     expect(page.get_by_role("status")).to_contain_text(f"Credential {client_id} was revoked")
-    expect(page.locator(f'tr[data-client-id="{client_id}"]')).to_have_count(0)
-    expect(page.get_by_text("No credentials yet")).to_be_visible()
+    # It stays listed, greyed, with when and by whom; it can no longer be revoked.
+    revoked = page.locator(f'tr[data-client-id="{client_id}"]')
+    expect(revoked).to_have_class("revoked")
+    expect(revoked).to_contain_text("by olivia")
+    expect(revoked.locator(".revoked-note")).to_contain_text("Revoked")
+    expect(revoked.get_by_role("button", name="Revoke")).to_have_count(0)
+    # The token issued above counts as a use.
+    expect(revoked.locator(".last-used")).to_have_text("just now")
+    page.screenshot(path=tmp_path / "credentials_with_revoked.png", full_page=True)
 
     status, error = _token_request(live_server.url, client_id, client_secret)
     assert status in (400, 401)

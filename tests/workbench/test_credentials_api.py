@@ -39,7 +39,7 @@ def test_the_list_shows_active_credentials_without_any_secret(auth_a, env_a):
     rows = response.json()["data"]
     assert {row["clientId"] for row in rows} == {auth_a.credential.client_id, events.credential.client_id}
     for row in rows:
-        assert set(row) == {"clientId", "role", "createdAt"}
+        assert set(row) == {"clientId", "role", "createdAt", "lastUsedAt"}
     assert events.client_secret not in response.content.decode()
 
 

@@ -233,7 +233,10 @@ def test_revoking_a_credential_makes_its_issued_token_get_401(login, owner, api_
     assert session.get("/api/v1/acme/customers/nobody").status_code == 401
     session.credential.refresh_from_db()
     assert session.credential.revoked_by == owner
-    assert f'data-client-id="{session.credential.client_id}"'.encode() not in response.content
+    # It stays listed, as revoked, with nothing left to revoke.
+    row = response.content.decode().split(f'data-client-id="{session.credential.client_id}"')[1].split("</tr>")[0]
+    assert 'class="revoked"' in row
+    assert "Revoke</button>" not in row
 
 
 def test_an_owner_cannot_revoke_another_environments_credential_through_their_own(login, owner, env_b):
