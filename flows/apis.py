@@ -16,6 +16,9 @@ from . import definitions, selectors, services
 from .models import Card, Flow, FlowStatus, Invocation, InvocationStatus, Mode, RunStatus
 
 FLOW_ARCHIVED = "flow_archived: an archived flow can no longer change."
+NOTHING_TO_PUBLISH = (
+    "nothing_to_publish: the draft is the same as the latest published version; change it before publishing."
+)
 
 
 # The definition's shape is declared once, by the serializers that validate it
@@ -113,7 +116,11 @@ class FlowPublishApi(EnvironmentAPIView):
 
     @extend_schema(
         request=PublishSerializer,
-        responses=answers({200: FlowSerializer}, {400: "a draft without steps.", 409: FLOW_ARCHIVED}, body=True),
+        responses=answers(
+            {200: FlowSerializer},
+            {400: "a draft without steps.", 409: f"{FLOW_ARCHIVED} {NOTHING_TO_PUBLISH}"},
+            body=True,
+        ),
     )
     def post(self, request: Request, env: str, flow_id: int) -> Response:
         flow = selectors.flow_get(environment=self.environment, flow_id=flow_id)

@@ -179,3 +179,18 @@ def environment_test_data_counts(*, environment: Environment) -> dict[str, int]:
         "cards": Card.objects.filter(environment=environment, test=True).count(),
         "events": AnalyticsEvent.objects.filter(environment=environment, test=True).count(),
     }
+
+
+def flow_version_list(*, flow: Flow) -> QuerySet[FlowVersion]:
+    """The flow's published versions, newest first, with who published each (one query).
+
+    `flow` comes from `flow_get`, which already checked its environment."""
+    return FlowVersion.objects.filter(flow=flow).select_related("published_by").order_by("-number")
+
+
+def flow_version_get(*, flow: Flow, number: int) -> FlowVersion:
+    """One version of the flow by its number; 404 for a number the flow does not have."""
+    version = FlowVersion.objects.filter(flow=flow, number=number).select_related("published_by").first()
+    if version is None:
+        raise Http404("No such version")
+    return version

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -104,12 +105,6 @@ def flow_latest_version(*, flow: Flow) -> FlowVersion | None:
     return FlowVersion.objects.filter(flow=flow).order_by("-number").first()
 
 
-def flow_pending_changes(*, flow: Flow) -> list[str]:
-    """What publishing now would change, in sentences, for the confirmation."""
-    latest = flow_latest_version(flow=flow)
-    return describe_changes(latest.definition if latest else None, flow.draft)
-
-
 @dataclass(frozen=True)
 class PublishResult:
     flow: Flow
@@ -118,7 +113,11 @@ class PublishResult:
 
 
 def flow_publish(*, flow: Flow, by: User | None = None) -> PublishResult:
-    """Snapshot the draft as the next numbered version and make it the live one."""
+    """Snapshot the draft as the next numbered version and make it the live one.
+
+    Refused: an archived flow (409 flow_archived), a draft without steps (400) and a draft
+    identical to the latest version (409 nothing_to_publish).
+    """
     with transaction.atomic():
         locked = Flow.objects.select_for_update().get(pk=flow.pk)
         if locked.status == FlowStatus.ARCHIVED:
@@ -126,6 +125,13 @@ def flow_publish(*, flow: Flow, by: User | None = None) -> PublishResult:
         if not locked.draft.get("steps"):
             raise FlowRefused(400, "invalid_request", "Add at least one step before publishing.", {"steps": ["Empty."]})
         latest = flow_latest_version(flow=locked)
+        if latest is not None and latest.definition == locked.draft:
+            # An identical version would only make the history longer and say nothing.
+            raise FlowRefused(
+                409,
+                "nothing_to_publish",
+                f"The draft is the same as version {latest.number}: nothing to publish. Change the draft first.",
+            )
         changes = describe_changes(latest.definition if latest else None, locked.draft)
         version = FlowVersion.objects.create(
             flow=locked, number=(latest.number + 1) if latest else 1, definition=locked.draft, published_by=by
@@ -725,3 +731,42 @@ def environment_analytics_setting_set(*, environment: Environment, include_test_
     environment.analytics_include_test_data = include_test_data
     environment.save(update_fields=["analytics_include_test_data"])
     return environment
+
+
+# --- Restoring a version into the draft ---------------------------------------------------
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    flow: Flow
+    version: FlowVersion
+    changed: bool  # False: the draft already was that version's definition
+
+
+def flow_draft_restore(*, flow: Flow, version_number: int, by: User | None = None) -> RestoreResult:
+    """Copy a published version's definition into the draft; published versions never change.
+
+    The live version stays live until the draft is published again. Refused: an archived flow
+    (409 flow_archived) and a version number the flow does not have (404 not_found).
+    """
+    with transaction.atomic():
+        locked = Flow.objects.select_for_update().get(pk=flow.pk)
+        if locked.status == FlowStatus.ARCHIVED:
+            raise FlowRefused(
+                409,
+                "flow_archived",
+                "This flow is archived: its draft can no longer change, so no version can be restored.",
+            )
+        version = FlowVersion.objects.filter(flow=locked, number=version_number).first()
+        if version is None:
+            raise FlowRefused(404, "not_found", f"This flow has no version {version_number}.")
+        changed = locked.draft != version.definition
+        if changed:
+            locked.draft = version.definition
+            locked.save(update_fields=["draft", "updated_at"])
+    # The draft has no author column: the restore is recorded in the log, with who asked.
+    logger.info("Flow %s: version %s restored into the draft by %s", locked.pk, version.number, by or "the API")
+    flow.draft = locked.draft
+    return RestoreResult(flow=locked, version=version, changed=changed)

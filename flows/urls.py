@@ -26,6 +26,9 @@ urlpatterns: list[URLPattern] = [
     path("<int:flow_id>/testing/", views.flow_testing, name="flow_testing"),
     path("<int:flow_id>/activity/", views.flow_activity, name="flow_activity"),
     path("<int:flow_id>/invocations/", views.flow_invocations, name="flow_invocations"),
+    path("<int:flow_id>/versions/", views.flow_versions, name="flow_versions"),
+    path("<int:flow_id>/versions/<int:number>/", views.flow_version_detail, name="flow_version_detail"),
+    path("<int:flow_id>/versions/<int:number>/restore", views.flow_version_restore, name="flow_version_restore"),
     path("<int:flow_id>/analytics/", views.flow_analytics, name="flow_analytics"),
     path("<int:flow_id>/analytics.csv", views.flow_analytics_csv, name="flow_analytics_csv"),
 ]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -24,9 +25,9 @@ from customers.selectors import testuser_list
 from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
-from . import analytics, selectors, services
+from . import analytics, selectors, services, versions
 from .forms import WAIT_UNITS, BuilderState, FlowCreateForm, SendTestForm, safe_href
-from .models import Card, Flow, FlowStatus, Mode
+from .models import Card, Flow, FlowStatus, FlowVersion, Mode
 
 INVOCATIONS_PER_PAGE = 50
 FEED_LENGTH = 100
@@ -283,27 +284,31 @@ def flow_activity(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @environment_page(Role.EDITOR)
 def flow_publish(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
-    """GET: what changed since the last version, to confirm. POST: publish the saved draft."""
+    """GET: the difference between the live version and the draft, to confirm (the partial
+    alone when the confirmation dialog asks with htmx). POST: publish the saved draft."""
     flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
-    error = None
+    error, status = None, 200
     if request.method == "POST":
         try:
             result = services.flow_publish(flow=flow, by=_user(request))
         except services.FlowRefused as refused:
-            error = refused.detail
+            error, status = refused.detail, refused.status
         else:
             messages.success(request, f"Version {result.version.number} published. Live starts now use it.")
             return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
     latest = services.flow_latest_version(flow=flow)
+    before = latest.definition if latest else None
     context = {
         "flow": flow,
-        "changes": services.flow_pending_changes(flow=flow),
         "latest": latest,
         "next_number": latest.number + 1 if latest else 1,
-        "identical": latest is not None and latest.definition == flow.draft,
+        "nothing_to_publish": latest is not None and latest.definition == flow.draft,
+        "diff": versions.definition_diff(before, flow.draft),
+        "json_lines": versions.json_line_diff(before, flow.draft),
         "error": error,
     }
-    return render(request, "flows/flow_publish.html", context, status=409 if error else 200)
+    template = "flows/_publish_confirm.html" if request.htmx else "flows/flow_publish.html"
+    return render(request, template, context, status=status)
 
 
 @require_http_methods(["GET", "POST"])
@@ -652,3 +657,184 @@ def environment_activity(request: WorkbenchRequest) -> HttpResponse:
         "activity_days": ACTIVITY_DAYS,
     }
     return render(request, "flows/_activity_overview.html", context)
+
+
+# --- Versions: the history, one version, restoring it into the draft ----------------------
+
+
+@dataclass(frozen=True)
+class VersionEntry:
+    """A version as the history shows it: with its difference to the version before it."""
+
+    version: FlowVersion
+    diff: versions.DefinitionDiff
+    live: bool
+    is_draft: bool  # the draft is the same as this version: restoring it would change nothing
+
+
+def _version_entries(flow: Flow, history: list[FlowVersion]) -> list[VersionEntry]:
+    """`history` newest first; each entry's diff is against the next older version."""
+    live_number = flow.published_version if flow.status == FlowStatus.PUBLISHED else None
+    entries = []
+    for index, version in enumerate(history):
+        older = history[index + 1] if index + 1 < len(history) else None
+        diff = versions.definition_diff(older.definition if older else None, version.definition)
+        entries.append(
+            VersionEntry(
+                version=version,
+                diff=diff,
+                live=version.number == live_number,
+                is_draft=version.definition == flow.draft,
+            )
+        )
+    return entries
+
+
+@require_GET
+@environment_page()
+def flow_versions(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """The versions tab: every published version, newest first, each with who published it,
+    when, and what changed since the one before; above them, the draft's unpublished changes."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    history = list(selectors.flow_version_list(flow=flow))
+    latest = history[0] if history else None
+    draft_diff = versions.definition_diff(latest.definition, flow.draft) if latest else None
+    context = {
+        **flow_tab_context(request, flow, tab="versions"),
+        "entries": _version_entries(flow, history),
+        "draft_diff": draft_diff if draft_diff is not None and not draft_diff.is_empty else None,
+        "latest": latest,
+    }
+    return render(request, "flows/versions.html", context)
+
+
+@require_GET
+@environment_page()
+def flow_version_detail(request: WorkbenchRequest, flow_id: int, number: int) -> HttpResponse:
+    """One version: its cards as the preview shows them, and its difference to the one before."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    version = selectors.flow_version_get(flow=flow, number=number)
+    older = selectors.flow_version_list(flow=flow).filter(number__lt=number).first()
+    before = older.definition if older else None
+    entry = _version_entries(flow, [version, older] if older else [version])[0]
+    context = {
+        **flow_tab_context(request, flow, tab="versions"),
+        "entry": entry,
+        "older": older,
+        "json_lines": versions.json_line_diff(before, version.definition),
+        "preview": BuilderState.from_definition(flow.name, version.definition).preview_timeline(),
+    }
+    return render(request, "flows/version_detail.html", context)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def flow_version_restore(request: WorkbenchRequest, flow_id: int, number: int) -> HttpResponse:
+    """Copy a version into the draft (the live version stays live until the next publish),
+    then open the builder on it."""
+    flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
+    version = selectors.flow_version_get(flow=flow, number=number)
+    try:
+        result = services.flow_draft_restore(flow=flow, version_number=version.number, by=_user(request))
+    except services.FlowRefused as refused:
+        messages.error(request, refused.detail)
+        return redirect("flow_version_detail", env=flow.environment.slug, flow_id=flow.pk, number=version.number)
+    if not result.changed:
+        messages.info(request, f"The draft already is version {version.number}; nothing changed.")
+    else:
+        messages.success(request, f"Version {version.number} restored into the draft; publish to make it live.")
+    return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
+
+
+# --- One customer's flow activity, for the customer profile (customers cannot import flows) --
+
+CUSTOMER_RUNS_SHOWN = 20
+CUSTOMER_CARDS_SHOWN = 10
+
+
+@require_GET
+@environment_page()
+def customer_flow_activity(request: WorkbenchRequest, user_id: str) -> HttpResponse:
+    """The fragment the customer profile loads: the user's runs and cards, live and test apart,
+    and for a test user a "Send a test" form (editors); `?flow=` picks the flow to send."""
+    flow_id = request.GET.get("flow", "")
+    return _render_customer_activity(request, user_id, flow_id=flow_id)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def customer_send_test(request: WorkbenchRequest, user_id: str) -> HttpResponse:
+    """Start the chosen flow's saved draft as a test for this test user, as the flow's testing
+    tab does. htmx gets the activity fragment back (the new run in it, or the problems at their
+    fields); a plain form post goes back to the profile."""
+    environment = _environment(request)
+    flow = selectors.flow_get(environment=environment, flow_id=request.POST.get("flow", ""))
+    test_user_ids = [t.user_id for t in testuser_list(environment=environment).filter(user_id=user_id)]
+    form = SendTestForm(request.POST, test_user_ids=test_user_ids, variables=flow.draft.get("variables", []))
+    error = ""
+    if form.is_valid():
+        try:
+            result = services.invocations_accept(
+                flow=selectors.flow_for_start(flow=flow),
+                mode=Mode.TEST,
+                starts=services.start_requests_check(form.start_request()),
+                source="workbench",
+            )
+        except services.FlowRefused as refused:
+            details = [message for errors in (refused.errors or {}).values() for message in errors]
+            error = " ".join([refused.detail, *details])
+        else:
+            sent = {"flow": flow, "invocation_id": result.outcomes[0].invocation_id}
+            if request.htmx:
+                return _render_customer_activity(request, user_id, flow_id=str(flow.pk), sent=sent)
+            messages.success(request, f"Test of “{flow.name}” sent to {user_id}.")
+            return redirect("customer_detail", env=environment.slug, user_id=user_id)
+    else:
+        error = " ".join(str(message) for messages_ in form.errors.values() for message in messages_)
+    if request.htmx:
+        return _render_customer_activity(request, user_id, flow_id=str(flow.pk), form=form, error=error)
+    messages.error(request, f"Test not sent. {error}")
+    return redirect(reverse("customer_detail", kwargs={"env": environment.slug, "user_id": user_id}) + "#activity")
+
+
+def _render_customer_activity(
+    request: WorkbenchRequest,
+    user_id: str,
+    *,
+    flow_id: str = "",
+    form: SendTestForm | None = None,
+    error: str = "",
+    sent: dict[str, Any] | None = None,
+) -> HttpResponse:
+    environment = _environment(request)
+    is_test_user = testuser_list(environment=environment).filter(user_id=user_id).exists()
+    modes = []
+    for test, label in ((False, "Live"), (True, "Test")):
+        runs = selectors.run_list_for_user(environment=environment, user_id=user_id, test=test)
+        cards = selectors.card_feed(environment=environment, user_id=user_id, test=test).select_related("flow")
+        modes.append(
+            {
+                "test": test,
+                "label": label,
+                "runs": list(runs[:CUSTOMER_RUNS_SHOWN]),
+                "cards": [_card_view(card) for card in cards[:CUSTOMER_CARDS_SHOWN]],
+            }
+        )
+    context: dict[str, Any] = {
+        "activity_user_id": user_id,
+        "modes": modes,
+        "is_test_user": is_test_user,
+        "runs_shown": CUSTOMER_RUNS_SHOWN,
+        "cards_shown": CUSTOMER_CARDS_SHOWN,
+        "sent": sent,
+        "send_error": error,
+    }
+    if is_test_user and can_edit(request):
+        flows = [flow for flow in selectors.flow_list(environment=environment) if flow.status != FlowStatus.ARCHIVED]
+        chosen = next((flow for flow in flows if str(flow.pk) == flow_id), None)
+        if chosen is not None and (form is None or sent is not None):
+            form = SendTestForm(
+                initial={"user_ids": [user_id]}, test_user_ids=[user_id], variables=chosen.draft.get("variables", [])
+            )
+        context.update({"send_flows": flows, "send_flow": chosen, "send_form": form})
+    return render(request, "flows/_customer_activity.html", context)
