@@ -153,6 +153,20 @@ class StepRow:
         return {"type": "send_card", "card": {"title": self.title, "body": self.body, "actions": actions}}
 
 
+# The rows the builder's "+ Add variable", "+ Send a card" and "+ Wait" add. One source for
+# both ways of adding: `BuilderState.apply` (the server, without JavaScript) and the page's
+# <template>s that flow_builder.js copies, so a row saves the same whichever way it came.
+BUILDER_LIMITS = {"variables": MAX_VARIABLES, "steps": MAX_STEPS}
+
+
+def new_variable_row() -> VariableRow:
+    return VariableRow()
+
+
+def new_step_row(kind: str) -> StepRow:
+    return StepRow(type="wait") if kind == "wait" else StepRow(type="send_card")
+
+
 @dataclass
 class BuilderState:
     name: str
@@ -247,14 +261,11 @@ class BuilderState:
 
     def _add(self, what: str, numbers: list[int]) -> None:
         if what == "variable" and len(self.variables) < MAX_VARIABLES:
-            self.variables.append(VariableRow())
+            self.variables.append(new_variable_row())
             self.focus = f"variables-{len(self.variables) - 1}-name"
-        elif what == "card" and len(self.steps) < MAX_STEPS:
-            self.steps.append(StepRow(type="send_card"))
-            self.focus = f"steps-{len(self.steps) - 1}-title"
-        elif what == "wait" and len(self.steps) < MAX_STEPS:
-            self.steps.append(StepRow(type="wait"))
-            self.focus = f"steps-{len(self.steps) - 1}-amount"
+        elif what in {"card", "wait"} and len(self.steps) < MAX_STEPS:
+            self.steps.append(new_step_row(what))
+            self.focus = f"steps-{len(self.steps) - 1}-{'title' if what == 'card' else 'amount'}"
         elif what == "action" and numbers and 0 <= numbers[0] < len(self.steps):
             step = self.steps[numbers[0]]
             if step.is_card and step.can_add_action:

@@ -26,7 +26,16 @@ from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
 from . import analytics, selectors, services, versions
-from .forms import WAIT_UNITS, BuilderState, FlowCreateForm, SendTestForm, safe_href
+from .forms import (
+    BUILDER_LIMITS,
+    WAIT_UNITS,
+    BuilderState,
+    FlowCreateForm,
+    SendTestForm,
+    new_step_row,
+    new_variable_row,
+    safe_href,
+)
 from .models import Card, Flow, FlowStatus, FlowVersion, Mode
 
 INVOCATIONS_PER_PAGE = 50
@@ -174,6 +183,8 @@ def _builder_context(request: WorkbenchRequest, flow: Flow, state: BuilderState,
         "unsaved": unsaved,
         "wait_units": WAIT_UNITS,
         "preview": state.preview_timeline(),
+        "limits": BUILDER_LIMITS,
+        "new_rows": {"variable": new_variable_row(), "card": new_step_row("card"), "wait": new_step_row("wait")},
     }
 
 
@@ -269,13 +280,29 @@ def flow_activity(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     """Recent invocations and the flow's totals; the analytics tab draws them over time."""
     environment = _environment(request)
     flow = selectors.flow_get(environment=environment, flow_id=flow_id)
+    stats = selectors.flow_stats(flow=flow)
     context = {
         **flow_tab_context(request, flow, tab="activity"),
-        "stats": selectors.flow_stats(flow=flow),
+        "stats": stats,
+        "totals": _totals(stats),
         "recent_invocations": selectors.invocation_list(environment=environment, flow=flow)[:RECENT_INVOCATIONS],
         "analytics_url": _flow_url("flow_analytics", flow),
     }
     return render(request, "flows/flow_activity.html", context)
+
+
+def _totals(stats: selectors.FlowStats) -> list[tuple[str, int, int | None]]:
+    """The five figures of the activity tab: (label, live, test or None when test data is hidden)."""
+    figures = [
+        ("Invocations", "invocations"),
+        ("Runs", "runs"),
+        ("Completed", "runs_completed"),
+        ("Failed", "runs_failed"),
+        ("Cards published", "cards"),
+    ]
+    return [
+        (label, getattr(stats.live, name), getattr(stats.test, name) if stats.test else None) for label, name in figures
+    ]
 
 
 # --- Publish, archive, send a test ------------------------------------------------------

@@ -46,7 +46,9 @@ def test_an_editor_builds_a_flow_previews_it_saves_and_sees_the_test_in_the_feed
     expect(page.get_by_role("status")).to_contain_text("Draft saved.")
     expect(page.get_by_label("Title")).to_have_value("Hej {{firstName}}!")
 
-    # A test to myself: my own test user is chosen already.
+    # A test to myself, in the testing tab: my own test user is chosen already.
+    page.get_by_role("navigation", name="Flow", exact=True).get_by_role("link", name="Testing").click()
+    expect(page).to_have_url(re.compile(r"/e/acme/flows/\d+/testing/$"))
     send_test = page.locator("#send-test")
     expect(send_test.get_by_role("checkbox", name=re.compile("edward-phone"))).to_be_checked()
     send_test.get_by_role("button", name="Send test").click()

@@ -115,7 +115,7 @@ def test_the_builder_shows_the_draft_with_its_preview(login, editor, flow):
     assert 'name="steps-0-title" value="Welcome, {{firstName}}!"' in page
     assert 'name="steps-1-amount" value="2"' in page  # 7200 s shown as 2 hours
     assert "Welcome, there!" in page  # the preview, rendered with the default
-    assert 'hx-trigger="input changed delay:300ms"' in page
+    assert 'hx-trigger="input changed delay:300ms, builder-changed"' in page
 
 
 def test_saving_the_builder_updates_the_draft(login, editor, flow):
@@ -528,7 +528,7 @@ def test_analytics_show_test_data_apart_only_when_the_owner_includes_it(
     stats = after.context["stats"]
     assert (stats.test.invocations, stats.test.runs, stats.test.cards) == (1, 1, 1)
     assert (stats.live.invocations, stats.live.cards) == (0, 0)
-    assert b"<th>Test</th>" in after.content
+    assert b'<span class="flow-total-test">1 test</span>' in after.content
 
 
 def test_an_owner_deletes_test_data_after_seeing_what_goes(
