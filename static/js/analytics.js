@@ -12,8 +12,8 @@
 
   const COLORS = { live: "#3654d6", test: "#d08a1c" };
   const NAMES = { live: "Live", test: "Test" };
-  // Up to a month, one bar per day reads best; longer periods become lines.
-  const MAX_BAR_DAYS = 31;
+  // Up to two weeks, one bar per day reads best; longer periods become lines.
+  const MAX_BAR_DAYS = 14;
 
   function readData(id) {
     const block = document.getElementById(id);
@@ -30,17 +30,20 @@
 
   function chartConfig(data, measure, spark) {
     const bars = spark || data.labels.length <= MAX_BAR_DAYS;
-    const datasets = data.modes.map(function (mode) {
+    const datasets = data.modes.map(function (mode, index) {
       return {
         label: NAMES[mode] || mode,
         data: data.values[mode][measure],
-        backgroundColor: COLORS[mode],
+        // Lines: the first mode's area is shaded lightly (hex alpha), the second is a line.
+        backgroundColor: bars ? COLORS[mode] : COLORS[mode] + "1f",
         borderColor: COLORS[mode],
+        fill: !bars && index === 0 ? "origin" : false,
         borderWidth: bars ? 0 : 2,
         borderRadius: bars ? 3 : 0,
-        pointRadius: bars ? 0 : data.labels.length > 45 ? 0 : 2,
+        pointRadius: bars || data.labels.length > 45 ? 0 : 2.5,
+        pointBackgroundColor: COLORS[mode],
         pointHoverRadius: 4,
-        tension: 0.25,
+        tension: 0.2,
         maxBarThickness: spark ? 22 : 28,
       };
     });
@@ -56,7 +59,17 @@
           legend: {
             display: !spark && data.modes.length > 1,
             position: "bottom",
-            labels: { boxWidth: 12, boxHeight: 12 },
+            labels: {
+              boxWidth: 12,
+              boxHeight: 12,
+              // A line's area is shaded lightly; its legend box shows the line's own colour.
+              generateLabels: function (chart) {
+                return window.Chart.defaults.plugins.legend.labels.generateLabels(chart).map(function (item) {
+                  item.fillStyle = item.strokeStyle;
+                  return item;
+                });
+              },
+            },
           },
           tooltip: {
             callbacks: {
