@@ -139,10 +139,19 @@ class SecurityForm(forms.Form):
     id_header = _text("Message id header", "Optional: where the signed message id is (Standard Webhooks).")
     id_prefix = _text("Message id prefix", "Optional.")
     template = _text("Signed text", "[payload] is the raw body; [timestamp] and [id] the values read above.")
-    algorithm = forms.ChoiceField(required=False, label="Algorithm", choices=ALGORITHM_CHOICES)
-    digest = forms.ChoiceField(required=False, label="Signature encoding", choices=DIGEST_CHOICES)
+    algorithm = forms.ChoiceField(
+        required=False, label="Algorithm", choices=ALGORITHM_CHOICES, help_text="Keyed with the signing secret."
+    )
+    digest = forms.ChoiceField(
+        required=False, label="Signature encoding", choices=DIGEST_CHOICES, help_text="How the header writes it."
+    )
     tolerance_seconds = _text("Tolerance (seconds)", "Older or newer timestamps are refused.", inputmode="numeric")
-    secret_encoding = forms.ChoiceField(required=False, label="Secret encoding", choices=SECRET_ENCODING_CHOICES)
+    secret_encoding = forms.ChoiceField(
+        required=False,
+        label="Secret encoding",
+        choices=SECRET_ENCODING_CHOICES,
+        help_text="Base64 or hexadecimal when the sender gives the key as encoded bytes.",
+    )
     secret_prefix = _text("Secret prefix", "Optional: removed before decoding, e.g. whsec_.")
     signature_secret = forms.CharField(
         required=False,
@@ -236,6 +245,9 @@ class SecurityForm(forms.Form):
         data = self.cleaned_data
         if self.from_json:
             signature: dict[str, Any] | None = data["signature"] or None
+            if signature is not None and signature.get("secret") == mask and data["signature_secret"]:
+                # The JSON masks a secret typed into the form as it masks a saved one.
+                signature = {**signature, "secret": data["signature_secret"]}
             return signature
         if data.get("signature_preset", SIGNATURE_OFF) in ("", SIGNATURE_OFF):
             return None
@@ -311,11 +323,13 @@ def signature_fields(config: dict[str, Any]) -> dict[str, str]:
 
 
 def preset_of(signature: dict[str, Any], presets: dict[str, dict[str, Any]]) -> str:
-    """The preset a saved configuration is (its settings, whatever the secret), else custom."""
+    """The preset a saved configuration is (its settings, whatever the secret and the tolerance), else custom."""
 
     def settings(config: dict[str, Any]) -> dict[str, str]:
         fields = signature_fields(config)
-        # Header names are matched case-insensitively: "stripe-signature" is Stripe's header.
+        # A tuned tolerance is still the sender's scheme; header names are matched
+        # case-insensitively ("stripe-signature" is Stripe's header).
+        del fields["tolerance_seconds"]
         return {name: value.lower() if name.endswith("_header") else value for name, value in fields.items()}
 
     mine = settings(signature)

@@ -10,7 +10,7 @@ request asks for; the page includes the same partials.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib import messages
@@ -20,6 +20,7 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from flows import selectors as flow_selectors
@@ -109,6 +110,7 @@ def flow_triggers(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
                 "trigger": trigger,
                 "kind": kind_of(trigger.type),
                 "last_outcome_label": _outcome_label(getattr(trigger, "last_outcome", None)),
+                "last_request_ago": _ago(getattr(trigger, "last_request_at", None)),
             }
             for trigger in triggers
         ],
@@ -120,6 +122,15 @@ def flow_triggers(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
         "go_live_blocker": _go_live_blocker(flow),
     }
     return render(request, "triggers/flow_triggers.html", context)
+
+
+def _ago(moment: datetime | None) -> str:
+    """ "just now", "5 minutes ago", "2 days ago"; "" for never."""
+    if moment is None:
+        return ""
+    if timezone.now() - moment < timedelta(minutes=1):
+        return "just now"
+    return f"{timesince(moment, depth=1)} ago"
 
 
 def _outcome_label(outcome: str | None) -> str:

@@ -57,8 +57,9 @@
     if (["", "none"].includes(value("signature_preset"))) return null;
     const fields = document.getElementById("signature-fields");
     const secretSaved = fields?.dataset.secretSaved === "true";
+    // The secret stays write-only: the JSON shows a typed one masked, as it shows a saved one.
     const config = {
-      secret: value("signature_secret") || (secretSaved ? fields.dataset.mask : ""),
+      secret: (value("signature_secret") || secretSaved) ? fields.dataset.mask : "",
       algorithm: value("algorithm"),
       digest: value("digest"),
       data: { signature: location("signature_header", "signature_prefix") },

@@ -451,6 +451,20 @@ def test_security_is_saved_and_the_secret_is_masked_and_kept(login, editor, page
     assert security["signature"]["toleranceSeconds"] == 120
 
 
+def test_the_json_masks_a_secret_typed_into_the_form_and_saving_it_keeps_the_typed_one(login, editor, pages_trigger):
+    """The JSON view never shows a secret: the one typed into the form stands behind its mask."""
+    config = {**STRIPE_SIGNATURE, "secret": "********", "toleranceSeconds": 90}
+    posted = security_form(
+        signature_source="json", signature=json.dumps(config), signature_secret=STRIPE_SIGNATURE["secret"]
+    )
+
+    assert login(editor).post(setup_url(pages_trigger, "security"), posted).status_code == 302
+
+    pages_trigger.refresh_from_db()
+    signature = pages_trigger.config["security"]["signature"]
+    assert (signature["secret"], signature["toleranceSeconds"]) == (STRIPE_SIGNATURE["secret"], 90)
+
+
 def test_choosing_nothing_removes_the_signature(login, editor, webhook_trigger):
     trigger = webhook_trigger(security={"signature": STRIPE_SIGNATURE})
 
