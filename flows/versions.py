@@ -17,10 +17,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from .forms import human_duration
+
 ChangeKind = Literal["added", "removed", "changed"]
 NONE_SHOWN = "—"
-# Largest first: a duration is said in the largest unit that divides it exactly.
-DURATION_UNITS = (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1))
 
 
 @dataclass(frozen=True)
@@ -139,14 +139,11 @@ def describe_step(step: Mapping[str, Any]) -> str:
 
 
 def duration_text(seconds: Any) -> str:
-    """2 days, 3 hours, 90 minutes, 45 seconds: the largest unit that divides it exactly."""
+    """2 days, 3 hours, 90 minutes, 45 seconds: the builder's words (the largest unit that
+    divides it exactly); a stored value that is no whole number of seconds is shown as it is."""
     if not isinstance(seconds, int) or isinstance(seconds, bool) or seconds <= 0:
         return str(seconds)
-    for unit, size in DURATION_UNITS:
-        if seconds % size == 0:
-            amount = seconds // size
-            return f"{amount:,} {unit}{'' if amount == 1 else 's'}"
-    return f"{seconds} seconds"  # pragma: no cover  # one second divides every whole number
+    return human_duration(seconds)
 
 
 # --- Variables ---------------------------------------------------------------------------

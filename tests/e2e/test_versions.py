@@ -130,7 +130,7 @@ def test_the_versions_tab_lists_versions_shows_one_and_restores_it_into_the_draf
     page = e2e_log_in(editor)
     page.goto(f"/e/acme/flows/{flow.pk}/")
 
-    page.get_by_role("navigation", name="Welcome series").get_by_role("link", name="Versions").click()
+    page.get_by_role("navigation", name="Flow", exact=True).get_by_role("link", name="Versions").click()
     expect(page).to_have_url(re.compile(rf"/e/acme/flows/{flow.pk}/versions/$"))
     items = page.locator(".version-item")
     expect(items).to_have_count(3)
@@ -178,3 +178,24 @@ def test_a_viewer_sees_the_history_without_restore(e2e_log_in, e2e_environment, 
     expect(page.locator(".version-item")).to_have_count(1)
     expect(page.get_by_role("button", name="Restore into draft")).to_have_count(0)
     expect(page.get_by_role("link", name="Publish…")).to_have_count(0)
+
+
+def test_a_flow_never_published_explains_where_versions_come_from(
+    e2e_log_in, e2e_environment, e2e_make_member, tmp_path
+):
+    from flows import services
+
+    editor = e2e_make_member("edward", {e2e_environment: "editor"})
+    flow = services.flow_create(environment=e2e_environment, name="Win-back", variables=VARIABLES, steps=GREETING_STEPS)
+    page = e2e_log_in(editor)
+
+    page.goto(f"/e/acme/flows/{flow.pk}/versions/")
+
+    expect(page.get_by_role("heading", name="No version yet")).to_be_visible()
+    page.screenshot(path=tmp_path / "versions_empty.png", full_page=True)
+    page.locator(".empty-state").get_by_role("link", name="Publish…").click()
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog.get_by_role("heading", name="Publish version 1 of “Win-back”?")).to_be_visible()
+    expect(dialog).to_contain_text("First version: 1 variable added, 1 step added")
+    dialog.get_by_role("button", name="Publish version 1").click()
+    expect(page.get_by_role("status")).to_contain_text("Version 1 published.")
