@@ -227,10 +227,6 @@ def flow_api_trigger(request: WorkbenchRequest, flow: Flow) -> dict[str, Any]:
     return {"start_url": start_url, "test_url": test_url, "token_url": token_url, "curl": curl}
 
 
-# The old private name, kept while the triggers tab moves over to `flow_api_trigger`.
-_api_trigger = flow_api_trigger
-
-
 # --- The testing tab ----------------------------------------------------------------------
 
 
@@ -386,7 +382,7 @@ def flow_send_test(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
         )
     except services.FlowRefused as refused:
         details = [message for errors in (refused.errors or {}).values() for message in errors]
-        return _render_testing(request, flow, form, error=" ".join([refused.detail, *details]), status=400)
+        return _render_testing(request, flow, form, error=" ".join([refused.detail, *details]), status=refused.status)
     outcome = result.outcomes[0]
     messages.success(request, f"Test sent to {', '.join(form.cleaned_data['user_ids'])}.")
     return redirect("flow_invocation_detail", env=environment.slug, invocation_id=outcome.invocation_id)

@@ -225,3 +225,38 @@ def test_a_missing_required_value_is_marked_at_its_field(editor_page: Page, code
     page.get_by_role("button", name="Send test").click()
     expect(page).to_have_url(re.compile(r"/e/acme/flows/invocations/\d+/$"))
     expect(page.locator("#cards")).to_contain_text("Hi there, your code is 42")
+
+
+def test_publish_opens_its_confirmation_in_the_dialog_from_any_tab(
+    editor_page: Page, codes: Flow, tmp_path: Path
+) -> None:
+    page = editor_page
+    page.goto(f"/e/acme/flows/{codes.pk}/activity/")
+
+    page.get_by_role("link", name="Publish…").click()
+
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_role("button", name=re.compile("Publish version 1"))).to_be_visible()
+    expect(page).to_have_url(re.compile(rf"/flows/{codes.pk}/activity/$"))
+    page.screenshot(path=tmp_path / "publish-dialog.png", full_page=True)
+
+
+def test_a_new_flow_opens_on_an_empty_builder_that_says_what_to_add(
+    editor_page: Page, e2e_environment: Any, tmp_path: Path
+) -> None:
+    page = editor_page
+    flow = flow_create(environment=e2e_environment, name="Empty")
+
+    page.goto(f"/e/acme/flows/{flow.pk}/")
+
+    expect(page.get_by_text("No steps yet.")).to_be_visible()
+    expect(page.get_by_text("No variables.")).to_be_visible()
+    expect(page.locator("#variables table")).to_be_hidden()
+    page.get_by_role("button", name="+ Add variable").click()
+    expect(page.locator("#variables table")).to_be_visible()
+    expect(page.get_by_text("No variables.")).to_be_hidden()
+    page.get_by_role("button", name="Remove variable 1").click()
+    expect(page.get_by_text("No variables.")).to_be_visible()
+    expect(page.get_by_text("Unsaved changes")).to_be_hidden()  # back to what is saved
+    page.screenshot(path=tmp_path / "builder-empty.png", full_page=True)

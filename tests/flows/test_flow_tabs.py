@@ -16,6 +16,7 @@ from customers.services import member_test_user_set
 from flows import views
 from flows.forms import BuilderState, new_step_row, new_variable_row
 from flows.models import Flow, Invocation, Mode
+from flows.services import flow_archive
 from tests.factories import TestUserFactory
 from tests.flows.conftest import accept_start
 from workbench import urls as root_urls
@@ -212,6 +213,18 @@ def test_a_test_with_every_value_goes_to_the_invocation(
     assert response.status_code == 302
     assert response.url == f"{BASE}invocations/{invocation.pk}/"
     assert invocation.variables == {"code": "42", "firstName": "there"}
+
+
+def test_a_refused_test_shows_the_testing_tab_with_the_reason(login, editor, env_a, draft):
+    own_test_user(editor, env_a, "edward-phone")
+    flow_archive(flow=draft)
+
+    response = login(editor).post(f"{BASE}{draft.pk}/test", {"user_ids": ["edward-phone"], "var-code": "42"})
+
+    assert response.status_code == 409
+    assert current_tab(response.content.decode()) == "Testing"
+    assert b"Archived flows start nothing, not even tests." in response.content
+    assert not Invocation.objects.exists()
 
 
 # --- The activity tab -------------------------------------------------------------------------
