@@ -24,7 +24,8 @@ CUSTOMERS_PER_PAGE = 50
 @environment_page()
 def environment_home(request: WorkbenchRequest) -> HttpResponse:
     """The environment's first page: how many customers, test users and credentials it has,
-    and the getting-started steps still to do."""
+    the getting-started steps still to do, and its recent activity, which the page loads from
+    flows with htmx (`environment_activity`: customers does not import flows)."""
     environment = request.environment
     context = {
         "customer_count": selectors.customer_list(environment=environment).count(),
