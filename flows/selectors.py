@@ -194,3 +194,12 @@ def flow_version_get(*, flow: Flow, number: int) -> FlowVersion:
     if version is None:
         raise Http404("No such version")
     return version
+
+
+# --- One customer's activity (the customer profile's fragment; members helper) -------------
+
+
+def run_list_for_user(*, environment: Environment, user_id: str, test: bool) -> QuerySet[FlowRun]:
+    """The user's runs of one mode, newest first, with their flow and invocation (one query)."""
+    runs = FlowRun.objects.filter(environment=environment, user_id=user_id, test=test)
+    return runs.select_related("flow", "invocation").order_by("-created_at", "-id")

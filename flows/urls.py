@@ -17,6 +17,9 @@ urlpatterns: list[URLPattern] = [
     path("analytics/", views.environment_analytics, name="environment_analytics"),
     path("analytics.csv", views.environment_analytics_csv, name="environment_analytics_csv"),
     path("activity-fragment", views.environment_activity, name="environment_activity"),
+    # A customer's runs and cards, and a test send to them: the customer profile loads these.
+    path("customers/<path:user_id>/activity", views.customer_flow_activity, name="customer_flow_activity"),
+    path("customers/<path:user_id>/test", views.customer_send_test, name="customer_send_test"),
     path("<int:flow_id>/", views.flow_detail, name="flow_detail"),
     path("<int:flow_id>/preview", views.flow_preview, name="flow_preview"),
     path("<int:flow_id>/publish", views.flow_publish, name="flow_publish"),
