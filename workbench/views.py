@@ -12,7 +12,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from . import selectors, services
 from .errors import Refused
@@ -21,7 +21,7 @@ from .models import Role
 from .shell import WorkbenchRequest, current_membership, environment_page
 
 
-@require_GET
+@require_safe
 def favicon(request: HttpRequest) -> HttpResponse:
     """Browsers ask for /favicon.ico whatever a page links; send them to the real one."""
     return redirect(static("favicon.svg"), permanent=True)
