@@ -22,12 +22,22 @@ class ModeChangeInline(admin.TabularInline):
 
 @admin.register(Trigger)
 class TriggerAdmin(admin.ModelAdmin):
-    list_display = ("id", "type", "mode", "flow", "environment", "paused_reason", "updated_at")
+    list_display = ("id", "name", "type", "mode", "flow", "environment", "paused_reason", "updated_at")
     list_filter = ("type", "mode", "environment")
-    search_fields = ("flow__name", "paused_reason", "token")
+    search_fields = ("name", "flow__name", "paused_reason", "token")
     list_select_related = ("flow", "environment")
     raw_id_fields = ("environment", "flow", "created_by")
-    readonly_fields = ("created_at", "updated_at", "token", "capture_until", "mode_before_pause")
+    # The mode changes in the Workbench or the API only, where going live is checked (the flow
+    # must be published) and every change is recorded with who made it.
+    readonly_fields = (
+        "mode",
+        "paused_reason",
+        "created_at",
+        "updated_at",
+        "token",
+        "capture_until",
+        "mode_before_pause",
+    )
     inlines = [ModeChangeInline]
 
 

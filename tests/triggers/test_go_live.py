@@ -189,3 +189,14 @@ def test_a_sender_retrying_a_delivery_is_still_started_once(webhook_trigger, pos
     retry = post_hook(trigger, delivery("dlv-9"))
 
     assert (first.json()["status"], retry.json()["status"]) == ("accepted", "duplicate")
+
+
+def test_the_admin_shows_the_mode_but_changes_it_only_through_the_workbench_or_the_api(
+    admin_client, webhook_trigger, draft_flow
+) -> None:
+    trigger = webhook_trigger(on_flow=draft_flow)
+
+    page = admin_client.get(f"/admin/triggers/trigger/{trigger.pk}/change/").content.decode()
+
+    assert 'name="mode"' not in page  # read-only: the admin cannot bypass the go-live check
+    assert 'name="name"' in page
