@@ -92,7 +92,16 @@ class ApiCredentialAdmin(admin.ModelAdmin):
     """Credentials are issued in the Workbench or the API (the secret is shown once there);
     here they are inspected and revoked."""
 
-    list_display = ("client_id", "environment", "role", "label", "created_at", "created_by", "last_used_at", "revoked_at")
+    list_display = (
+        "client_id",
+        "environment",
+        "role",
+        "label",
+        "created_at",
+        "created_by",
+        "last_used_at",
+        "revoked_at",
+    )
     list_filter = ("role", "environment", ("revoked_at", admin.EmptyFieldListFilter))
     search_fields = ("client_id", "label", "environment__slug")
     list_select_related = ("environment", "created_by")
