@@ -27,8 +27,11 @@ VARIABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}\Z")
 VARIABLE_NAME_MESSAGE = "A name starts with a letter or _, then letters, digits, _, . or -."
 PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.-]*)\s*\}\}")
 # A button opens a web page (https://…) or an app (myapp://…, a deep link): `scheme://`, then
-# no white space.
-LINK = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+# no white space and no control character. Spelled out rather than `\S`, whose meaning differs
+# between Python, ECMAScript (OpenAPI's patterns) and schema-driven generators: C0 and C1
+# controls, and every Unicode White_Space character.
+LINK_TAIL = r"[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+"
+LINK = re.compile(rf"^[a-z][a-z0-9+.-]*://{LINK_TAIL}\Z", re.IGNORECASE)
 # Schemes that run code or read local files wherever the link is opened.
 UNSAFE_SCHEMES = frozenset({"javascript", "vbscript", "data", "file"})
 SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):", re.IGNORECASE)
@@ -97,7 +100,7 @@ def _any_case(word: str) -> str:
 # What OpenAPI can say of a button's URL: `scheme://` and no white space, the scheme not one
 # that runs code or reads files (OpenAPI patterns have no case-insensitive flag).
 _UNSAFE = "|".join(_any_case(scheme) for scheme in sorted(UNSAFE_SCHEMES))
-SAFE_LINK = rf"^(?!(?:{_UNSAFE}):)[A-Za-z][A-Za-z0-9+.-]*://\S+\Z"
+SAFE_LINK = rf"^(?!(?:{_UNSAFE}):)[A-Za-z][A-Za-z0-9+.-]*://{LINK_TAIL}\Z"
 BUTTON_URL_MESSAGE = "A button needs a URL such as https://… or an app link myapp://…."
 
 
