@@ -32,7 +32,8 @@ from typing import Any
 from bench.harness import BenchError, Result, durable_floor_table, empty_scratch_environment
 from bench.processes import GunicornConfig, LoadResult, drop_queue, gunicorn, new_queue, service_environment, wrk
 
-GOAL = 0.5
+# Issue 10: live starts at least 0.6 of the durable floor, measured in the same run.
+GOAL = 0.6
 ENVIRONMENT_SLUG = "bench-starts"
 # gthread, 2 workers x 4 threads served both sides best of the configurations tried on this
 # 2-core machine (see the report in the commit); BENCH_GUNICORN="gthread:3:2" tries another.
@@ -155,11 +156,13 @@ FLOOR_LINES = {
 
 
 def live_results(*, name: str, reference_name: str, loads: dict[str, list[LoadResult]], goal: float) -> list[Result]:
-    """Print every window of a live benchmark; return its line and one line per floor.
+    """Print every window of a live benchmark; return its line and one line per scale.
 
     `loads` holds the windows of the reference first, the measured side last, and the floors
     between (the durable floor, then the round trips floor); each side counts with its best
-    window (noise only ever takes requests away).
+    window (noise only ever takes requests away). The goal is a share of the durable floor
+    (issue 10 restated it so: no endpoint that answers only once its work is durable can beat
+    that floor); the bare endpoint and the round trips floor are printed as scales.
     """
     for label, windows in loads.items():
         rates = ", ".join(f"{load.rate:,.0f}/s (wrk {load.client_cpu_share:.0%} of a core)" for load in windows)
@@ -167,7 +170,7 @@ def live_results(*, name: str, reference_name: str, loads: dict[str, list[LoadRe
     best = {label: max(load.rate for load in windows) for label, windows in loads.items()}
     labels = list(best)
     bare_label, measured_label, floors = labels[0], labels[-1], labels[1:-1]
-    bare, measured = best[bare_label], best[measured_label]
+    bare, measured, durable = best[bare_label], best[measured_label], best["durable floor"]
     summary = f"  {measured_label}/s {measured:,.0f}, {bare_label}/s {bare:,.0f}, ratio {measured / bare:.3f}"
     for floor in floors:
         share, ours = best[floor] / bare, measured / best[floor]
@@ -175,7 +178,20 @@ def live_results(*, name: str, reference_name: str, loads: dict[str, list[LoadRe
     print(summary, flush=True)
     return [
         Result(
-            name=name, unit="requests/s", measured=measured, reference=bare, reference_name=reference_name, goal=goal
+            name=name,
+            unit="requests/s",
+            measured=measured,
+            reference=durable,
+            reference_name=f"durable floor: {reference_name} + 1-row INSERT",
+            goal=goal,
+        ),
+        Result(
+            name="  the same against the bare endpoint",
+            unit="requests/s",
+            measured=measured,
+            reference=bare,
+            reference_name=reference_name,
+            goal=None,
         ),
         *(
             Result(
