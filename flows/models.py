@@ -137,9 +137,11 @@ class RunStatus(models.TextChoices):
 class FlowRun(models.Model):
     """One target user's run through an invocation's steps."""
 
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
-    invocation = models.ForeignKey(Invocation, on_delete=models.CASCADE, related_name="runs")
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs")
+    # The indexes below lead with these foreign keys, so they need none of their own: every
+    # fan-out writes a row per target user.
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    invocation = models.ForeignKey(Invocation, on_delete=models.CASCADE, related_name="runs", db_index=False)
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="runs", db_index=False)
     user_id = models.CharField(max_length=255)
     test = models.BooleanField()
     status = models.CharField(max_length=10, choices=RunStatus.choices, default=RunStatus.QUEUED)
@@ -159,6 +161,7 @@ class FlowRun(models.Model):
             models.Index(fields=["status", "resume_at"]),
             models.Index(fields=["status", "updated_at"]),
             models.Index(fields=["flow", "test", "status"]),
+            models.Index(fields=["environment", "user_id", "-created_at"]),  # a customer's runs
         ]
 
     def __str__(self) -> str:

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('triggers', '0003_sample_keeps_key_order'),
+        ('triggers', '0004_trigger_name'),
         ('workbench', '0004_environment_request_log_retention_days'),
     ]
 
