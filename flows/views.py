@@ -342,7 +342,8 @@ def flow_archive(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
         services.flow_archive(flow=flow)
         messages.success(request, f"“{flow.name}” is archived; it starts nothing any more.")
         return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
-    return render(request, "flows/flow_archive.html", {"flow": flow})
+    template = "flows/_archive_confirm.html" if request.htmx else "flows/flow_archive.html"
+    return render(request, template, {"flow": flow})
 
 
 @require_http_methods(["GET", "POST"])
@@ -356,7 +357,8 @@ def flow_delete(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
         messages.success(request, f"“{name}” and everything it recorded are deleted.")
         return redirect("flow_list", env=_environment(request).slug)
     removed = selectors.flow_deletion_preview(flow=flow)
-    return render(request, "flows/flow_delete.html", {"flow": flow, "removed": removed})
+    template = "flows/_delete_confirm.html" if request.htmx else "flows/flow_delete.html"
+    return render(request, template, {"flow": flow, "removed": removed})
 
 
 @require_POST
@@ -489,7 +491,8 @@ def flow_test_data_delete(request: WorkbenchRequest) -> HttpResponse:
             f"and {deleted.events} test analytics event(s).",
         )
         return redirect("flow_settings", env=environment.slug)
-    return render(request, "flows/test_data_delete.html", {"test_data": _test_data_counts(environment)})
+    template = "flows/_test_data_delete_confirm.html" if request.htmx else "flows/test_data_delete.html"
+    return render(request, template, {"test_data": _test_data_counts(environment)})
 
 
 def _test_data_counts(environment: Environment) -> dict[str, int]:

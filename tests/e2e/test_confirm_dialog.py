@@ -163,3 +163,35 @@ def test_without_javascript_the_confirmation_link_opens_the_page(
         expect(page.get_by_role("status")).to_have_text("edward is no longer a member of Acme production.")
     finally:
         context.close()
+
+
+def test_deleting_a_flow_confirms_in_the_dialog_with_what_goes_and_offers_archiving(
+    e2e_log_in, e2e_environment, e2e_make_member, tmp_path
+):
+    from flows import services as flow_services
+
+    owner = e2e_make_member("olga", {e2e_environment: "owner"})
+    flow = flow_services.flow_create(
+        environment=e2e_environment,
+        name="Spring sale",
+        variables=[],
+        steps=[{"type": "send_card", "card": {"title": "Sale!", "body": "", "actions": []}}],
+    )
+    flow_services.flow_publish(flow=flow)
+    page = e2e_log_in(owner)
+    native = _fail_on_native_dialogs(page)
+    page.goto(f"/e/{e2e_environment.slug}/flows/{flow.pk}/")
+
+    page.locator(".head-actions").get_by_role("link", name="Delete…").click()
+
+    dialog = page.locator("#confirm-dialog")
+    expect(dialog.get_by_role("heading", name="Delete “Spring sale”?")).to_be_visible()
+    expect(dialog.locator("#deletion-preview")).to_contain_text("1 published version and the draft")
+    page.screenshot(path=tmp_path / "delete_dialog.png")
+    # "archive it instead" swaps the dialog's content for the archive confirmation.
+    dialog.get_by_role("link", name="archive it").click()
+    expect(dialog.get_by_role("heading", name="Archive “Spring sale”?")).to_be_visible()
+    dialog.get_by_role("button", name="Archive flow").click()
+
+    expect(page.get_by_role("status")).to_contain_text("“Spring sale” is archived")
+    assert native == []
