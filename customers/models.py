@@ -78,3 +78,68 @@ class TestUser(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id} (test user)"
+
+
+class Event(models.Model):
+    """A custom event sent through the Events API (SPEC section 5), append-only.
+
+    Segments' event tests read `EventDailyCount` when they have no property filter, and these
+    rows (through the (environment, user_id, name, occurred_at) index) when they have one.
+    """
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="events", db_index=False)
+    user_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    properties = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=now)
+    message_id = models.CharField(max_length=100, null=True, blank=True)
+    # The flow whose run caused it, and how deep in a chain of starts (the recursion guard).
+    source_flow_id = models.BigIntegerField(null=True, blank=True)
+    chain_depth = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        indexes = [
+            models.Index(fields=["environment", "user_id", "name", "occurred_at"]),
+            models.Index(fields=["environment", "name", "-occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.user_id}"
+
+
+class EventMessageKey(models.Model):
+    """A messageId seen in the last 24 hours: a repeat is a duplicate (pruned after a day)."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    message_id = models.CharField(max_length=100)
+    created_at = models.DateTimeField(default=now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["environment", "message_id"], name="one_event_per_message_id"),
+        ]
+
+    def __str__(self) -> str:
+        return self.message_id
+
+
+class EventDailyCount(models.Model):
+    """How many events of one name a customer had on one UTC day: what windowed event tests read."""
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+", db_index=False)
+    user_id = models.CharField(max_length=255)
+    name = models.CharField(max_length=255)
+    day = models.DateField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["environment", "name", "user_id", "day"], name="one_event_count_per_customer_name_day"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.name} {self.day}: {self.count}"

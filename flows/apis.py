@@ -127,8 +127,13 @@ class FlowPublishApi(EnvironmentAPIView):
         # No body means the defaults; a body that is no object is refused, not ignored.
         serializer = PublishSerializer(data=request.data if request.stream is not None else {})
         serializer.is_valid(raise_exception=True)
-        result = services.flow_publish(flow=flow)
-        return Response(FlowSerializer().to_representation(result.flow))
+        result = services.flow_publish(
+            flow=flow, trigger_existing_segment_members=serializer.validated_data["triggerExistingSegmentMembers"]
+        )
+        answer = FlowSerializer().to_representation(result.flow)
+        if result.existing_segment_members is not None:
+            answer["existingSegmentMembers"] = result.existing_segment_members
+        return Response(answer)
 
 
 @extend_schema(tags=[CONFIG_FLOWS])

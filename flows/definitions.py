@@ -357,36 +357,3 @@ def _has_unsafe_scheme(url: str) -> bool:
     text = text.translate(TAB_AND_NEWLINES).strip(C0_AND_SPACE)
     scheme = SCHEME.match(text)
     return scheme is not None and scheme.group(1).lower() in UNSAFE_SCHEMES
-
-
-def describe_changes(before: dict[str, Any] | None, after: dict[str, Any]) -> list[str]:
-    """Human sentences for what publishing `after` changes compared with `before`."""
-    if before is None:
-        return [f"First version: {len(after['variables'])} variable(s), {len(after['steps'])} step(s)."]
-    changes: list[str] = []
-    old_vars = {v["name"]: v for v in before.get("variables", [])}
-    new_vars = {v["name"]: v for v in after.get("variables", [])}
-    changes += [f"Variable {name!r} added." for name in new_vars if name not in old_vars]
-    changes += [f"Variable {name!r} removed." for name in old_vars if name not in new_vars]
-    changes += [
-        f"Variable {name!r} changed." for name in new_vars if name in old_vars and new_vars[name] != old_vars[name]
-    ]
-    old_steps, new_steps = before.get("steps", []), after.get("steps", [])
-    for index in range(max(len(old_steps), len(new_steps))):
-        old = old_steps[index] if index < len(old_steps) else None
-        new = new_steps[index] if index < len(new_steps) else None
-        if old == new:
-            continue
-        if old is None:
-            changes.append(f"Step {index + 1} added: {_describe_step(new)}.")
-        elif new is None:
-            changes.append(f"Step {index + 1} removed: {_describe_step(old)}.")
-        else:
-            changes.append(f"Step {index + 1} changed: {_describe_step(old)} → {_describe_step(new)}.")
-    return changes or ["No changes since the last version."]
-
-
-def _describe_step(step: Any) -> str:
-    if step.get("type") == "wait":
-        return f"wait {step.get('seconds')} s"
-    return f"send card “{step.get('card', {}).get('title', '')}”"

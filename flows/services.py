@@ -33,7 +33,7 @@ from workbench.models import Environment
 from workbench.raw_rows import insert_new_rows, insert_rows_together, rows_insert
 
 from . import hooks
-from .definitions import Definition, definition_clean, describe_changes, render_card, resolve_variables
+from .definitions import Definition, definition_clean, render_card, resolve_variables
 from .models import (
     AnalyticsEvent,
     Card,
@@ -109,14 +109,21 @@ def flow_latest_version(*, flow: Flow) -> FlowVersion | None:
 class PublishResult:
     flow: Flow
     version: FlowVersion
-    changes: list[str]
+    # Customers already in the segments of the flow's `entered` triggers (None: no such
+    # trigger), and how many of them this publish started.
+    existing_segment_members: int | None = None
+    existing_segment_members_started: int = 0
 
 
-def flow_publish(*, flow: Flow, by: User | None = None) -> PublishResult:
+def flow_publish(
+    *, flow: Flow, by: User | None = None, trigger_existing_segment_members: bool = False
+) -> PublishResult:
     """Snapshot the draft as the next numbered version and make it the live one.
 
     Refused: an archived flow (409 flow_archived), a draft without steps (400) and a draft
-    identical to the latest version (409 nothing_to_publish).
+    identical to the latest version (409 nothing_to_publish). In the same transaction
+    `flow_published` is announced: the triggers app reports the customers already in the
+    segments of `entered` triggers and, with `trigger_existing_segment_members`, starts them.
     """
     with transaction.atomic():
         locked = Flow.objects.select_for_update().get(pk=flow.pk)
@@ -132,16 +139,24 @@ def flow_publish(*, flow: Flow, by: User | None = None) -> PublishResult:
                 "nothing_to_publish",
                 f"The draft is the same as version {latest.number}: nothing to publish. Change the draft first.",
             )
-        changes = describe_changes(latest.definition if latest else None, locked.draft)
         version = FlowVersion.objects.create(
             flow=locked, number=(latest.number + 1) if latest else 1, definition=locked.draft, published_by=by
         )
         locked.status = FlowStatus.PUBLISHED
         locked.published_version = version.number
         locked.save(update_fields=["status", "published_version", "updated_at"])
+        report = hooks.PublishReport()
+        hooks.flow_published.announce(
+            flow=locked, trigger_existing_segment_members=trigger_existing_segment_members, report=report
+        )
     # The caller's instance is current too, whichever of the two it goes on using.
     flow.status, flow.published_version = locked.status, locked.published_version
-    return PublishResult(flow=locked, version=version, changes=changes)
+    return PublishResult(
+        flow=locked,
+        version=version,
+        existing_segment_members=report.existing_segment_members,
+        existing_segment_members_started=report.existing_segment_members_started,
+    )
 
 
 def flow_archive(*, flow: Flow) -> Flow:

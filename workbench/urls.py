@@ -28,6 +28,7 @@ oauth2_urlpatterns = (
 api_urlpatterns: list[URLPattern | URLResolver] = [
     path("", include("workbench.api_urls")),
     path("", include("customers.api_urls")),
+    path("", include("segments.api_urls")),
     path("", include("flows.api_urls")),
     path("", include("triggers.api_urls")),
 ]
@@ -43,6 +44,7 @@ environment_pages: list[URLPattern | URLResolver] = [
     path("", include("customers.urls")),
     path("flows/<int:flow_id>/triggers/", include("triggers.flow_urls")),
     path("flows/", include("flows.urls")),
+    path("segments/", include("segments.urls")),
     path("triggers/", include("triggers.urls")),
 ]
 
