@@ -1,4 +1,4 @@
-"""Customer profiles and test users over the API (SPEC section 3)."""
+"""Customer profiles, events and test users over the API (SPEC sections 3 and 5)."""
 
 from __future__ import annotations
 
@@ -184,6 +184,40 @@ class CustomerBatchApi(EnvironmentAPIView):
         serializer.is_valid(raise_exception=True)
         result = services.customers_upsert(environment=self.environment, profiles=serializer.validated_data)
         return Response(envelope({"created": len(result.created), "updated": len(result.updated)}))
+
+
+EventsEnvelope = envelope_schema(
+    "EventsAnswer",
+    inline_serializer(
+        "EventsResult",
+        {
+            "accepted": serializers.IntegerField(help_text="Events stored."),
+            "duplicates": serializers.IntegerField(help_text="Repeats of a messageId of the last 24 hours."),
+        },
+    ),
+)
+
+
+@extend_schema(tags=[CUSTOMERS])
+class EventsApi(EnvironmentAPIView):
+    allowed_roles = EVENTS
+
+    @extend_schema(
+        summary="Record custom events",
+        description=(
+            "A JSON array of 1 to 1,000 events, each at most 32 KiB. One invalid event refuses the "
+            'whole request and stores nothing (`400 invalid_request`, errors keyed by index: "[3].name"). '
+            "Answered 202 once the events are durable, also when every one was a duplicate."
+        ),
+        request=services.EventShape(many=True),
+        responses=answers({202: EventsEnvelope}, body=True),
+        extensions={ARRAY_BOUNDS: {"minItems": 1, "maxItems": services.MAX_EVENTS_PER_REQUEST}},
+    )
+    def post(self, request: Request, env: str) -> Response:
+        result = services.events_record(environment=self.environment, events=request.data)
+        return Response(
+            envelope({"accepted": result.accepted, "duplicates": result.duplicates}), status=status.HTTP_202_ACCEPTED
+        )
 
 
 class TestUserSerializer(StrictSerializer):
