@@ -13,7 +13,7 @@ from import_export.results import Result
 
 from workbench.models import Environment
 
-from .models import Customer, TestUser
+from .models import Customer, Event, TestUser
 from .resources import PROFILE_COLUMNS, TAG_SEPARATOR, CustomerResource
 
 
@@ -99,3 +99,27 @@ class TestUserAdmin(admin.ModelAdmin):
     search_fields = ("user_id", "name")
     list_select_related = ("environment", "membership__user")
     raw_id_fields = ("membership",)
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """Custom events as they arrived, read-only: they are an append-only record that segments
+    and triggers have already acted on, so editing one would rewrite history."""
+
+    list_display = ("name", "user_id", "environment", "occurred_at", "received_at", "message_id")
+    list_filter = ("environment", "occurred_at")
+    search_fields = ("user_id", "name")
+    list_select_related = ("environment",)
+    date_hierarchy = "occurred_at"
+    ordering = ("-occurred_at", "-id")
+    # The admin's count of a large table is a sequential scan: show "more" instead.
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

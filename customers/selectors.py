@@ -7,7 +7,7 @@ from django.http import Http404
 
 from workbench.models import Environment
 
-from .models import Customer, TestUser
+from .models import Customer, Event, TestUser
 
 
 def customer_list(*, environment: Environment, search: str = "") -> QuerySet[Customer]:
@@ -26,6 +26,12 @@ def customer_get(*, environment: Environment, user_id: str) -> Customer:
     if customer is None:
         raise Http404("No such customer")
     return customer
+
+
+def event_list_for_user(*, environment: Environment, user_id: str) -> QuerySet[Event]:
+    """A customer's custom events, newest first (the (environment, user_id, name, occurred_at)
+    index finds them; slice the queryset for the most recent)."""
+    return Event.objects.filter(environment=environment, user_id=user_id).order_by("-occurred_at", "-id")
 
 
 def testuser_list(*, environment: Environment) -> QuerySet[TestUser]:

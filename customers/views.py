@@ -3,6 +3,11 @@ test users."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
@@ -19,6 +24,23 @@ from . import selectors, services
 from .forms import MyTestUserForm, TestUserForm
 
 CUSTOMERS_PER_PAGE = 50
+# The profile page lists this many of the customer's most recent events.
+RECENT_EVENTS = 50
+# Properties longer than this (as compact JSON) are cut, with the whole text in a tooltip.
+PROPERTIES_SHOWN = 160
+
+
+@dataclass(frozen=True)
+class EventRow:
+    name: str
+    occurred_at: datetime
+    properties: str  # compact JSON, "" for none
+    properties_cut: bool
+
+
+def _event_row(name: str, occurred_at: datetime, properties: dict[str, Any]) -> EventRow:
+    text = json.dumps(properties, ensure_ascii=False, separators=(", ", ": ")) if properties else ""
+    return EventRow(name, occurred_at, text, len(text) > PROPERTIES_SHOWN)
 
 
 @environment_page()
@@ -57,7 +79,17 @@ def customer_detail(request: WorkbenchRequest, user_id: str) -> HttpResponse:
     environment = request.environment
     customer = selectors.customer_get(environment=environment, user_id=user_id)
     is_test_user = user_id in selectors.testuser_ids(environment=environment)
-    return render(request, "customers/customer_detail.html", {"customer": customer, "is_test_user": is_test_user})
+    recent = selectors.event_list_for_user(environment=environment, user_id=user_id).values_list(
+        "name", "occurred_at", "properties"
+    )[:RECENT_EVENTS]
+    context = {
+        "customer": customer,
+        "is_test_user": is_test_user,
+        "events": [_event_row(*values) for values in recent],
+        "events_shown": RECENT_EVENTS,
+        "properties_shown": PROPERTIES_SHOWN,
+    }
+    return render(request, "customers/customer_detail.html", context)
 
 
 @environment_page()
