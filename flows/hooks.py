@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from workbench.hooks import Hook
 
@@ -20,6 +22,9 @@ class PublishReport:
     existing_segment_members: int | None = None
     # How many of them were started (with triggerExistingSegmentMembers).
     existing_segment_members_started: int = 0
+    # How many are started after the publish commits, in the background (too many to start
+    # inside the publish's transaction).
+    existing_segment_members_queued: int = 0
 
 
 flow_published = Hook(
@@ -28,4 +33,28 @@ flow_published = Hook(
     "a version was published (inside its transaction). The triggers app counts the customers already "
     "in the segments of the flow's `entered` triggers into `report`, and starts them when asked; the "
     "starts are sent once the publish commits.",
+)
+
+
+@dataclass(frozen=True)
+class RecordedAnalyticsEvent:
+    """One analytics event a run wrote (SPEC section 1 names), as subscribers see it."""
+
+    environment_id: int
+    name: str
+    user_id: str
+    flow_id: int
+    flow_invocation_id: str
+    test: bool
+    occurred_at: datetime
+    # The chain depth of the invocation whose run wrote it (the recursion guard).
+    chain_depth: int
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+analytics_recorded = Hook(
+    "flows.analytics_recorded",
+    "analytics_recorded.announce(events=list[RecordedAnalyticsEvent]): runs wrote analytics events "
+    "(flow-run-started, card-published, flow-run-completed, flow-run-failed), inside the transaction "
+    "that executes them. The triggers app starts other flows' event triggers listening to those names.",
 )

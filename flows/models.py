@@ -90,6 +90,10 @@ class Invocation(models.Model):
     source = models.CharField(max_length=20)
     # The trigger's id when a trigger started it (a plain id: flows never imports triggers).
     trigger_id = models.BigIntegerField(null=True, blank=True)
+    # Its place in a chain of flows starting flows (SPEC 5 "Recursion guard"): a start from an
+    # API call, a webhook, a segment change or an Events API event is 1; a start caused by an
+    # analytics event of a depth-d invocation is d + 1. Starts beyond MAX_CHAIN_DEPTH are refused.
+    chain_depth = models.PositiveSmallIntegerField(default=1)
     status = models.CharField(max_length=10, choices=InvocationStatus.choices, default=InvocationStatus.ACCEPTED)
     # A hash of the canonical start request, to tell an identical repeat from a conflicting one.
     content_hash = models.CharField(max_length=64)

@@ -51,6 +51,9 @@ from .selectors import FlowForStart
 from .start_requests import StartRequest, parse_start_requests
 
 RUN_CHUNK_SIZE = 500
+# SPEC 5 "Recursion guard": a chain of flows starting flows stops here; the start that began the
+# chain (an API call, a webhook, ...) is depth 1, and a start deeper than this is refused.
+MAX_CHAIN_DEPTH = 5
 # Invocation columns that executing a run never reads (see runs_execute).
 INVOCATION_UNUSED_BY_RUNS = ("target_user_ids", "ignored_user_ids", "request")
 
@@ -113,6 +116,8 @@ class PublishResult:
     # trigger), and how many of them this publish started.
     existing_segment_members: int | None = None
     existing_segment_members_started: int = 0
+    # How many more are being started in the background (too many for the publish's transaction).
+    existing_segment_members_queued: int = 0
 
 
 def flow_publish(
@@ -156,6 +161,7 @@ def flow_publish(
         version=version,
         existing_segment_members=report.existing_segment_members,
         existing_segment_members_started=report.existing_segment_members_started,
+        existing_segment_members_queued=report.existing_segment_members_queued,
     )
 
 
@@ -217,6 +223,7 @@ def invocations_accept(
     source: str,
     trigger_id: int | None = None,
     extra_rows: Sequence[Model] = (),
+    chain_depth: int = 1,
 ) -> AcceptResult:
     """Accept every start, or none of them; the caller answers 2xx once this returns.
 
@@ -232,7 +239,20 @@ def invocations_accept(
        start by start in one transaction, each under its key (accepted, a duplicate, or a 409).
        `extra_rows` are not written on these paths: the caller writes what its outcomes need.
     5. After commit the fan-outs are sent; the sweep sends whatever could not be.
+
+    `chain_depth` is the start's place in a chain of flows starting flows (1 unless an event
+    of another flow's run caused it). Deeper than MAX_CHAIN_DEPTH: nothing starts, each target
+    gets a `flow-run-failed` event with reason `recursion_limit`, and 409 recursion_limit is
+    raised (the events are written in the caller's transaction, outside any savepoint here).
     """
+    if chain_depth > MAX_CHAIN_DEPTH:
+        _record_recursion_limit(flow, mode, starts, source, trigger_id, chain_depth)
+        raise FlowRefused(
+            409,
+            "recursion_limit",
+            f"A chain of flows starting flows stops at a depth of {MAX_CHAIN_DEPTH}; "
+            f"this start would be {chain_depth}.",
+        )
     try:
         definition, version_number, resolved = _checked_starts(flow, mode, starts)
     except FlowRefused:
@@ -244,7 +264,9 @@ def invocations_accept(
 
     def new_invocations() -> list[Invocation]:
         return [
-            _new_invocation(flow, mode, start, variables, definition, version_number, source, trigger_id, test_users)
+            _new_invocation(
+                flow, mode, start, variables, definition, version_number, source, trigger_id, test_users, chain_depth
+            )
             for start, variables in zip(starts, resolved, strict=True)
         ]
 
@@ -270,6 +292,31 @@ def invocations_accept(
         return AcceptResult(outcomes=repeats)
     # New instances: the statement that failed may have given some of the first ones ids.
     return AcceptResult(outcomes=_accept_one_by_one(new_invocations(), starts))
+
+
+def _record_recursion_limit(
+    flow: FlowForStart, mode: str, starts: list[StartRequest], source: str, trigger_id: int | None, chain_depth: int
+) -> None:
+    """What a refused chain leaves behind: one `flow-run-failed` per target, so that the flow's
+    activity and analytics show the start that did not happen and why."""
+    now = timezone.now()
+    properties = {"reason": "recursion_limit", "chainDepth": chain_depth, "source": source, "triggerId": trigger_id}
+    AnalyticsEvent.objects.bulk_create(
+        [
+            AnalyticsEvent(
+                environment_id=flow.environment_id,
+                name="flow-run-failed",
+                user_id=user_id,
+                flow_id=flow.id,
+                flow_invocation_id=start.flow_invocation_id or "",
+                test=mode == Mode.TEST,
+                properties=properties,
+                occurred_at=now,
+            )
+            for start in starts
+            for user_id in start.target_user_ids
+        ]
+    )
 
 
 def _definition_for(flow: FlowForStart, mode: str) -> tuple[dict[str, Any], int | None]:
@@ -344,6 +391,7 @@ def _new_invocation(
     source: str,
     trigger_id: int | None,
     test_users: set[str],
+    chain_depth: int = 1,
 ) -> Invocation:
     """The invocation of one start, unsaved. Test starts deliver only to test users: every
     other id is listed as ignored."""
@@ -360,6 +408,7 @@ def _new_invocation(
         flow_invocation_id=flow_invocation_id,
         source=source,
         trigger_id=trigger_id,
+        chain_depth=chain_depth,
         content_hash=_content_hash(start),
         request={**start.as_canonical(), "flowInvocationId": flow_invocation_id},
         definition=definition,
@@ -576,14 +625,43 @@ def runs_execute(*, run_ids: Sequence[int]) -> list[tuple[int, float]]:
         progress = [_execute_run(run, now) for run in runs]
         # The runs are locked and due, so none of their cards (unique per run and step) exists.
         insert_new_rows([card for item in progress for card in item.cards])
-        insert_new_rows([event for item in progress for event in item.events])
+        events = [event for item in progress for event in item.events]
+        insert_new_rows(events)
         _save_run_states([item.run for item in progress], now)
+        _announce_analytics(events, invocations)
     _complete_finished_invocations({run.invocation_id for run in runs})
     return [
         (run.pk, max(0.0, (run.resume_at - now).total_seconds()))
         for run in runs
         if run.status == RunStatus.WAITING and run.resume_at is not None
     ]
+
+
+def _announce_analytics(events: list[AnalyticsEvent], invocations: dict[int, Invocation]) -> None:
+    """Tell the triggers app which analytics events the runs wrote, with the chain depth of
+    the invocation behind each (other flows' event triggers may listen; the recursion guard
+    needs the depth). In the runs' transaction: a start they cause commits with them."""
+    if not events:
+        return
+    depth_by_key = {(inv.flow_id, inv.flow_invocation_id, inv.mode): inv.chain_depth for inv in invocations.values()}
+    hooks.analytics_recorded.announce(
+        events=[
+            hooks.RecordedAnalyticsEvent(
+                environment_id=event.environment_id,
+                name=event.name,
+                user_id=event.user_id,
+                flow_id=event.flow_id or 0,
+                flow_invocation_id=event.flow_invocation_id,
+                test=event.test,
+                occurred_at=event.occurred_at,
+                chain_depth=depth_by_key.get(
+                    (event.flow_id or 0, event.flow_invocation_id, Mode.TEST if event.test else Mode.LIVE), 1
+                ),
+                properties=dict(event.properties),
+            )
+            for event in events
+        ]
+    )
 
 
 def _execute_run(run: FlowRun, now: Any) -> _RunProgress:

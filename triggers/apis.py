@@ -17,9 +17,9 @@ from flows.start_requests import MAX_STARTS, StartRequestBody
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 
-from . import intake, selectors, services, start_reads, webhook_actions
+from . import event_triggers, intake, segment_triggers, selectors, services, start_reads, webhook_actions
 from .mapping import MAPPING_SERIALIZERS, mappable_properties
-from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
+from .models import HeldState, Reentry, RequestOutcome, SegmentOn, Trigger, TriggerMode, TriggerType, WebhookRequest
 
 
 class StartOutcomeSchema(serializers.Serializer):
@@ -98,6 +98,12 @@ def trigger_json(trigger: Trigger, request: Request) -> dict[str, Any]:
             captureArmedUntil=trigger.capture_until,
             heldRequests=selectors.held_count(trigger=trigger),
         )
+    elif trigger.type == TriggerType.SEGMENT:
+        segment = trigger.segment_config
+        data.update(segmentId=segment.get("segmentId"), on=segment.get("on"), reentry=segment.get("reentry"))
+    elif trigger.type == TriggerType.EVENT:
+        event = trigger.event_config
+        data.update(eventName=event.get("eventName"), where=event.get("where", []), mapping=event.get("mapping"))
     return data
 
 
@@ -146,6 +152,100 @@ class WebhookTriggerCreateSerializer(WebhookTriggerSerializer):
     type = serializers.ChoiceField(choices=[TriggerType.WEBHOOK.value], help_text="Webhook triggers are created here.")
 
 
+class _TypeIs(serializers.CharField):
+    """`type` of one kind; documented as a pattern, not an enum (each one-value enum of a field
+    named "type" would need a name of its own in the schema)."""
+
+    def __init__(self, kind: str, **kwargs: Any) -> None:
+        self.kind = kind
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if data != self.kind:
+            raise serializers.ValidationError(f"Expected {self.kind!r}.")
+        return self.kind
+
+
+def _type_is(kind: str, required: bool) -> _TypeIs:
+    kind_class = type(f"{kind.title()}TypeField", (_TypeIs,), {})  # the schema is set per class
+    field_class = extend_schema_field({"type": "string", "pattern": f"^{kind}$"})(kind_class)
+    return field_class(kind, required=required)
+
+
+def _name_field() -> serializers.CharField:
+    return serializers.CharField(
+        required=False, allow_blank=True, max_length=services.MAX_NAME_LENGTH, trim_whitespace=True
+    )
+
+
+def _mode_field() -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=[m.value for m in services.MEMBER_MODES],
+        required=False,
+        help_text="A new trigger is in test. live needs a published flow (409 flow_not_published).",
+    )
+
+
+class SegmentTriggerSerializer(StrictSerializer):
+    """A segment trigger's writable fields (SPEC section 5); the segment is checked by the service."""
+
+    type = _type_is(TriggerType.SEGMENT.value, required=False)
+    name = _name_field()
+    mode = _mode_field()
+    segmentId = serializers.JSONField(required=False, help_text="A segment of this environment (its id).")
+    on = serializers.ChoiceField(choices=SegmentOn.values, required=False, help_text="Default entered.")
+    reentry = serializers.ChoiceField(
+        choices=Reentry.values, required=False, help_text="once: at most one start per customer, ever. Default always."
+    )
+
+
+class SegmentTriggerCreateSerializer(SegmentTriggerSerializer):
+    type = _type_is(TriggerType.SEGMENT.value, required=True)
+
+
+@extend_schema_field({"type": "array", "items": {"type": "object"}})
+class WhereField(serializers.JSONField):
+    """`[{"property", "op", "value"}]`, field-test ops on the event's properties (checked by the service)."""
+
+
+class EventTriggerSerializer(StrictSerializer):
+    """An event trigger's writable fields (SPEC section 5)."""
+
+    type = _type_is(TriggerType.EVENT.value, required=False)
+    name = _name_field()
+    mode = _mode_field()
+    eventName = serializers.JSONField(required=False, help_text="The name of the events that start the flow.")
+    where = WhereField(required=False)
+    mapping = MappingField(
+        required=False, help_text="Default: structured, targetUserIds from $.userId and variables from $.properties."
+    )
+
+
+class EventTriggerCreateSerializer(EventTriggerSerializer):
+    type = _type_is(TriggerType.EVENT.value, required=True)
+
+
+TriggerCreateSchema = PolymorphicProxySerializer(
+    component_name="TriggerCreate",
+    serializers={
+        TriggerType.WEBHOOK.value: WebhookTriggerCreateSerializer,
+        TriggerType.SEGMENT.value: SegmentTriggerCreateSerializer,
+        TriggerType.EVENT.value: EventTriggerCreateSerializer,
+    },
+    resource_type_field_name="type",
+)
+TriggerUpdateSchema = PolymorphicProxySerializer(
+    component_name="TriggerUpdate",
+    serializers=[WebhookTriggerSerializer, SegmentTriggerSerializer, EventTriggerSerializer],
+    resource_type_field_name=None,
+)
+CREATE_SERIALIZERS: dict[str, type[StrictSerializer]] = {
+    TriggerType.WEBHOOK.value: WebhookTriggerCreateSerializer,
+    TriggerType.SEGMENT.value: SegmentTriggerCreateSerializer,
+    TriggerType.EVENT.value: EventTriggerCreateSerializer,
+}
+
+
 class TriggerSchema(serializers.Serializer):
     """A trigger as trigger_json shows it; the fields after `url` belong to one type."""
 
@@ -164,6 +264,11 @@ class TriggerSchema(serializers.Serializer):
     security = services.SecuritySerializer(required=False, help_text="The signing secret is always masked.")
     captureArmedUntil = serializers.DateTimeField(required=False, allow_null=True)
     heldRequests = serializers.IntegerField(required=False)
+    segmentId = serializers.IntegerField(required=False, help_text="segment triggers.")
+    on = serializers.ChoiceField(choices=SegmentOn.values, required=False, help_text="segment triggers.")
+    reentry = serializers.ChoiceField(choices=Reentry.values, required=False, help_text="segment triggers.")
+    eventName = serializers.CharField(required=False, help_text="event triggers.")
+    where = WhereField(required=False, help_text="event triggers.")
 
 
 def _webhook_changes(data: dict[str, Any]) -> dict[str, Any]:
@@ -185,7 +290,7 @@ class FlowTriggerListApi(EnvironmentAPIView):
         return Response([trigger_json(trigger, request) for trigger in triggers])
 
     @extend_schema(
-        request=WebhookTriggerCreateSerializer,
+        request=TriggerCreateSchema,
         responses=answers(
             {201: TriggerSchema},
             {409: "flow_not_published (mode live on a flow never published), flow_archived."},
@@ -194,19 +299,36 @@ class FlowTriggerListApi(EnvironmentAPIView):
     )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
         flow = flow_selectors.flow_get(environment=self.environment, flow_id=flow_id)
-        serializer = WebhookTriggerCreateSerializer(data=request.data)
+        kind = request.data.get("type") if isinstance(request.data, dict) else None
+        if kind not in CREATE_SERIALIZERS:
+            raise serializers.ValidationError({"type": ["Create webhook, segment or event triggers here."]})
+        serializer = CREATE_SERIALIZERS[kind](data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if data.get("type") != TriggerType.WEBHOOK:
-            raise serializers.ValidationError({"type": ["Create webhook triggers here (type: webhook)."]})
-        trigger = services.webhook_trigger_create(
-            flow=flow,
-            name=data.get("name", ""),
-            sample=data.get("sample"),
-            mode=data.get("mode", TriggerMode.TEST),
-            **_webhook_changes(data),
-        )
+        name, mode = data.get("name", ""), data.get("mode", TriggerMode.TEST)
+        if kind == TriggerType.SEGMENT:
+            trigger = segment_triggers.segment_trigger_create(flow=flow, name=name, mode=mode, **_segment_changes(data))
+        elif kind == TriggerType.EVENT:
+            trigger = event_triggers.event_trigger_create(flow=flow, name=name, mode=mode, **_event_changes(data))
+        else:
+            trigger = services.webhook_trigger_create(
+                flow=flow, name=name, sample=data.get("sample"), mode=mode, **_webhook_changes(data)
+            )
         return Response(trigger_json(trigger, request), status=status.HTTP_201_CREATED)
+
+
+def _segment_changes(data: dict[str, Any]) -> dict[str, Any]:
+    # segmentId null is "not given" to the service: refuse it here rather than ignore it.
+    if "segmentId" in data and data["segmentId"] is None:
+        raise serializers.ValidationError({"segmentId": ["Choose the segment whose members start the flow."]})
+    return {"segment_id": data.get("segmentId"), "on": data.get("on"), "reentry": data.get("reentry")}
+
+
+def _event_changes(data: dict[str, Any]) -> dict[str, Any]:
+    for key in ("eventName", "mapping"):
+        if key in data and data[key] is None:
+            raise serializers.ValidationError({key: ["Expected a value, not null."]})
+    return {"event_name": data.get("eventName"), "where": data.get("where"), "mapping": data.get("mapping")}
 
 
 @extend_schema(tags=[CONFIG_TRIGGERS])
@@ -219,7 +341,7 @@ class TriggerDetailApi(EnvironmentAPIView):
         return Response(trigger_json(trigger, request))
 
     @extend_schema(
-        request=WebhookTriggerSerializer,
+        request=TriggerUpdateSchema,
         responses=answers(
             {200: TriggerSchema},
             {
@@ -231,6 +353,11 @@ class TriggerDetailApi(EnvironmentAPIView):
     )
     def patch(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
+        if trigger.type in (TriggerType.SEGMENT, TriggerType.EVENT):
+            self._patch_segment_or_event(trigger, request)
+            return Response(
+                trigger_json(selectors.trigger_get(environment=self.environment, trigger_id=trigger_id), request)
+            )
         serializer = WebhookTriggerSerializer(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -254,6 +381,22 @@ class TriggerDetailApi(EnvironmentAPIView):
         return Response(
             trigger_json(selectors.trigger_get(environment=self.environment, trigger_id=trigger_id), request)
         )
+
+    def _patch_segment_or_event(self, trigger: Trigger, request: Request) -> None:
+        shape = SegmentTriggerSerializer if trigger.type == TriggerType.SEGMENT else EventTriggerSerializer
+        serializer = shape(data=request.data, partial=True)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        if "type" in data and data["type"] != trigger.type:
+            raise serializers.ValidationError({"type": ["A trigger's type cannot change."]})
+        if trigger.type == TriggerType.SEGMENT:
+            segment_triggers.segment_trigger_update(
+                trigger=trigger, name=data.get("name"), mode=data.get("mode"), **_segment_changes(data)
+            )
+        else:
+            event_triggers.event_trigger_update(
+                trigger=trigger, name=data.get("name"), mode=data.get("mode"), **_event_changes(data)
+            )
 
     @extend_schema(
         request=None,
@@ -324,6 +467,13 @@ class WebhookActionApi(EnvironmentAPIView):
             raise services.TriggerRefused(409, "not_a_webhook", "Only webhook triggers have this action.")
         return trigger
 
+    def mapped(self, trigger_id: int) -> Trigger:
+        """A trigger with a mapping: a webhook, or an event trigger (its sample: the newest event)."""
+        trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
+        if trigger.type not in (TriggerType.WEBHOOK, TriggerType.EVENT):
+            raise services.TriggerRefused(409, "not_a_webhook", "Only webhook and event triggers have this action.")
+        return trigger
+
 
 def _body_or_empty(request: Request) -> Any:
     """The body, or {} when there is none: a body that is no object is refused, not ignored."""
@@ -379,10 +529,19 @@ class PreviewApi(WebhookActionApi):
         ),
     )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
-        trigger = self.webhook(trigger_id)
+        trigger = self.mapped(trigger_id)
         serializer = PreviewSerializer(data=_body_or_empty(request))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if trigger.type == TriggerType.EVENT:
+            return Response(
+                event_triggers.event_mapping_preview(
+                    trigger=trigger,
+                    payload=data.get("payload"),
+                    payload_given="payload" in data,
+                    mapping=data.get("mapping"),
+                )
+            )
         preview = webhook_actions.mapping_preview(
             trigger=trigger, payload=data.get("payload"), payload_given="payload" in data, mapping=data.get("mapping")
         )
@@ -401,8 +560,8 @@ class MappablePropertiesApi(WebhookActionApi):
         )
     )
     def get(self, request: Request, env: str, trigger_id: int) -> Response:
-        trigger = self.webhook(trigger_id)
-        sample = trigger.sample
+        trigger = self.mapped(trigger_id)
+        sample = trigger.sample if trigger.type == TriggerType.WEBHOOK else event_triggers.sample_body(trigger=trigger)
         return Response({"properties": mappable_properties(sample) if sample is not None else []})
 
 
@@ -418,7 +577,10 @@ class SendTestApi(WebhookActionApi):
         ),
     )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
-        return _answer(webhook_actions.sample_send_test(trigger=self.webhook(trigger_id)))
+        trigger = self.mapped(trigger_id)
+        if trigger.type == TriggerType.EVENT:
+            return _answer(event_triggers.event_sample_send_test(trigger=trigger))
+        return _answer(webhook_actions.sample_send_test(trigger=trigger))
 
 
 class ReactivateApi(WebhookActionApi):

@@ -63,6 +63,32 @@ class WebhookConfig(TypedDict):
     security: SecurityConfig
 
 
+class SegmentOn(models.TextChoices):
+    ENTERED = "entered", "Entered"
+    EXITED = "exited", "Exited"
+
+
+class Reentry(models.TextChoices):
+    ALWAYS = "always", "Every time"
+    ONCE = "once", "Once per customer, ever"
+
+
+class SegmentTriggerConfig(TypedDict):
+    """A segment trigger's `config` (SPEC section 5), as `triggers.segment_triggers` stores it."""
+
+    segmentId: int
+    on: str  # SegmentOn
+    reentry: str  # Reentry
+
+
+class EventTriggerConfig(TypedDict):
+    """An event trigger's `config` (SPEC section 5), as `triggers.event_triggers` stores it."""
+
+    eventName: str
+    where: list[dict[str, Any]]
+    mapping: MappingConfig
+
+
 class Trigger(models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="triggers")
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="triggers")
@@ -111,6 +137,36 @@ class Trigger(models.Model):
         """A webhook trigger's configuration, typed (every key is written on create)."""
         config: WebhookConfig = self.config
         return config
+
+    @property
+    def segment_config(self) -> SegmentTriggerConfig:
+        config: SegmentTriggerConfig = self.config
+        return config
+
+    @property
+    def event_config(self) -> EventTriggerConfig:
+        config: EventTriggerConfig = self.config
+        return config
+
+
+class TriggerOnceStart(models.Model):
+    """A customer a `reentry: once` segment trigger has started: never again (SPEC section 5).
+
+    Written in the transaction of the start; the unique constraint, not a read before the
+    write, is what makes a second start impossible.
+    """
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="+", db_index=False)
+    user_id = models.CharField(max_length=255)
+    started_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trigger", "user_id"], name="one_once_start_per_trigger_customer")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} started by trigger {self.trigger_id}"
 
 
 class TriggerModeChange(models.Model):

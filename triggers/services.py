@@ -65,13 +65,13 @@ def live_refusal(*, flow_id: int) -> TriggerRefused | None:
     return None
 
 
-def _refuse_live_unless_published(flow_id: int) -> None:
+def refuse_live_unless_published(flow_id: int) -> None:
     refusal = live_refusal(flow_id=flow_id)
     if refusal is not None:
         raise refusal
 
 
-def _clean_name(name: Any) -> str:
+def clean_name(name: Any) -> str:
     """A trigger's name as the marketer typed it, trimmed; blank is allowed ("Webhook 12" shows)."""
     if not isinstance(name, str):
         raise TriggerRefused(400, "invalid_request", "The name is not valid.", {"name": ["Expected a text."]})
@@ -95,7 +95,7 @@ def api_trigger_ensure(*, flow: Flow) -> Trigger:
 
 def trigger_rename(*, trigger: Trigger, name: str) -> Trigger:
     """Give a trigger the name the marketer knows it by (blank: its kind and id show)."""
-    trigger.name = _clean_name(name)
+    trigger.name = clean_name(name)
     with transaction.atomic():
         trigger.save(update_fields=["name", "updated_at"])
     return trigger
@@ -206,7 +206,7 @@ def webhook_trigger_create(
     """
     if Flow.objects.filter(pk=flow.pk, status=FlowStatus.ARCHIVED).exists():
         raise TriggerRefused(409, "flow_archived", "This flow is archived and starts nothing; it gets no new triggers.")
-    clean_name = _clean_name(name)
+    name_clean = clean_name(name)
     config = webhook_config_clean(mapping=mapping, shape_check=shape_check, security=security)
     _check_sample(sample)
     with transaction.atomic():
@@ -214,7 +214,7 @@ def webhook_trigger_create(
             environment_id=flow.environment_id,
             flow=flow,
             type=TriggerType.WEBHOOK,
-            name=clean_name,
+            name=name_clean,
             mode=TriggerMode.TEST,
             config=config,
             token=secrets.token_urlsafe(32),
@@ -245,12 +245,12 @@ def webhook_trigger_update(
     """
     config = webhook_config_clean(mapping=mapping, shape_check=shape_check, security=security, current=trigger.config)
     _check_sample(sample)
-    clean_name = _clean_name(name) if name is not None else trigger.name
+    name_clean = clean_name(name) if name is not None else trigger.name
     if mode == TriggerMode.LIVE and trigger.mode != TriggerMode.LIVE:
-        _refuse_live_unless_published(trigger.flow_id)
+        refuse_live_unless_published(trigger.flow_id)
     with transaction.atomic():
         trigger.config = config
-        trigger.name = clean_name
+        trigger.name = name_clean
         if sample_given:
             trigger.sample = sample
         trigger.save(update_fields=["config", "name", "sample", "updated_at"])
@@ -281,7 +281,7 @@ def trigger_mode_set(*, trigger: Trigger, mode: str, by: User | None = None) -> 
         if locked.mode == mode:
             return locked
         if mode == TriggerMode.LIVE:
-            _refuse_live_unless_published(locked.flow_id)
+            refuse_live_unless_published(locked.flow_id)
         _record_mode_change(locked, locked.mode, mode, by, "")
         locked.mode, locked.mode_before_pause, locked.paused_reason = mode, "", ""
         locked.save(update_fields=["mode", "mode_before_pause", "paused_reason", "updated_at"])
@@ -315,7 +315,7 @@ def trigger_reactivate(*, trigger: Trigger, by: User | None = None) -> Trigger:
             raise TriggerRefused(409, "trigger_not_paused", "Only a paused trigger can be reactivated.")
         restored = locked.mode_before_pause or TriggerMode.TEST
         if restored == TriggerMode.LIVE:
-            _refuse_live_unless_published(locked.flow_id)
+            refuse_live_unless_published(locked.flow_id)
         _record_mode_change(locked, locked.mode, restored, by, "Reactivated")
         locked.mode, locked.mode_before_pause, locked.paused_reason = restored, "", ""
         locked.save(update_fields=["mode", "mode_before_pause", "paused_reason", "updated_at"])

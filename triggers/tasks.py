@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from . import segment_triggers, services
 
 
 @shared_task(name="triggers.prune_request_log")
 def prune_request_log() -> int:
     return services.request_log_prune().deleted
+
+
+@shared_task(name="triggers.start_segment_members")
+def start_segment_members(trigger_id: int) -> int:
+    """Start a segment's current members after a publish asked for it (idempotent: each member
+    starts under the key of their entry, so a second run starts nobody again)."""
+    return segment_triggers.segment_members_start_by_id(trigger_id=trigger_id)

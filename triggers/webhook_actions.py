@@ -113,7 +113,7 @@ def sample_send_test(*, trigger: Trigger) -> Answer:
     """Run the sample through the saved mapping as a test start (nothing is logged).
 
     Every send is a new test: the mapped flowInvocationId gets a unique suffix (see
-    `_fresh_test_key`), else the sample's own id would make every send after the first a duplicate.
+    `fresh_test_key`), else the sample's own id would make every send after the first a duplicate.
     """
     if trigger.sample is None:
         return Answer.refused(409, "no_sample", "Capture or paste a sample first.")
@@ -121,7 +121,7 @@ def sample_send_test(*, trigger: Trigger) -> Answer:
     if isinstance(mapped, Answer):
         return mapped
     try:
-        starts = [_fresh_test_key(start) for start in start_requests_check(mapped)]
+        starts = [fresh_test_key(start) for start in start_requests_check(mapped)]
         result = invocations_accept(
             flow=flow_for_start(flow=trigger.flow),
             mode=TriggerMode.TEST,
@@ -140,7 +140,7 @@ def sample_send_test(*, trigger: Trigger) -> Answer:
 TEST_KEY_SUFFIX = "-test-"
 
 
-def _fresh_test_key(start: StartRequest) -> StartRequest:
+def fresh_test_key(start: StartRequest) -> StartRequest:
     """The start with a flowInvocationId no send used before: the mapped key and a unique suffix
     ("evt-1001-test-3f9c2a1b"), so the invocation still shows which sample it came from. Without
     a mapped key the start pipeline generates a new one for each send already."""
@@ -159,8 +159,14 @@ def mapping_preview(
     body = payload if payload_given else trigger.sample
     if body is None and not payload_given:
         return {"output": None, "errors": ["There is no sample yet: capture or paste one, or send a payload."]}
+    return mapping_output(body=body, mapping=mapping, saved=trigger.config.get("mapping"))
+
+
+def mapping_output(*, body: Any, mapping: Any, saved: Any) -> dict[str, Any]:
+    """What `body` maps to with `mapping` (checked first; the `saved` one when None), and every
+    problem with the result, as previews answer it (event triggers' previews too)."""
     try:
-        config = validate_mapping_config(mapping) if mapping is not None else trigger.config.get("mapping")
+        config = validate_mapping_config(mapping) if mapping is not None else saved
         output = apply_mapping(
             config or services.DEFAULT_MAPPING, WebhookInput(body=body, headers={}, query={}, method="POST")
         )
