@@ -13,4 +13,5 @@ urlpatterns: list[URLPattern] = [
     path("flows/<int:flow_id>", apis.FlowDetailApi.as_view(), name="api_flow"),
     path("flows/<int:flow_id>/publish", apis.FlowPublishApi.as_view(), name="api_flow_publish"),
     path("flows/<int:flow_id>/archive", apis.FlowArchiveApi.as_view(), name="api_flow_archive"),
+    path("analytics-events", apis.AnalyticsEventListApi.as_view(), name="api_analytics_events"),
 ]

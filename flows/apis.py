@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
+from datetime import datetime
 from typing import Any
 
-from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import replace_query_param
 
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from workbench.schema import ACTION_FLOWS, CONFIG_FLOWS, answers
@@ -237,3 +242,91 @@ def _optional_bool(value: str | None) -> bool | None:
     if value.lower() in ("false", "0"):
         return False
     raise serializers.ValidationError({"test": ["Use true or false."]})
+
+
+# --- GET analytics-events (SPEC section 3) ----------------------------------------------------
+
+
+class AnalyticsEventQuery(serializers.Serializer):
+    """The filters and the page of GET analytics-events."""
+
+    name = serializers.CharField(required=False, max_length=255, trim_whitespace=False)
+    userId = serializers.CharField(required=False, max_length=255, trim_whitespace=False)
+    flowId = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    flowInvocationId = serializers.CharField(required=False, max_length=255, trim_whitespace=False)
+    test = serializers.ChoiceField(choices=["true", "false"], required=False)
+    since = serializers.DateTimeField(required=False, help_text="Events that occurred at or after this time.")
+    cursor = serializers.CharField(required=False, help_text="The `next` link's cursor: the page after the last one.")
+    pageSize = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
+
+    def validate_cursor(self, value: str) -> selectors.AnalyticsEventPosition:
+        try:
+            padded = value + "=" * (-len(value) % 4)
+            moment, source, pk = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+            occurred_at = datetime.fromisoformat(moment)
+            known = source in (selectors.FLOW_EVENTS, selectors.CUSTOM_EVENTS)
+            if not known or type(pk) is not int or occurred_at.tzinfo is None:
+                raise ValueError(source)
+        except (ValueError, TypeError, UnicodeError, binascii.Error):
+            raise serializers.ValidationError("Not a cursor of this list: use the `next` link as it is.") from None
+        return selectors.AnalyticsEventPosition(occurred_at, source, pk)
+
+
+def _cursor(position: selectors.AnalyticsEventPosition) -> str:
+    raw = json.dumps([position.occurred_at.isoformat(), position.source, position.pk], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+class AnalyticsEventSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text='Opaque: "f<n>" for a flow\'s events, "c<n>" for custom events.')
+    name = serializers.CharField()
+    userId = serializers.CharField(source="user_id")
+    flowId = serializers.IntegerField(source="flow_id", allow_null=True)
+    flowInvocationId = serializers.CharField(source="flow_invocation_id", allow_blank=True)
+    test = serializers.BooleanField()
+    properties = serializers.DictField()
+    occurredAt = serializers.DateTimeField(source="occurred_at")
+
+
+AnalyticsEventPage = inline_serializer(
+    "AnalyticsEventPage",
+    {
+        "next": serializers.URLField(allow_null=True, help_text="The next page, or null after the last one."),
+        "results": AnalyticsEventSerializer(many=True),
+    },
+)
+
+
+@extend_schema(tags=[CONFIG_FLOWS])
+class AnalyticsEventListApi(EnvironmentAPIView):
+    allowed_roles = WORKBENCH
+
+    @extend_schema(
+        summary="List analytics events",
+        description=(
+            "Flows' analytics events and the custom events of the Events API, newest first, "
+            "in pages linked by `next` (a cursor: pages do not shift as new events arrive)."
+        ),
+        parameters=[AnalyticsEventQuery],
+        responses=answers({200: AnalyticsEventPage}),
+    )
+    def get(self, request: Request, env: str) -> Response:
+        query = AnalyticsEventQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        given = query.validated_data
+        test = given.get("test")
+        filters = selectors.AnalyticsEventFilters(
+            name=given.get("name"),
+            user_id=given.get("userId"),
+            flow_id=given.get("flowId"),
+            flow_invocation_id=given.get("flowInvocationId"),
+            test=None if test is None else test == "true",
+            since=given.get("since"),
+        )
+        items, more = selectors.analytics_event_page(
+            environment=self.environment, filters=filters, after=given.get("cursor"), limit=given["pageSize"]
+        )
+        next_url = None
+        if more:
+            next_url = replace_query_param(request.build_absolute_uri(), "cursor", _cursor(items[-1].position))
+        return Response({"next": next_url, "results": AnalyticsEventSerializer(items, many=True).data})

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet
 from django.http import Http404
 
+from customers.models import Event
 from workbench.models import Environment
 
 from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowVersion, Invocation, Mode, RunStatus
@@ -203,3 +205,128 @@ def run_list_for_user(*, environment: Environment, user_id: str, test: bool) -> 
     """The user's runs of one mode, newest first, with their flow and invocation (one query)."""
     runs = FlowRun.objects.filter(environment=environment, user_id=user_id, test=test)
     return runs.select_related("flow", "invocation").order_by("-created_at", "-id")
+
+
+# --- GET analytics-events: flows' analytics events and customers' custom events, merged -------
+
+
+@dataclass(frozen=True)
+class AnalyticsEventFilters:
+    """The filters of GET analytics-events; None is "any"."""
+
+    name: str | None = None
+    user_id: str | None = None
+    flow_id: int | None = None
+    flow_invocation_id: str | None = None
+    test: bool | None = None
+    since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AnalyticsEventPosition:
+    """Where a page ends, in the list's order (occurredAt, then source, then id, all descending):
+    the keyset the next page starts after. Flows' events ("f") sort before custom events ("c")
+    of the same instant."""
+
+    occurred_at: datetime
+    source: str  # "f": flows.AnalyticsEvent, "c": customers.Event
+    pk: int
+
+
+@dataclass(frozen=True)
+class AnalyticsEventItem:
+    id: str  # opaque: "f<id>" or "c<id>"
+    name: str
+    user_id: str
+    flow_id: int | None
+    flow_invocation_id: str
+    test: bool
+    properties: dict[str, Any]
+    occurred_at: datetime
+    position: AnalyticsEventPosition
+
+
+FLOW_EVENTS, CUSTOM_EVENTS = "f", "c"
+_SOURCE_RANK = {FLOW_EVENTS: 1, CUSTOM_EVENTS: 0}
+
+
+def _after(source: str, position: AnalyticsEventPosition | None) -> Q:
+    """Rows of `source` that come after `position` in the merged order."""
+    if position is None:
+        return Q()
+    if position.source == source:
+        return Q(occurred_at__lt=position.occurred_at) | Q(occurred_at=position.occurred_at, pk__lt=position.pk)
+    if _SOURCE_RANK[source] < _SOURCE_RANK[position.source]:
+        return Q(occurred_at__lte=position.occurred_at)  # this source's rows of that instant come later
+    return Q(occurred_at__lt=position.occurred_at)
+
+
+def analytics_event_page(
+    *,
+    environment: Environment,
+    filters: AnalyticsEventFilters,
+    after: AnalyticsEventPosition | None = None,
+    limit: int = 100,
+) -> tuple[list[AnalyticsEventItem], bool]:
+    """One page of the environment's analytics events, newest first, and whether more follow.
+
+    1. Read at most limit + 1 of flows' analytics events and as many custom events
+       (customers.Event: no flow invocation, never a test; flowId is the flow whose run
+       caused it) after `after`, each in the list's order: two indexed, bounded queries.
+    2. Merge them and keep the first `limit`.
+    """
+    fields = ("pk", "name", "user_id", "occurred_at", "properties")
+    flow_events = AnalyticsEvent.objects.filter(_after(FLOW_EVENTS, after), environment=environment)
+    custom = Event.objects.filter(_after(CUSTOM_EVENTS, after), environment=environment)
+    include_custom = filters.test is not True and filters.flow_invocation_id in (None, "")
+    if filters.name is not None:
+        flow_events, custom = flow_events.filter(name=filters.name), custom.filter(name=filters.name)
+    if filters.user_id is not None:
+        flow_events, custom = flow_events.filter(user_id=filters.user_id), custom.filter(user_id=filters.user_id)
+    if filters.flow_id is not None:
+        flow_events = flow_events.filter(flow_id=filters.flow_id)
+        custom = custom.filter(source_flow_id=filters.flow_id)
+    if filters.flow_invocation_id is not None:
+        flow_events = flow_events.filter(flow_invocation_id=filters.flow_invocation_id)
+    if filters.test is not None:
+        flow_events = flow_events.filter(test=filters.test)
+    if filters.since is not None:
+        flow_events, custom = (
+            flow_events.filter(occurred_at__gte=filters.since),
+            custom.filter(occurred_at__gte=filters.since),
+        )
+    items = [
+        AnalyticsEventItem(
+            id=f"{FLOW_EVENTS}{pk}",
+            name=name,
+            user_id=user_id,
+            flow_id=flow_id,
+            flow_invocation_id=flow_invocation_id,
+            test=test,
+            properties=properties,
+            occurred_at=occurred_at,
+            position=AnalyticsEventPosition(occurred_at, FLOW_EVENTS, pk),
+        )
+        for pk, name, user_id, occurred_at, properties, flow_id, flow_invocation_id, test in flow_events.order_by(
+            "-occurred_at", "-pk"
+        ).values_list(*fields, "flow_id", "flow_invocation_id", "test")[: limit + 1]
+    ]
+    if include_custom:
+        items += [
+            AnalyticsEventItem(
+                id=f"{CUSTOM_EVENTS}{pk}",
+                name=name,
+                user_id=user_id,
+                flow_id=source_flow_id,
+                flow_invocation_id="",
+                test=False,
+                properties=properties,
+                occurred_at=occurred_at,
+                position=AnalyticsEventPosition(occurred_at, CUSTOM_EVENTS, pk),
+            )
+            for pk, name, user_id, occurred_at, properties, source_flow_id in custom.order_by(
+                "-occurred_at", "-pk"
+            ).values_list(*fields, "source_flow_id")[: limit + 1]
+        ]
+    items.sort(key=lambda item: (item.occurred_at, _SOURCE_RANK[item.position.source], item.position.pk), reverse=True)
+    return items[:limit], len(items) > limit
