@@ -318,9 +318,14 @@ class _Compiler:
         if op in ("gt", "gte", "lt", "lte") and not isinstance(value, str):
             comparison = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
             return f"{kind} IN ('integer', 'real') AND {item} {comparison} %s", [path, path, value]
-        moment = f"julianday(CASE WHEN {kind} = 'text' AND {item} GLOB %s THEN {item} END)"
+        # date() rolls an impossible day over (2023-02-29 becomes 2023-03-01): such a value
+        # is no date, as on PostgreSQL.
+        moment = (
+            f"julianday(CASE WHEN {kind} = 'text' AND {item} GLOB %s "
+            f"AND date(julianday(substr({item}, 1, 10))) = substr({item}, 1, 10) THEN {item} END)"
+        )
         sql, params = self.bounded(moment, op, value, wrap="julianday(%s)")
-        return self.repeat_expression(sql, params, [path, path, _SQLITE_ISO_MOMENT, path])
+        return self.repeat_expression(sql, params, [path, path, _SQLITE_ISO_MOMENT, path, path, path])
 
     @staticmethod
     def repeat_expression(sql: str, bound_params: list[Any], expression_params: list[Any]) -> Fragment:

@@ -9,6 +9,7 @@ import pytest
 from segments.models import Segment
 from segments.rules import References, rules_clean, rules_describe, rules_references
 from workbench.errors import Invalid
+from workbench.models import Environment
 
 
 def all_of(*conditions: Any) -> dict[str, Any]:
@@ -268,7 +269,7 @@ def test_event_test_errors_are_named(condition: dict[str, Any], path: str) -> No
 
 
 @pytest.mark.django_db
-def test_a_segment_test_names_a_segment_of_the_same_environment(env_a, env_b) -> None:
+def test_a_segment_test_names_a_segment_of_the_same_environment(env_a: Environment, env_b: Environment) -> None:
     ours = segment(env_a, "Germans")
     theirs = segment(env_b, "Globex VIPs")
     rules = all_of({"segment": ours.pk, "op": "in"})
@@ -280,7 +281,7 @@ def test_a_segment_test_names_a_segment_of_the_same_environment(env_a, env_b) ->
 
 
 @pytest.mark.django_db
-def test_segment_test_shape_errors(env_a) -> None:
+def test_segment_test_shape_errors(env_a: Environment) -> None:
     ours = segment(env_a, "Germans")
     assert list(errors_of(all_of({"segment": ours.pk, "op": "within"}), env_a.pk)) == ["rules.conditions[0].op"]
     assert list(errors_of(all_of({"segment": "Germans", "op": "in"}), env_a.pk)) == ["rules.conditions[0].segment"]
@@ -288,7 +289,7 @@ def test_segment_test_shape_errors(env_a) -> None:
 
 
 @pytest.mark.django_db
-def test_a_segment_may_not_contain_itself(env_a) -> None:
+def test_a_segment_may_not_contain_itself(env_a: Environment) -> None:
     itself = segment(env_a, "Loop")
     errors = errors_of(
         all_of({"field": "country", "op": "exists"}, all_of({"segment": itself.pk, "op": "notIn"})),
@@ -300,7 +301,7 @@ def test_a_segment_may_not_contain_itself(env_a) -> None:
 
 
 @pytest.mark.django_db
-def test_a_segment_may_not_depend_on_itself_through_others(env_a) -> None:
+def test_a_segment_may_not_depend_on_itself_through_others(env_a: Environment) -> None:
     edited = segment(env_a, "A")
     b = segment(env_a, "B", all_of({"segment": edited.pk, "op": "in"}))
     c = segment(env_a, "C", all_of({"field": "country", "op": "exists"}, all_of({"segment": b.pk, "op": "in"})))
