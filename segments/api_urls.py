@@ -1,6 +1,15 @@
+"""Segments' configuration API (SPEC section 5), under /api/v1/<env>/."""
+
 from __future__ import annotations
 
-from django.urls import URLPattern, path  # noqa: F401
+from django.urls import URLPattern, path
 
-# The configuration API of segments (SPEC section 5), under /api/v1/<env>/.
-urlpatterns: list[URLPattern] = []
+from . import apis
+
+urlpatterns: list[URLPattern] = [
+    path("segments", apis.SegmentListApi.as_view(), name="api_segments"),
+    path("segments/preview", apis.SegmentPreviewApi.as_view(), name="api_segment_preview"),
+    path("segments/<int:segment_id>", apis.SegmentDetailApi.as_view(), name="api_segment"),
+    path("segments/<int:segment_id>/members", apis.SegmentMembersApi.as_view(), name="api_segment_members"),
+    path("segments/<int:segment_id>/preview", apis.SegmentDryRunApi.as_view(), name="api_segment_dry_run"),
+]
