@@ -5,7 +5,8 @@ engine (`triggers.mapping`) applied to the event as this JSON body (`event_body`
 
     {"userId", "name", "properties", "timestamp", "messageId"}
 
-(analytics events of flows' runs also carry `flowId`, `flowInvocationId` and `test`). The
+(analytics events of flows' runs also carry `flowId`, `flowInvocationId` and `test`, and their
+`where` filters can test `flowId` as if it were a property: "when flow 12 completes"). The
 default mapping takes `targetUserIds` from `$.userId` and `variables` from `$.properties`. The
 sample a member maps and previews against is the newest event of that name.
 
@@ -228,7 +229,8 @@ def _incoming_analytics(event: RecordedAnalyticsEvent) -> IncomingEvent:
         environment_id=event.environment_id,
         name=event.name,
         user_id=event.user_id,
-        properties=event.properties,
+        # `where` can name the flow whose runs are listened to ("when flow 12 completes").
+        properties={**event.properties, "flowId": event.flow_id},
         occurred_at=event.occurred_at,
         key="afe-" + hashlib.sha256(identity.encode()).hexdigest()[:40],
         body={
