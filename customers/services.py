@@ -322,7 +322,8 @@ def events_validate(events: object, *, received_at: datetime) -> list[_NewEvent]
     1. The request is an array of 1 to 1,000 events.
     2. Each event is at most 32 KiB of JSON and has EventShape's shape ("[3].name").
     3. Its time: the timestamp, moved by the sender's clock skew (receivedAt - sentAt) when
-       sentAt is given; without a timestamp, the time of receipt.
+       sentAt is given; without a timestamp (or when the correction would leave the
+       calendar), the time of receipt.
     """
     if not isinstance(events, list):
         raise Invalid({"request": ["Send a JSON array of events."]})
@@ -347,8 +348,9 @@ def events_validate(events: object, *, received_at: datetime) -> list[_NewEvent]
             try:
                 occurred_at = timestamp if sent_at is None else timestamp + (received_at - sent_at)
             except OverflowError:
-                errors[f"{at}.timestamp"] = ["Corrected by sentAt for the sender's clock, the time is out of range."]
-                continue
+                # A clock so wrong that the correction leaves the calendar: its times say
+                # nothing, and the time of receipt is the best there is.
+                occurred_at = received_at
         validated.append(
             _NewEvent(
                 user_id=value["userId"],

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import exceptions, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
@@ -256,20 +256,25 @@ class AnalyticsEventQuery(serializers.Serializer):
     flowInvocationId = serializers.CharField(required=False, max_length=255, trim_whitespace=False)
     test = serializers.ChoiceField(choices=["true", "false"], required=False)
     since = serializers.DateTimeField(required=False, help_text="Events that occurred at or after this time.")
-    cursor = serializers.CharField(required=False, help_text="The `next` link's cursor: the page after the last one.")
+    cursor = serializers.CharField(
+        required=False,
+        help_text="The `next` link's cursor (an invalid one is answered 404, as a page that is not there).",
+    )
     pageSize = serializers.IntegerField(required=False, min_value=1, max_value=1000, default=100)
 
-    def validate_cursor(self, value: str) -> selectors.AnalyticsEventPosition:
-        try:
-            padded = value + "=" * (-len(value) % 4)
-            moment, source, pk = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-            occurred_at = datetime.fromisoformat(moment)
-            known = source in (selectors.FLOW_EVENTS, selectors.CUSTOM_EVENTS)
-            if not known or type(pk) is not int or occurred_at.tzinfo is None:
-                raise ValueError(source)
-        except (ValueError, TypeError, UnicodeError, binascii.Error):
-            raise serializers.ValidationError("Not a cursor of this list: use the `next` link as it is.") from None
-        return selectors.AnalyticsEventPosition(occurred_at, source, pk)
+
+def _position(cursor: str) -> selectors.AnalyticsEventPosition:
+    """The position a `next` link's cursor names; 404 for anything else, as DRF's cursor pagination answers."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        moment, source, pk = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+        occurred_at = datetime.fromisoformat(moment)
+        known = source in (selectors.FLOW_EVENTS, selectors.CUSTOM_EVENTS)
+        if not known or type(pk) is not int or occurred_at.tzinfo is None:
+            raise ValueError(source)
+    except (ValueError, TypeError, UnicodeError, binascii.Error):
+        raise exceptions.NotFound("Invalid cursor: use the `next` link as it is.") from None
+    return selectors.AnalyticsEventPosition(occurred_at, source, pk)
 
 
 def _cursor(position: selectors.AnalyticsEventPosition) -> str:
@@ -323,8 +328,12 @@ class AnalyticsEventListApi(EnvironmentAPIView):
             test=None if test is None else test == "true",
             since=given.get("since"),
         )
+        cursor = given.get("cursor")
         items, more = selectors.analytics_event_page(
-            environment=self.environment, filters=filters, after=given.get("cursor"), limit=given["pageSize"]
+            environment=self.environment,
+            filters=filters,
+            after=None if cursor is None else _position(cursor),
+            limit=given["pageSize"],
         )
         next_url = None
         if more:

@@ -347,13 +347,16 @@ def test_every_invalid_event_is_named_by_its_index(events_a):
     assert set(assert_invalid(response)) == {"[1].userId", "[2].name"}
 
 
-def test_a_skew_correction_out_of_range_is_refused(events_a):
-    response = post(
-        events_a, [{"userId": "u", "name": "a", "timestamp": "9999-12-31T23:00:00Z", "sentAt": "2000-01-01T00:00:00Z"}]
+def test_a_skew_correction_out_of_the_calendar_takes_the_time_of_receipt(env_a):
+    received = datetime(2026, 4, 1, 12, tzinfo=UTC)
+
+    events_record(
+        environment=env_a,
+        events=[{"userId": "u", "name": "a", "timestamp": "9999-12-31T23:00:00Z", "sentAt": "2000-01-01T00:00:00Z"}],
+        received_at=received,
     )
 
-    assert_invalid(response, "[0].timestamp")
-    assert stored()["events"] == 0
+    assert Event.objects.get().occurred_at == received
 
 
 def test_an_event_over_32_kib_is_refused_by_its_index(events_a):
