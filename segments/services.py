@@ -541,7 +541,8 @@ def segments_time_recheck(*, now: datetime | None = None) -> int:
     and now, so the customers to look at are those whose value lies in
     (checked_at + offset, now + offset]: an index range on that timestamp, not a rescan. An
     event window loses a UTC day at each midnight: the customers with rollup rows on the days
-    that left it (raw events: those whose events left the window). Custom fields have no index
+    that left it, once per UTC day (through the rollup's unique (environment, name, user_id,
+    day) index; raw events: those whose events left the window). Custom fields have no index
     to range on: their range is filtered on every customer with the key; a property filter
     with a time test re-checks every customer who has that event.
     """
