@@ -11,4 +11,6 @@ urlpatterns: list[URLPattern] = [
     path("", views.flow_triggers, name="flow_triggers"),
     path("live-summary", views.flow_triggers_live_summary, name="flow_triggers_live_summary"),
     path("new/webhook", views.flow_trigger_new_webhook, name="flow_trigger_new_webhook"),
+    path("new/segment", views.flow_trigger_new_segment, name="flow_trigger_new_segment"),
+    path("new/event", views.flow_trigger_new_event, name="flow_trigger_new_event"),
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.http import QueryDict
@@ -490,15 +490,19 @@ class MappingState:
             structured["targetUserIds"] = self.target.spec()
         if self.invocation_id.mapped:
             structured["flowInvocationId"] = self.invocation_id.spec()
-        variables = dict(self.kept.get("variables", {}))
+        variables = _kept_entries(self.kept.get("variables"))
         variables.update({row.name: row.spec() for row in self.variables if row.name and row.mapped})
         if variables:
             structured["variables"] = variables
+        elif isinstance(self.kept.get("variables"), str):
+            structured["variables"] = self.kept["variables"]
         for group, rows in ((METADATA, self.metadata), (NOTIFICATION_DETAIL, self.notification_detail)):
-            entries = dict(self.kept.get(group.key, {}))
+            entries = _kept_entries(self.kept.get(group.key))
             entries.update({row.name: row.spec() for row in rows if row.name and row.mapped})
             if entries:
                 structured[group.key] = entries
+            elif isinstance(self.kept.get(group.key), str):
+                structured[group.key] = self.kept[group.key]
         return structured
 
     def check_rows(self) -> bool:
@@ -556,6 +560,13 @@ def _count(data: QueryDict, prefix: str) -> int:
     while f"{prefix}-{count}-kind" in data:
         count += 1
     return count
+
+
+def _kept_entries(kept: Any) -> dict[str, Any]:
+    """Kept entries of an object field to add rows to. One path that yields the whole object
+    (an event trigger's default "variables": "$.properties") stays as it is while no row is
+    mapped (see `structured`); mapped rows replace it, since a field is either one or the other."""
+    return dict(kept) if isinstance(kept, dict) else {}
 
 
 def _kept_parts(structured: dict[str, Any], flow_variables: list[dict[str, Any]]) -> dict[str, Any]:
@@ -648,3 +659,81 @@ def _named_rows_from_post(data: QueryDict, group: NamedGroup) -> list[Leaf]:
     if all(row.name or row.mapped for row in rows):
         rows.append(Leaf(**_named_row(group, len(rows), "")))
     return rows
+
+
+# --- Segment and event triggers -------------------------------------------------------------
+
+
+MODE_CHOICES = [("test", "Test — test users only"), ("live", "Live — real customers"), ("disabled", "Disabled")]
+
+
+class SegmentTriggerForm(forms.Form):
+    """A segment trigger's settings; the segments offered are the environment's, with their sizes."""
+
+    name = TriggerNameForm.base_fields["name"]
+    segment = forms.TypedChoiceField(coerce=int, label="Segment", empty_value=None)
+    on = forms.ChoiceField(
+        label="Start the flow when a customer…",
+        choices=[("entered", "enters the segment"), ("exited", "exits the segment")],
+        initial="entered",
+        widget=forms.RadioSelect,
+    )
+    reentry = forms.ChoiceField(
+        label="Each customer",
+        choices=[
+            ("always", "every time it happens (re-entry starts it again)"),
+            ("once", "once, ever (never again for that customer)"),
+        ],
+        initial="always",
+        widget=forms.RadioSelect,
+    )
+    mode = forms.ChoiceField(label="Mode", choices=MODE_CHOICES, initial="test", widget=forms.RadioSelect)
+
+    def __init__(self, *args: Any, segments: list[tuple[int, str]], with_mode: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["segment"]).choices = [("", "Choose a segment…"), *segments]
+        self.fields["name"].widget.attrs["placeholder"] = "e.g. Welcome new VIPs"
+        if not with_mode:
+            del self.fields["mode"]
+
+
+class EventTriggerForm(forms.Form):
+    """An event trigger's event name and property filters (its mapping is the mapping builder's)."""
+
+    name = TriggerNameForm.base_fields["name"]
+    event_name = forms.CharField(
+        label="Event name",
+        max_length=255,
+        help_text="The name your app sends with POST events, e.g. purchase_completed.",
+        widget=forms.TextInput(attrs={"list": "known-events", "autocomplete": "off", "placeholder": "e.g. upgraded"}),
+    )
+    where = forms.CharField(
+        label="Only events whose properties match (optional)",
+        required=False,
+        help_text='A JSON list of filters, all of which must hold: [{"property": "plan", "op": "eq", "value": "pro"}]. '
+        "Ops as in segments' field tests: eq, neq, contains, in, gt, withinLastDays, exists, …",
+        widget=forms.Textarea(attrs={"rows": 3, "class": "code wide-input", "spellcheck": "false"}),
+    )
+    mode = forms.ChoiceField(label="Mode", choices=MODE_CHOICES, initial="test", widget=forms.RadioSelect)
+
+    def __init__(self, *args: Any, with_mode: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["name"].widget.attrs["placeholder"] = "e.g. Thank upgraders"
+        if not with_mode:
+            del self.fields["mode"]
+
+    def clean_where(self) -> Any:
+        text = self.cleaned_data.get("where", "").strip()
+        if not text:
+            return []
+        value, problem = parse_json_text(text)
+        if problem:
+            raise forms.ValidationError(problem)
+        return value
+
+    def attach_errors(self, errors: dict[str, list[str]]) -> None:
+        """The service's errors, keyed by API path, on the form's fields."""
+        for key, messages in errors.items():
+            field = "event_name" if key == "eventName" else "where" if key.startswith("where") else None
+            for message in messages:
+                self.add_error(field, f"{key}: {message}" if field == "where" else message)

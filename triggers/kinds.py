@@ -42,6 +42,18 @@ TRIGGER_KINDS: tuple[TriggerKind, ...] = (
         "A URL that another system (a shop, a CRM, Stripe…) posts its events to; each request is mapped to a start.",
         new_url_name="flow_trigger_new_webhook",
     ),
+    TriggerKind(
+        TriggerType.SEGMENT,
+        "Segment",
+        "Starts the flow when a customer enters or leaves a segment, such as new VIPs or customers at risk.",
+        new_url_name="flow_trigger_new_segment",
+    ),
+    TriggerKind(
+        TriggerType.EVENT,
+        "Event",
+        "Starts the flow for each event your app sends (POST events) with that name, such as a purchase.",
+        new_url_name="flow_trigger_new_event",
+    ),
 )
 
 KINDS_BY_TYPE: dict[str, TriggerKind] = {kind.type.value: kind for kind in TRIGGER_KINDS}

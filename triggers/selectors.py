@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 
 from customers.models import Event
-from flows.models import Flow
+from flows.models import Flow, Invocation
 from segments.models import Segment, SegmentMembership
 from workbench.models import Environment
 
@@ -146,3 +146,8 @@ def event_names(*, environment: Environment, limit: int = 200) -> list[str]:
     return list(
         Event.objects.filter(environment=environment).order_by("name").values_list("name", flat=True).distinct()[:limit]
     )
+
+
+def trigger_invocations(*, trigger: Trigger) -> QuerySet[Invocation]:
+    """The invocations a trigger started, newest first (the flow's index by creation time)."""
+    return Invocation.objects.filter(flow_id=trigger.flow_id, trigger_id=trigger.pk).order_by("-created_at", "-id")

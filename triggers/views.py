@@ -29,12 +29,14 @@ from flows.views import flow_api_trigger, flow_tab_context
 from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
-from . import intake, selectors, services, webhook_actions
+from . import event_triggers, intake, segment_triggers, selectors, services, webhook_actions
 from .forms import (
     MAPPING_TYPES,
+    EventTriggerForm,
     MappingState,
     SampleForm,
     SecurityForm,
+    SegmentTriggerForm,
     TriggerNameForm,
     parse_json_text,
     pretty_json,
@@ -69,6 +71,25 @@ def _webhook(request: WorkbenchRequest, trigger_id: int) -> Trigger:
     if trigger.type != TriggerType.WEBHOOK:
         raise Http404("Not a webhook trigger")
     return trigger
+
+
+# Triggers a member adds (every kind but the built-in API trigger), and those with a mapping.
+ADDED_TYPES = (TriggerType.WEBHOOK, TriggerType.SEGMENT, TriggerType.EVENT)
+MAPPED_TYPES = (TriggerType.WEBHOOK, TriggerType.EVENT)
+
+
+def _trigger_of(request: WorkbenchRequest, trigger_id: int, types: tuple[str, ...]) -> Trigger:
+    trigger = selectors.trigger_get(environment=_environment(request), trigger_id=trigger_id)
+    if trigger.type not in types:
+        raise Http404("No such page for this kind of trigger")
+    return trigger
+
+
+def _sample_of(trigger: Trigger) -> Any:
+    """What the mapping is tried on: a webhook's sample, or the newest event of an event trigger's name."""
+    if trigger.type == TriggerType.EVENT:
+        return event_triggers.sample_body(trigger=trigger)
+    return trigger.sample
 
 
 def _setup_url(trigger: Trigger) -> str:
@@ -115,6 +136,7 @@ def flow_triggers(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
             for trigger in triggers
         ],
         "webhook_count": sum(1 for trigger in triggers if trigger.type == TriggerType.WEBHOOK),
+        "added_count": sum(1 for trigger in triggers if trigger.type != TriggerType.API),
         "addable_kinds": addable_kinds(),
         "builtin_kinds": [kind for kind in TRIGGER_KINDS if not kind.addable],
         "api": flow_api_trigger(request, flow),
@@ -202,9 +224,10 @@ def _editable(request: WorkbenchRequest, trigger: Trigger) -> bool:
 
 def _properties(trigger: Trigger) -> list[dict[str, str]]:
     """The sample's paths, each with its value there, shortened, to pick from."""
-    if trigger.sample is None:
+    sample = _sample_of(trigger)
+    if sample is None:
         return []
-    return [{"path": path, "value": _sample_value(value)} for path, value in sample_values(trigger.sample)]
+    return [{"path": path, "value": _sample_value(value)} for path, value in sample_values(sample)]
 
 
 def _sample_value(value: Any) -> str:
@@ -216,8 +239,14 @@ def _sample_value(value: Any) -> str:
     return text if len(text) <= SAMPLE_VALUE_LENGTH else text[: SAMPLE_VALUE_LENGTH - 1] + "…"
 
 
+def _mapping_preview(trigger: Trigger, mapping: dict[str, Any]) -> dict[str, Any]:
+    if trigger.type == TriggerType.EVENT:
+        return event_triggers.event_mapping_preview(trigger=trigger, mapping=mapping)
+    return webhook_actions.mapping_preview(trigger=trigger, mapping=mapping)
+
+
 def _mapping_context(trigger: Trigger, state: MappingState, *, acted: bool = False) -> dict[str, Any]:
-    preview = webhook_actions.mapping_preview(trigger=trigger, mapping=state.mapping())
+    preview = _mapping_preview(trigger, state.mapping())
     return {
         "state": state,
         "mapping_types": MAPPING_TYPES,
@@ -228,7 +257,8 @@ def _mapping_context(trigger: Trigger, state: MappingState, *, acted: bool = Fal
 
 def _mapping_chosen(trigger: Trigger) -> bool:
     """Whether a member set this trigger's mapping: until then, its problems are next steps."""
-    return trigger.config.get("mapping", services.DEFAULT_MAPPING) != services.DEFAULT_MAPPING
+    default = event_triggers.DEFAULT_EVENT_MAPPING if trigger.type == TriggerType.EVENT else services.DEFAULT_MAPPING
+    return trigger.config.get("mapping", default) != default
 
 
 def _preview_view(trigger: Trigger, preview: dict[str, Any], *, acted: bool) -> dict[str, Any]:
@@ -236,8 +266,9 @@ def _preview_view(trigger: Trigger, preview: dict[str, Any], *, acted: bool) -> 
     the mapping, previewed, saved); before that, and without a sample, they are guidance."""
     output = preview.get("output")
     errors = preview.get("errors") or []
-    if trigger.sample is None:
-        return {"output": None, "errors": [], "guide": "no_sample", "todo": []}
+    if _sample_of(trigger) is None:
+        guide = "no_event" if trigger.type == TriggerType.EVENT else "no_sample"
+        return {"output": None, "errors": [], "guide": guide, "todo": []}
     if errors and not acted:
         return {"output": None, "errors": [], "guide": "map_sample", "todo": errors}
     return {"output": pretty_json(output) if output is not None else None, "errors": errors, "guide": "", "todo": []}
@@ -300,6 +331,7 @@ def _setup_context(
         "held": selectors.held_count(trigger=trigger),
         "history": selectors.mode_change_list(trigger=trigger)[:20],
         "sample_json": pretty_json(trigger.sample) if trigger.sample is not None else None,
+        "no_sample": trigger.sample is None,
         "sample_form": sample_form,
         "capture": _capture_context(trigger),
         "security_form": security_form or _security_form(trigger),
@@ -335,8 +367,10 @@ def _refuse_live_edit(request: WorkbenchRequest, trigger: Trigger) -> HttpRespon
 @environment_page()
 def trigger_detail(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """The setup page. A POST (editors) saves the mapping and the shape check, or fills in a
-    script preset (`op=preset`) without saving."""
-    trigger = _webhook(request, trigger_id)
+    script preset (`op=preset`) without saving. Segment and event triggers have pages of their own."""
+    trigger = _trigger_of(request, trigger_id, ADDED_TYPES)
+    if trigger.type in (TriggerType.SEGMENT, TriggerType.EVENT):
+        return _automatic_detail(request, trigger)
     if request.method == "GET":
         return _render_setup(request, trigger)
     if not can_edit(request):
@@ -374,9 +408,9 @@ def _render_mapping(
 @environment_page(Role.EDITOR)
 def trigger_preview(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """What the sample maps to with the posted (unsaved) mapping, and every problem."""
-    trigger = _webhook(request, trigger_id)
+    trigger = _trigger_of(request, trigger_id, MAPPED_TYPES)
     state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
-    preview = webhook_actions.mapping_preview(trigger=trigger, mapping=state.mapping())
+    preview = _mapping_preview(trigger, state.mapping())
     context = {"trigger": trigger, "preview": _preview_view(trigger, preview, acted=True)}
     return render(request, "triggers/_preview.html", context)
 
@@ -384,7 +418,7 @@ def trigger_preview(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
 @require_POST
 @environment_page(Role.EDITOR)
 def trigger_mode(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
-    trigger = _webhook(request, trigger_id)
+    trigger = _trigger_of(request, trigger_id, ADDED_TYPES)
     mode = request.POST.get("mode", "")
     try:
         services.trigger_mode_set(trigger=trigger, mode=mode, by=_user(request))
@@ -399,11 +433,14 @@ def trigger_mode(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
 @environment_page(Role.EDITOR)
 def trigger_name(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """Rename the trigger (any mode: the name changes nothing for its senders)."""
-    trigger = _webhook(request, trigger_id)
+    trigger = _trigger_of(request, trigger_id, ADDED_TYPES)
     form = TriggerNameForm(request.POST)
     if form.is_valid():
         services.trigger_rename(trigger=trigger, name=form.cleaned_data["name"])
         messages.success(request, f"Renamed: {trigger.display_name}.")
+        return redirect(_setup_url(trigger))
+    if trigger.type != TriggerType.WEBHOOK:
+        messages.error(request, "; ".join(str(error) for error in form.errors.get("name", ["The name is not valid."])))
         return redirect(_setup_url(trigger))
     return _render_setup(request, trigger, name_form=form, status=400)
 
@@ -461,14 +498,15 @@ def trigger_held_discard(request: WorkbenchRequest, trigger_id: int) -> HttpResp
 @require_POST
 @environment_page(Role.EDITOR)
 def trigger_delete(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
-    trigger = _webhook(request, trigger_id)
+    trigger = _trigger_of(request, trigger_id, ADDED_TYPES)
     flow, name = trigger.flow, trigger.display_name
     try:
         services.trigger_delete(trigger=trigger)
     except services.TriggerRefused as refusal:
         messages.error(request, refusal.detail)
         return redirect(_setup_url(trigger))
-    messages.success(request, f"{name} was deleted; its URL answers 404 from now on.")
+    gone = "its URL answers 404 from now on" if trigger.type == TriggerType.WEBHOOK else "it starts nothing from now on"
+    messages.success(request, f"{name} was deleted; {gone}.")
     return redirect(_triggers_url(flow))
 
 
@@ -552,12 +590,19 @@ def _capture_editing(request: WorkbenchRequest, trigger: Trigger) -> dict[str, b
 @environment_page(Role.EDITOR)
 def trigger_send_test(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     """Run the sample through the saved mapping as a test start, and say where its cards are."""
-    trigger = _webhook(request, trigger_id)
-    answer = webhook_actions.sample_send_test(trigger=trigger)
+    trigger = _trigger_of(request, trigger_id, MAPPED_TYPES)
+    if trigger.type == TriggerType.EVENT:
+        answer = event_triggers.event_sample_send_test(trigger=trigger)
+    else:
+        answer = webhook_actions.sample_send_test(trigger=trigger)
     result = _test_result(request, trigger, answer)
     if _htmx(request):
-        return render(request, "triggers/_send_test.html", {"trigger": trigger, "test_result": result})
-    return _render_setup(request, trigger, test_result=result, status=200 if result["ok"] else 400)
+        context = {"trigger": trigger, "test_result": result, "no_sample": _sample_of(trigger) is None}
+        return render(request, "triggers/_send_test.html", context)
+    status = 200 if result["ok"] else 400
+    if trigger.type == TriggerType.EVENT:
+        return _render_automatic(request, trigger, test_result=result, status=status)
+    return _render_setup(request, trigger, test_result=result, status=status)
 
 
 def _test_result(request: WorkbenchRequest, trigger: Trigger, answer: intake.Answer) -> dict[str, Any]:
@@ -726,3 +771,255 @@ def _replay_result(request: WorkbenchRequest, trigger: Trigger, answer: intake.A
         result["detail"] = answer.body.get("detail", "")
         result["errors"] = _flat_errors(answer.body.get("errors"))
     return result
+
+
+# --- Segment and event triggers ---------------------------------------------------------------
+
+
+def _segment_options(environment: Environment) -> list[tuple[int, str]]:
+    """The environment's segments as the form offers them, each with its member count."""
+    return [
+        (segment.pk, f"{segment.name} ({segment.member_count:,} member{'s' if segment.member_count != 1 else ''})")
+        for segment in selectors.segment_choices(environment=environment)
+    ]
+
+
+def _mode_from(form: Any) -> str:
+    return str(form.cleaned_data.get("mode") or TriggerMode.TEST)
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.EDITOR)
+def flow_trigger_new_segment(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """Add a segment trigger: the segment, entered or exited, re-entry, and the mode."""
+    flow = _flow(request, flow_id)
+    if flow.status == FlowStatus.ARCHIVED:
+        messages.error(request, "Archived flows start nothing; they cannot get new triggers.")
+        return redirect(_triggers_url(flow))
+    segments = _segment_options(_environment(request))
+    form = SegmentTriggerForm(request.POST or None, segments=segments)
+    if request.method == "POST" and form.is_valid():
+        try:
+            trigger = segment_triggers.segment_trigger_create(
+                flow=flow,
+                by=_user(request),
+                name=form.cleaned_data["name"],
+                segment_id=form.cleaned_data["segment"],
+                on=form.cleaned_data["on"],
+                reentry=form.cleaned_data["reentry"],
+                mode=_mode_from(form),
+            )
+        except services.TriggerRefused as refusal:
+            _attach(form, refusal, {"segmentId": "segment", "on": "on", "reentry": "reentry"})
+        else:
+            messages.success(request, f"{trigger.display_name} added, in {trigger.mode} mode.")
+            return redirect(_setup_url(trigger))
+    context = {
+        **flow_tab_context(request, flow, tab="triggers"),
+        "form": form,
+        "kind": kind_of(TriggerType.SEGMENT),
+        "has_segments": bool(segments),
+        "go_live_blocker": _go_live_blocker(flow),
+    }
+    return render(request, "triggers/segment_new.html", context, status=400 if form.errors else 200)
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.EDITOR)
+def flow_trigger_new_event(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """Add an event trigger: the event's name and filters; the mapping is set on its page."""
+    flow = _flow(request, flow_id)
+    if flow.status == FlowStatus.ARCHIVED:
+        messages.error(request, "Archived flows start nothing; they cannot get new triggers.")
+        return redirect(_triggers_url(flow))
+    form = EventTriggerForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            trigger = event_triggers.event_trigger_create(
+                flow=flow,
+                by=_user(request),
+                name=form.cleaned_data["name"],
+                event_name=form.cleaned_data["event_name"],
+                where=form.cleaned_data["where"],
+                mode=_mode_from(form),
+            )
+        except services.TriggerRefused as refusal:
+            _attach_event(form, refusal)
+        else:
+            messages.success(
+                request,
+                f"{trigger.display_name} added, in {trigger.mode} mode. Check its mapping against the newest "
+                "event, then send a test card.",
+            )
+            return redirect(_setup_url(trigger))
+    context = {
+        **flow_tab_context(request, flow, tab="triggers"),
+        "form": form,
+        "kind": kind_of(TriggerType.EVENT),
+        "known_events": selectors.event_names(environment=_environment(request)),
+        "go_live_blocker": _go_live_blocker(flow),
+    }
+    return render(request, "triggers/event_new.html", context, status=400 if form.errors else 200)
+
+
+def _attach(form: Any, refusal: services.TriggerRefused, fields: dict[str, str]) -> None:
+    """A refusal on the form: its errors on their fields (by API name), else its detail on top."""
+    if not refusal.errors:
+        form.add_error(None, refusal.detail)
+        return
+    for key, problems in refusal.errors.items():
+        for problem in problems:
+            form.add_error(fields.get(key), problem)
+
+
+def _attach_event(form: EventTriggerForm, refusal: services.TriggerRefused) -> None:
+    if refusal.errors:
+        form.attach_errors(refusal.errors)
+    else:
+        form.add_error(None, refusal.detail)
+
+
+def _automatic_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse:
+    """A segment or event trigger's page. A POST (editors) saves its settings (`op=config`) or,
+    for an event trigger, its mapping (or fills in a script preset, `op=preset`)."""
+    if request.method == "GET":
+        return _render_automatic(request, trigger)
+    if not can_edit(request):
+        raise PermissionDenied("Viewers cannot change triggers.")
+    refused = _refuse_live_edit(request, trigger)
+    if refused:
+        return refused
+    if request.POST.get("op") == "config":
+        return _save_config(request, trigger)
+    if trigger.type != TriggerType.EVENT:
+        raise Http404("Segment triggers have no mapping")
+    state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
+    if request.POST.get("op") == "preset":
+        state.apply_preset(request.POST.get("script_preset", ""))
+        return _render_automatic_mapping(request, trigger, state)
+    if state.check_rows():
+        try:
+            event_triggers.event_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping())
+        except services.TriggerRefused as refusal:
+            state.attach_errors(refusal.errors or {"mapping": [refusal.detail]})
+        else:
+            messages.success(request, "Mapping saved. Send a test card to see it end to end.")
+            return redirect(_setup_url(trigger) + "#mapping")
+    return _render_automatic_mapping(request, trigger, state, status=400 if state.error_count else 200)
+
+
+def _render_automatic_mapping(
+    request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
+) -> HttpResponse:
+    if _htmx(request):
+        context = _automatic_context(request, trigger, state=state, mapping_acted=True)
+        return render(request, "triggers/_mapping.html", context, status=status)
+    return _render_automatic(request, trigger, state=state, mapping_acted=True, status=status)
+
+
+def _save_config(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse:
+    """Save a segment trigger's segment, on and re-entry, or an event trigger's name and filters."""
+    if trigger.type == TriggerType.SEGMENT:
+        segment_form = SegmentTriggerForm(
+            request.POST, segments=_segment_options(_environment(request)), with_mode=False
+        )
+        if segment_form.is_valid():
+            try:
+                segment_triggers.segment_trigger_update(
+                    trigger=trigger,
+                    by=_user(request),
+                    segment_id=segment_form.cleaned_data["segment"],
+                    on=segment_form.cleaned_data["on"],
+                    reentry=segment_form.cleaned_data["reentry"],
+                )
+            except services.TriggerRefused as refusal:
+                _attach(segment_form, refusal, {"segmentId": "segment", "on": "on", "reentry": "reentry"})
+            else:
+                messages.success(request, "Saved.")
+                return redirect(_setup_url(trigger))
+        return _render_automatic(request, trigger, config_form=segment_form, status=400)
+    event_form = EventTriggerForm(request.POST, with_mode=False)
+    if event_form.is_valid():
+        try:
+            event_triggers.event_trigger_update(
+                trigger=trigger,
+                by=_user(request),
+                event_name=event_form.cleaned_data["event_name"],
+                where=event_form.cleaned_data["where"],
+            )
+        except services.TriggerRefused as refusal:
+            _attach_event(event_form, refusal)
+        else:
+            messages.success(request, "Saved.")
+            return redirect(_setup_url(trigger))
+    return _render_automatic(request, trigger, config_form=event_form, status=400)
+
+
+def _config_form(request: WorkbenchRequest, trigger: Trigger) -> SegmentTriggerForm | EventTriggerForm:
+    if trigger.type == TriggerType.SEGMENT:
+        config = trigger.segment_config
+        return SegmentTriggerForm(
+            initial={"segment": config.get("segmentId"), "on": config.get("on"), "reentry": config.get("reentry")},
+            segments=_segment_options(_environment(request)),
+            with_mode=False,
+        )
+    event = trigger.event_config
+    where = event.get("where") or []
+    return EventTriggerForm(
+        initial={"event_name": event.get("eventName"), "where": json.dumps(where) if where else ""}, with_mode=False
+    )
+
+
+def _automatic_context(
+    request: WorkbenchRequest,
+    trigger: Trigger,
+    *,
+    state: MappingState | None = None,
+    mapping_acted: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
+    editable = _editable(request, trigger)
+    context: dict[str, Any] = {
+        "trigger": trigger,
+        "flow": trigger.flow,
+        "editable": editable,
+        "edit_live": editable and trigger.mode == TriggerMode.LIVE,
+        "modes": [(mode, label) for mode, label in TriggerMode.choices if mode in services.MEMBER_MODES],
+        "go_live_blocker": _go_live_blocker(trigger.flow),
+        "history": selectors.mode_change_list(trigger=trigger)[:20],
+        "recent_starts": list(selectors.trigger_invocations(trigger=trigger)[:10]),
+        **extra,
+    }
+    if trigger.type == TriggerType.SEGMENT:
+        context["segment"] = selectors.segment_find(
+            environment_id=trigger.environment_id, segment_id=trigger.segment_config.get("segmentId")
+        )
+        return context
+    sample = event_triggers.sample_event(trigger=trigger)
+    context.update(
+        sample_event=sample,
+        sample_json=pretty_json(event_triggers.event_body(sample)) if sample is not None else None,
+        no_sample=sample is None,
+        events_url=request.build_absolute_uri(f"/api/v1/{trigger.environment.slug}/events"),
+        example_event=json.dumps(
+            [{"userId": "tester-1", "name": trigger.event_config["eventName"], "properties": {"plan": "pro"}}]
+        ),
+    )
+    if state is None:
+        state = MappingState.from_config(trigger.config, _flow_variables(trigger))
+    context.update(_mapping_context(trigger, state, acted=mapping_acted))
+    return context
+
+
+def _render_automatic(
+    request: WorkbenchRequest, trigger: Trigger, *, status: int = 200, config_form: Any = None, **parts: Any
+) -> HttpResponse:
+    """A segment or event trigger's whole page, inside the flow page's frame (its triggers tab)."""
+    context = {
+        **flow_tab_context(request, trigger.flow, tab="triggers"),
+        "name_form": TriggerNameForm(initial={"name": trigger.name}),
+        "config_form": config_form or _config_form(request, trigger),
+        "kind": kind_of(trigger.type),
+        **_automatic_context(request, trigger, **parts),
+    }
+    return render(request, "triggers/automatic_detail.html", context, status=status)

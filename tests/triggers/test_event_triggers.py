@@ -338,3 +338,78 @@ def test_a_dotted_property_reaches_into_objects():
 
     where = [{"property": "order.total", "op": "gt", "value": 100}]
     assert where_matches(where, {"order": {"total": 120}}, now=datetime.now(UTC))
+
+
+# --- Workbench pages --------------------------------------------------------------------------
+
+
+def test_an_editor_adds_an_event_trigger_and_maps_the_newest_event(login, editor, plan_flow, send_events):
+    client = login(editor)
+    send_events({"userId": "tester-1", "name": "upgraded", "properties": {"plan": "pro"}, "messageId": "m-7"})
+    form = client.get(f"/e/acme/flows/{plan_flow.pk}/triggers/new/event").content.decode()
+    assert '<option value="upgraded">' in form
+
+    response = client.post(
+        f"/e/acme/flows/{plan_flow.pk}/triggers/new/event",
+        {"event_name": "upgraded", "where": '[{"property": "plan", "op": "eq", "value": "pro"}]', "mode": "test"},
+    )
+
+    trigger = Trigger.objects.get(type="event")
+    assert response.status_code == 302
+    assert trigger.event_config["where"] == [{"property": "plan", "op": "eq", "value": "pro"}]
+    page = client.get(response["Location"]).content.decode()
+    assert "&quot;messageId&quot;: &quot;m-7&quot;" in page  # the sample
+    assert "A valid start request." in page
+    assert "evt-m-7" in page  # the preview shows the key the event starts under
+
+
+def test_an_event_trigger_page_without_events_says_how_to_send_one(login, editor, plan_flow):
+    trigger = event_trigger(plan_flow, mode="test")
+
+    page = login(editor).get(f"/e/acme/triggers/{trigger.pk}/").content.decode()
+
+    assert "No upgraded event has been received yet." in page
+    assert "/api/v1/acme/events" in page
+
+
+def test_bad_filters_are_shown_on_the_form(login, editor, plan_flow):
+    response = login(editor).post(
+        f"/e/acme/flows/{plan_flow.pk}/triggers/new/event",
+        {"event_name": "upgraded", "where": '[{"property": "plan", "op": "like"}]', "mode": "test"},
+    )
+
+    assert response.status_code == 400
+    assert "where[0].op" in response.content.decode()
+    assert not Trigger.objects.filter(type="event").exists()
+
+
+def test_the_mapping_is_saved_from_the_page_and_the_test_card_sent(
+    login, editor, plan_flow, send_events, django_capture_on_commit_callbacks
+):
+    trigger = event_trigger(plan_flow, mode="test")
+    send_events({"userId": "tester-1", "name": "upgraded", "properties": {"tier": "gold"}})
+    TestUserFactory(environment=plan_flow.environment, user_id="tester-1")
+    client = login(editor)
+
+    saved = client.post(
+        f"/e/acme/triggers/{trigger.pk}/",
+        {
+            "mapping_type": "structured",
+            "target-kind": "path",
+            "target-value": "$.userId",
+            "var-0-name": "plan",
+            "var-0-kind": "path",
+            "var-0-value": "$.properties.tier",
+        },
+    )
+    assert saved.status_code == 302
+    trigger.refresh_from_db()
+    assert trigger.event_config["mapping"]["structured"] == {
+        "targetUserIds": "$.userId",
+        "variables": {"plan": "$.properties.tier"},
+    }
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = client.post(f"/e/acme/triggers/{trigger.pk}/send-test")
+
+    assert sent.status_code == 200
+    assert titles("tester-1", test=True) == ["Plan gold"]

@@ -107,7 +107,9 @@ def test_add_trigger_offers_every_kind_of_the_registry(login, editor, flow):
     assert "Webhook" in menu
     assert "API" in menu
     assert "built in" in menu
-    assert len(TRIGGER_KINDS) == 2
+    assert "Segment" in menu
+    assert "Event" in menu
+    assert len(TRIGGER_KINDS) == 4
 
 
 def test_viewers_and_archived_flows_get_no_add_trigger(login, viewer, editor, flow):

@@ -386,3 +386,77 @@ def test_a_large_segment_is_started_after_the_publish_commits(
 
     assert (result.existing_segment_members_started, result.existing_segment_members_queued) == (0, 5)
     assert len(invocations(flow)) == 5
+
+
+# --- Workbench pages --------------------------------------------------------------------------
+
+
+def test_add_trigger_offers_segment_and_event(login, owner, flow):
+    page = login(owner).get(f"/e/acme/flows/{flow.pk}/triggers/").content.decode()
+
+    assert f"/e/acme/flows/{flow.pk}/triggers/new/segment" in page
+    assert f"/e/acme/flows/{flow.pk}/triggers/new/event" in page
+
+
+def test_an_editor_adds_a_segment_trigger_from_the_flows_triggers_tab(login, editor, flow, vip):
+    vip.member_count = 3
+    vip.save()
+    client = login(editor)
+    form = client.get(f"/e/acme/flows/{flow.pk}/triggers/new/segment").content.decode()
+    assert "VIP customers (3 members)" in form
+
+    response = client.post(
+        f"/e/acme/flows/{flow.pk}/triggers/new/segment",
+        {"segment": vip.pk, "on": "entered", "reentry": "once", "mode": "test", "name": "New VIPs"},
+    )
+
+    trigger = Trigger.objects.get(type="segment")
+    assert response.status_code == 302
+    assert response["Location"] == f"/e/acme/triggers/{trigger.pk}/"
+    assert (trigger.name, trigger.mode, trigger.segment_config["reentry"]) == ("New VIPs", "test", "once")
+    page = client.get(response["Location"]).content.decode()
+    assert "when a customer enters" in page
+    assert "once per customer, ever" in page
+
+
+def test_the_segment_form_says_what_is_missing(login, editor, flow, vip):
+    response = login(editor).post(f"/e/acme/flows/{flow.pk}/triggers/new/segment", {"on": "entered"})
+
+    assert response.status_code == 400
+    assert not Trigger.objects.filter(type="segment").exists()
+
+
+def test_the_trigger_page_saves_settings_and_switches_mode(login, editor, flow, vip, env_a):
+    other = make_segment(env_a, "Churn risk")
+    trigger = segment_trigger(flow, vip, mode="test")
+    client = login(editor)
+
+    saved = client.post(
+        f"/e/acme/triggers/{trigger.pk}/", {"op": "config", "segment": other.pk, "on": "exited", "reentry": "always"}
+    )
+    assert saved.status_code == 302
+    client.post(f"/e/acme/triggers/{trigger.pk}/mode", {"mode": "disabled"})
+
+    trigger.refresh_from_db()
+    assert (trigger.segment_config["segmentId"], trigger.segment_config["on"], trigger.mode) == (
+        other.pk,
+        "exited",
+        "disabled",
+    )
+    assert client.post(f"/e/acme/triggers/{trigger.pk}/delete").status_code == 302
+    assert not Trigger.objects.filter(pk=trigger.pk).exists()
+
+
+def test_a_viewer_sees_the_page_but_cannot_add(login, viewer, flow, vip):
+    trigger = segment_trigger(flow, vip)
+    client = login(viewer)
+
+    assert client.get(f"/e/acme/triggers/{trigger.pk}/").status_code == 200
+    assert client.get(f"/e/acme/flows/{flow.pk}/triggers/new/segment").status_code == 403
+
+
+def test_an_outsider_gets_no_trigger_page(login, outsider, flow, vip):
+    trigger = segment_trigger(flow, vip)
+
+    assert login(outsider).get(f"/e/acme/triggers/{trigger.pk}/").status_code == 404
+    assert login(outsider).get(f"/e/acme/flows/{flow.pk}/triggers/new/segment").status_code == 404
