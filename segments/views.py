@@ -116,6 +116,17 @@ def _render_builder(
     return render(request, "segments/segment_form.html", context, status=status)
 
 
+def _members_note(segment: Segment) -> str:
+    """What the page says of the members right after a save: the evaluation runs after the
+    commit, in a worker (computing) or, without a broker, before the page is drawn."""
+    segment.refresh_from_db()
+    if segment.status == SegmentStatus.COMPUTING:
+        return "Its members are being computed; this page updates when they are ready."
+    if segment.status == SegmentStatus.FAILED:
+        return "Computing its members failed: see below."
+    return f"It has {segment.member_count} member{'' if segment.member_count == 1 else 's'}."
+
+
 @require_http_methods(["GET", "POST"])
 @environment_page(Role.EDITOR)
 def segment_new(request: WorkbenchRequest) -> HttpResponse:
@@ -128,7 +139,7 @@ def segment_new(request: WorkbenchRequest) -> HttpResponse:
             rules=form.cleaned_data["rules"],
             by=request.membership.user,
         )
-        messages.success(request, f"“{segment.name}” was created. Its members are being computed.")
+        messages.success(request, f"“{segment.name}” was created. {_members_note(segment)}")
         return redirect("segment_detail", env=environment.slug, segment_id=segment.pk)
     return _render_builder(request, form, segment=None, status=400 if form.errors else 200)
 
@@ -163,8 +174,8 @@ def segment_edit(request: WorkbenchRequest, segment_id: int) -> HttpResponse:
     name, rules = form.cleaned_data["name"], form.cleaned_data["rules"]
     rules_changed = rules != segment.rules
     if op == "save" or not rules_changed:
-        services.segment_update(segment=segment, name=name, rules=rules if rules_changed else None)
-        note = " Its members are being computed again." if rules_changed else ""
+        segment = services.segment_update(segment=segment, name=name, rules=rules if rules_changed else None)
+        note = f" {_members_note(segment)}" if rules_changed else ""
         messages.success(request, f"“{name}” was saved.{note}")
         return redirect("segment_detail", env=environment.slug, segment_id=segment.pk)
     dry_run = selectors.segment_dry_run(segment=segment, rules=rules, sample_size=SAMPLE_SIZE)

@@ -314,7 +314,12 @@
         el("span", { class: "seg-word", text: depth === 0 ? "Customers who match" : "Match" }),
         select("match", [["all", "all"], ["any", "any"]], group.match, "All or any"),
         el("span", { class: "seg-word", text: "of these conditions" })),
-      group.conditions.length ? list : el("p", { class: "empty seg-empty", text: depth === 0 ? "No conditions yet: every customer matches. Add a condition below." : "This group is empty." }),
+      group.conditions.length ? list : el("p", {
+        class: "empty seg-empty",
+        text: depth > 0 ? "This group is empty: add a condition to it, or remove it."
+          : group.match === "any" ? "No conditions yet: nobody matches. Add a condition below."
+          : "No conditions yet: every customer matches. Add a condition below.",
+      }),
       addButtons(depth),
     ];
   }
@@ -324,9 +329,14 @@
     const node = el(tag, { class: `seg-cond seg-cond-${kind}`, dataset: { path, kind } });
     const remove = el("button", { type: "button", class: "seg-remove", dataset: { remove: "" }, "aria-label": "Remove this condition", title: "Remove", text: "×" });
     let body;
+    if (kind === "property") {
+      // A property filter is one line of its event test, with its remove button at the end.
+      remove.setAttribute("aria-label", "Remove this property filter");
+      node.append(el("div", { class: "seg-row" }, propertyRow(condition), remove), el("ul", { class: "errorlist seg-errors", dataset: { errorsFor: path } }));
+      return node;
+    }
     if (kind === "group") body = groupBody(condition, path, depth);
     else if (kind === "field") body = [el("div", { class: "seg-row" }, fieldRow(condition))];
-    else if (kind === "property") body = [el("div", { class: "seg-row" }, propertyRow(condition))];
     else if (kind === "tag") body = [el("div", { class: "seg-row" }, tagRow(condition))];
     else if (kind === "event") body = eventRow(condition, path);
     else if (kind === "segment") body = [el("div", { class: "seg-row" }, segmentRow(condition))];
@@ -490,6 +500,7 @@
     if (!values.length) return false;
     if (!Array.isArray(condition[key])) condition[key] = [];
     for (const value of values) if (!condition[key].includes(value)) condition[key].push(value);
+    box.querySelector("[data-chip-input]").value = ""; // taken: the focusout that a redraw may cause adds nothing
     changed(true);
     root.querySelector(`[data-path="${CSS.escape(scope.dataset.path)}"] [data-chip-input]`)?.focus();
     return true;
