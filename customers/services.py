@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from functools import cache
 from typing import Any
 
 from django.db import connection, models, transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 from workbench.errors import FieldErrors, Invalid
@@ -316,11 +318,78 @@ def _json_bytes(value: Any) -> int:
     return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
+# Characters no text column can keep (PostgreSQL refuses NUL; a lone surrogate is not text):
+# EventShape's text fields refuse them (DRF's ProhibitNull/SurrogateCharactersValidator).
+_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+_EVENT_KEYS = frozenset(EventShape._declared_fields)
+
+
+def _plain_text(value: object, max_length: int) -> bool:
+    """Whether EventShape's Text field takes `value` as it is (its checks, in one expression)."""
+    return (
+        type(value) is str
+        and 0 < len(value) <= max_length
+        and not value.isspace()
+        and _UNSTORABLE_CHARACTERS.search(value) is None
+    )
+
+
+_NOT_PLAIN = object()
+
+
+def _plain_moment(value: object, zone: tzinfo) -> object:
+    """EventShape's value for a timestamp that plainly has its shape (None for none), else _NOT_PLAIN."""
+    if value is None:
+        return None
+    if type(value) is not str:
+        return _NOT_PLAIN
+    try:
+        parsed = parse_datetime(value)  # as DRF's DateTimeField parses ISO 8601
+        if parsed is None or parsed.tzinfo is None:
+            return _NOT_PLAIN
+        return parsed.astimezone(zone)
+    except (ValueError, TypeError, OverflowError):
+        return _NOT_PLAIN
+
+
+def _plain_event(raw: object, zone: tzinfo) -> dict[str, Any] | None:
+    """EventShape's validated value of an event that plainly has its shape, or None to let
+    EventShape itself decide (and word the errors).
+
+    A shortcut for the common case, an order of magnitude cheaper than DRF's field machinery
+    (which was most of a batch's CPU time): it accepts a subset of what EventShape accepts,
+    nothing more, and gives the same values (tests/customers/test_events_api.py holds the
+    two side by side).
+    """
+    if type(raw) is not dict or not raw.keys() <= _EVENT_KEYS:
+        return None
+    if not _plain_text(raw.get("userId"), 255) or not _plain_text(raw.get("name"), 255):
+        return None
+    value = {"userId": raw["userId"], "name": raw["name"]}
+    if "properties" in raw:
+        if not isinstance(raw["properties"], dict):
+            return None
+        value["properties"] = raw["properties"]
+    if "messageId" in raw:
+        message_id = raw["messageId"]
+        if message_id is not None and not _plain_text(message_id, 100):
+            return None
+        value["messageId"] = message_id
+    for key in ("timestamp", "sentAt"):
+        if key in raw:
+            moment = _plain_moment(raw[key], zone)
+            if moment is _NOT_PLAIN:
+                return None
+            value[key] = moment
+    return value
+
+
 def events_validate(events: object, *, received_at: datetime) -> list[_NewEvent]:
     """The events of one request, validated whole, or `Invalid` with every problem by index.
 
     1. The request is an array of 1 to 1,000 events.
-    2. Each event is at most 32 KiB of JSON and has EventShape's shape ("[3].name").
+    2. Each event is at most 32 KiB of JSON and has EventShape's shape ("[3].name"); a
+       plainly valid event is read by _plain_event, any other by EventShape.
     3. Its time: the timestamp, moved by the sender's clock skew (receivedAt - sentAt) when
        sentAt is given; without a timestamp (or when the correction would leave the
        calendar), the time of receipt.
@@ -330,6 +399,7 @@ def events_validate(events: object, *, received_at: datetime) -> list[_NewEvent]
     if not 1 <= len(events) <= MAX_EVENTS_PER_REQUEST:
         raise Invalid({"request": [f"Send 1 to {MAX_EVENTS_PER_REQUEST:,} events per request."]})
     shape = EventShape()  # one per request: a shape validates one value at a time
+    zone = timezone.get_current_timezone()
     errors: FieldErrors = {}
     validated: list[_NewEvent] = []
     for index, raw in enumerate(events):
@@ -337,11 +407,13 @@ def events_validate(events: object, *, received_at: datetime) -> list[_NewEvent]
         if _json_bytes(raw) > MAX_EVENT_BYTES:
             errors[at] = [f"An event is at most {MAX_EVENT_BYTES // 1024} KiB of JSON."]
             continue
-        try:
-            value = validate_shape(shape, raw, at=at)
-        except Invalid as invalid:
-            errors.update(invalid.errors)
-            continue
+        value = _plain_event(raw, zone)
+        if value is None:
+            try:
+                value = validate_shape(shape, raw, at=at)
+            except Invalid as invalid:
+                errors.update(invalid.errors)
+                continue
         timestamp, sent_at = value.get("timestamp"), value.get("sentAt")
         occurred_at = received_at
         if timestamp is not None:

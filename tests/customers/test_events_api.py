@@ -443,3 +443,82 @@ def test_the_service_refuses_with_invalid_keyed_by_index(env_a):
         events_record(environment=env_a, events=[{"userId": "u", "name": "a"}, {"userId": "u", "name": ""}])
 
     assert set(refused.value.errors) == {"[1].name"}
+
+
+# --- the shortcut for plainly valid events --------------------------------------------------
+
+TEXTS = ["u", "  padded  ", " ", "", "x" * 255, "x" * 256, "nul\x00", "lone\ud800", 7, None, True, ["u"]]
+MOMENTS = [
+    "2026-03-01T10:00:00Z",
+    "2026-03-01T10:00:00.123456+05:30",
+    "2026-03-01 10:00",
+    "2026-03-01T10:00:00",  # naive: the shape makes it aware
+    "2026-03-01",
+    "0001-01-01T00:00:00+01:00",  # leaves the calendar in UTC
+    "9999-12-31T23:59:59-01:00",
+    "20260301T100000Z",
+    "yesterday",
+    1700000000,
+    None,
+]
+
+
+def shape_value(raw):
+    from customers.services import EventShape
+    from workbench.shapes import validate_shape
+
+    try:
+        return validate_shape(EventShape(), raw, at="[0]")
+    except Invalid:
+        return "refused"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        *({"userId": text, "name": "a"} for text in TEXTS),
+        *({"userId": "u", "name": text} for text in TEXTS),
+        *({"userId": "u", "name": "a", "messageId": text} for text in [*TEXTS, "m" * 100, "m" * 101]),
+        *({"userId": "u", "name": "a", "timestamp": moment} for moment in MOMENTS),
+        *({"userId": "u", "name": "a", "sentAt": moment} for moment in MOMENTS),
+        *(
+            {"userId": "u", "name": "a", "properties": value}
+            for value in [{}, {"a": [1, {"b": None}]}, None, [], "x", 1]
+        ),
+        {"userId": "u", "name": "a", "extra": 1},
+        {"userId": "u"},
+        {},
+        [],
+        "event",
+        None,
+    ],
+)
+def test_the_shortcut_takes_only_what_the_shape_takes_and_reads_it_alike(raw):
+    from django.utils import timezone
+
+    from customers.services import _plain_event
+
+    shortcut = _plain_event(raw, timezone.get_current_timezone())
+
+    if shortcut is not None:
+        assert shortcut == shape_value(raw)
+        for key in ("timestamp", "sentAt"):
+            if shortcut.get(key) is not None:
+                assert shortcut[key].utcoffset() == shape_value(raw)[key].utcoffset()
+
+
+def test_an_ordinary_event_takes_the_shortcut():
+    from django.utils import timezone
+
+    from customers.services import _plain_event
+
+    event = {
+        "userId": "user-1",
+        "name": "purchase",
+        "properties": {"plan": "pro"},
+        "timestamp": "2026-03-01T10:00:00+00:00",
+        "sentAt": "2026-03-01T10:00:05Z",
+        "messageId": "m-1",
+    }
+
+    assert _plain_event(event, timezone.get_current_timezone()) is not None
