@@ -140,7 +140,8 @@ def segment_update(*, segment: Segment, name: str | None = None, rules: dict[str
     with transaction.atomic():
         locked = Segment.objects.select_for_update().get(pk=segment.pk)
         changes: dict[str, Any] = {"name": new_name, "updated_at": timezone.now()}
-        if new_rules is not None and new_rules != locked.rules:
+        # Saving the rules of a failed segment again, even unchanged, is a retry.
+        if new_rules is not None and (new_rules != locked.rules or locked.status == SegmentStatus.FAILED):
             changes.update(rules=new_rules, status=SegmentStatus.COMPUTING, last_error="")
             changes["rules_version"] = F("rules_version") + 1
             _send_evaluation(segment.pk)

@@ -101,3 +101,12 @@ def test_an_unused_segment_is_deleted_with_its_ledger(env_a) -> None:
     services.segment_delete(segment=segment)
 
     assert not Segment.objects.exists()
+
+
+def test_saving_the_rules_of_a_failed_segment_again_retries_it(env_a) -> None:
+    segment = services.segment_create(environment=env_a, name="Germans", rules=GERMANS)
+    Segment.objects.filter(pk=segment.pk).update(status=SegmentStatus.FAILED, last_error="timeout")
+
+    segment = services.segment_update(segment=segment, rules=GERMANS)
+
+    assert (segment.status, segment.last_error, segment.rules_version) == (SegmentStatus.COMPUTING, "", 2)
