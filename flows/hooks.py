@@ -58,3 +58,27 @@ analytics_recorded = Hook(
     "(flow-run-started, card-published, flow-run-completed, flow-run-failed), inside the transaction "
     "that executes them. The triggers app starts other flows' event triggers listening to those names.",
 )
+
+
+@dataclass(frozen=True)
+class ExistingMembers:
+    """Customers already in the segment of one of the flow's `entered` triggers."""
+
+    segment_name: str
+    members: int
+    test_only: bool  # the trigger is in test mode: only test users among them would start
+
+
+@dataclass
+class PublishPreview:
+    """What subscribers of `publish_previewed` add to the publish confirmation."""
+
+    existing_segment_members: list[ExistingMembers] = field(default_factory=list)
+
+
+publish_previewed = Hook(
+    "flows.publish_previewed",
+    "publish_previewed.announce(flow=Flow, preview=PublishPreview): the Workbench is about to ask "
+    "whether to publish. The triggers app lists the segments of the flow's `entered` triggers with "
+    "their current member counts, so the page can offer to start them too.",
+)

@@ -25,7 +25,7 @@ from customers.selectors import testuser_list
 from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
-from . import analytics, selectors, services, versions
+from . import analytics, hooks, selectors, services, versions
 from .forms import (
     BUILDER_LIMITS,
     WAIT_UNITS,
@@ -312,14 +312,19 @@ def flow_publish(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     flow = selectors.flow_get(environment=_environment(request), flow_id=flow_id)
     error, status = None, 200
     if request.method == "POST":
+        start_members = request.POST.get("trigger_existing_segment_members") == "on"
         try:
-            result = services.flow_publish(flow=flow, by=_user(request))
+            result = services.flow_publish(flow=flow, by=_user(request), trigger_existing_segment_members=start_members)
         except services.FlowRefused as refused:
             error, status = refused.detail, refused.status
         else:
-            messages.success(request, f"Version {result.version.number} published. Live starts now use it.")
+            messages.success(request, _published_message(result, start_members))
             return redirect("flow_detail", env=flow.environment.slug, flow_id=flow.pk)
     latest = services.flow_latest_version(flow=flow)
+    # Customers already in the segments of `entered` triggers (told by the triggers app).
+    preview = hooks.PublishPreview()
+    if flow.status != FlowStatus.ARCHIVED:
+        hooks.publish_previewed.announce(flow=flow, preview=preview)
     before = latest.definition if latest else None
     context = {
         "flow": flow,
@@ -329,9 +334,23 @@ def flow_publish(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
         "diff": versions.definition_diff(before, flow.draft),
         "json_lines": versions.json_line_diff(before, flow.draft),
         "error": error,
+        "existing_members": preview.existing_segment_members,
     }
     template = "flows/_publish_confirm.html" if request.htmx else "flows/flow_publish.html"
     return render(request, template, context, status=status)
+
+
+def _published_message(result: services.PublishResult, start_members: bool) -> str:
+    """What publishing did, said after it: the version, and the segment members it started."""
+    message = f"Version {result.version.number} published. Live starts now use it."
+    if not start_members or not result.existing_segment_members:
+        return message
+    started, queued = result.existing_segment_members_started, result.existing_segment_members_queued
+    if queued:
+        return f"{message} {queued:,} customers already in the segment are being started in the background."
+    if started:
+        return f"{message} Started it for {started:,} customer{'s' if started != 1 else ''} already in the segment."
+    return f"{message} No customer already in the segment was started (each one starts at most once)."
 
 
 @require_http_methods(["GET", "POST"])

@@ -20,3 +20,4 @@ class TriggersConfig(AppConfig):
         customer_hooks.events_recorded.subscribe(subscribers.start_event_triggers)
         hooks.analytics_recorded.subscribe(subscribers.start_analytics_event_triggers)
         hooks.flow_published.subscribe(subscribers.report_existing_segment_members)
+        hooks.publish_previewed.subscribe(subscribers.preview_existing_segment_members)

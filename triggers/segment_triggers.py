@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from customers.hooks import SegmentTransition
-from flows.hooks import PublishReport
+from flows.hooks import ExistingMembers, PublishPreview, PublishReport
 from flows.models import Flow, FlowStatus, Mode
 from flows.selectors import flow_for_start
 from flows.start_requests import StartRequest
@@ -271,6 +271,26 @@ def existing_members_publish(*, flow: Flow, trigger_existing_segment_members: bo
             report.existing_segment_members_queued += count
         else:
             report.existing_segment_members_started += segment_members_start(trigger=trigger)
+
+
+def existing_members_preview(*, flow: Flow, preview: PublishPreview) -> None:
+    """For the publish confirmation: each `entered` trigger's segment and its current members."""
+    triggers = _entered_triggers(flow)
+    if not triggers:
+        return
+    segment_ids = {trigger.segment_config["segmentId"] for trigger in triggers}
+    names = selectors.segment_names(segment_ids=segment_ids)
+    counts = selectors.member_counts(segment_ids=segment_ids)
+    for trigger in triggers:
+        segment_id = trigger.segment_config["segmentId"]
+        if segment_id in names:
+            preview.existing_segment_members.append(
+                ExistingMembers(
+                    segment_name=names[segment_id],
+                    members=counts.get(segment_id, 0),
+                    test_only=trigger.mode == TriggerMode.TEST,
+                )
+            )
 
 
 def segment_members_start(*, trigger: Trigger) -> int:

@@ -112,6 +112,18 @@ def current_memberships(*, segment_ids: list[int]) -> QuerySet[SegmentMembership
     return SegmentMembership.objects.filter(segment_id__in=segment_ids, is_member=True)
 
 
+def member_counts(*, segment_ids: set[int]) -> dict[int, int]:
+    """Current members per segment, counted from the ledger (the segment's own count may lag)."""
+    rows = (
+        SegmentMembership.objects.filter(segment_id__in=segment_ids, is_member=True)
+        .order_by()
+        .values("segment_id")
+        .annotate(n=Count("pk"))
+        .values_list("segment_id", "n")
+    )
+    return dict(rows)
+
+
 def segment_triggers_of_segments(*, segment_ids: set[int]) -> QuerySet[Trigger]:
     """Segment triggers that may start something for changes of these segments."""
     return (

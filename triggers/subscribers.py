@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from customers.hooks import RecordedEvent, SegmentTransition
-from flows.hooks import PublishReport, RecordedAnalyticsEvent
+from flows.hooks import PublishPreview, PublishReport, RecordedAnalyticsEvent
 from flows.models import Flow
 
 from . import event_triggers, segment_triggers, services
@@ -37,3 +37,7 @@ def report_existing_segment_members(
     segment_triggers.existing_members_publish(
         flow=flow, trigger_existing_segment_members=trigger_existing_segment_members, report=report
     )
+
+
+def preview_existing_segment_members(*, flow: Flow, preview: PublishPreview) -> None:
+    segment_triggers.existing_members_preview(flow=flow, preview=preview)

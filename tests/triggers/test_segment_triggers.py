@@ -460,3 +460,43 @@ def test_an_outsider_gets_no_trigger_page(login, outsider, flow, vip):
 
     assert login(outsider).get(f"/e/acme/triggers/{trigger.pk}/").status_code == 404
     assert login(outsider).get(f"/e/acme/flows/{flow.pk}/triggers/new/segment").status_code == 404
+
+
+def test_the_publish_page_offers_to_start_the_members_and_says_how_many_started(
+    login, editor, flow, vip, django_capture_on_commit_callbacks
+):
+    members(vip, "u-1", "u-2", "u-3")
+    segment_trigger(flow, vip)
+    edit_draft(flow, "v2")
+    client = login(editor)
+
+    page = client.get(f"/e/acme/flows/{flow.pk}/publish").content.decode()
+    assert "3 customers are already in <strong>VIP customers</strong>." in page
+    assert 'name="trigger_existing_segment_members"' in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/e/acme/flows/{flow.pk}/publish", {"trigger_existing_segment_members": "on"}, follow=True
+        )
+
+    assert "Version 2 published." in response.content.decode()
+    assert "Started it for 3 customers already in the segment." in response.content.decode()
+    assert len(invocations(flow)) == 3
+
+
+def test_publishing_without_the_box_starts_nobody(login, editor, flow, vip):
+    members(vip, "u-1")
+    segment_trigger(flow, vip)
+    edit_draft(flow, "v2")
+
+    login(editor).post(f"/e/acme/flows/{flow.pk}/publish")
+
+    assert invocations(flow) == []
+
+
+def test_a_flow_without_segment_triggers_has_no_members_box(login, editor, flow):
+    edit_draft(flow, "v2")
+
+    assert (
+        "trigger_existing_segment_members" not in login(editor).get(f"/e/acme/flows/{flow.pk}/publish").content.decode()
+    )
