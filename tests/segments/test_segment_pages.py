@@ -386,3 +386,34 @@ def test_another_environments_segment_is_not_found_in_ours(login, editor, outsid
     assert client.get(f"{PAGES}{theirs.pk}/").status_code == 404
     assert client.post(f"{PAGES}{theirs.pk}/delete").status_code == 404
     assert client.post(f"{PAGES}preview", {"rules": json.dumps(GERMANY), "segment": theirs.pk}).status_code == 404
+
+
+def test_the_list_refreshes_itself_while_a_segment_computes(login, viewer, make_segment) -> None:
+    segment = make_segment()
+    client = login(viewer)
+    ready = client.get(PAGES).content.decode()
+    Segment.objects.filter(pk=segment.pk).update(status=SegmentStatus.COMPUTING)
+
+    computing = client.get(PAGES).content.decode()
+    table = client.get(PAGES, HTTP_HX_REQUEST="true").content.decode()
+
+    assert 'hx-trigger="every 3s"' not in ready
+    assert 'hx-trigger="every 3s"' in computing
+    assert table.lstrip().startswith('<div id="segment-table"')
+    assert "seg-status-computing" in table
+
+
+def test_the_list_reads_the_same_number_of_queries_however_many_segments(login, viewer, make_segment) -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = login(viewer)
+    make_segment("One")
+    with CaptureQueriesContext(connection) as one:
+        client.get(PAGES)
+    for name in ("Two", "Three", "Four"):
+        make_segment(name, FRANCE)
+    with CaptureQueriesContext(connection) as four:
+        client.get(PAGES)
+
+    assert len(four.captured_queries) == len(one.captured_queries)
