@@ -589,6 +589,9 @@ def _events_statement() -> str:
     back in the order given), the daily counts (added to the stored ones), and the customers
     (created minimal, or their firstSeenAt filled and lastSeenAt moved forward; a row left as
     it was is not returned). `xmax = 0` tells a row this statement inserted from one it updated.
+    An event leaves updated_at (the profile's last upsert) alone: the activity columns it
+    moves are in no index, so PostgreSQL updates a seen customer's row in place (HOT),
+    without touching the table's six indexes.
     """
     quote = connection.ops.quote_name
 
@@ -613,8 +616,7 @@ def _events_statement() -> str:
         f"FROM jsonb_populate_recordset(NULL::{customer}, %s::jsonb) "
         f"ON CONFLICT (environment_id, user_id) DO UPDATE SET "
         f"first_seen_at = COALESCE({customer}.first_seen_at, EXCLUDED.first_seen_at), "
-        f"last_seen_at = GREATEST({customer}.last_seen_at, EXCLUDED.last_seen_at), "
-        f"updated_at = EXCLUDED.updated_at "
+        f"last_seen_at = GREATEST({customer}.last_seen_at, EXCLUDED.last_seen_at) "
         f"WHERE {customer}.first_seen_at IS NULL OR {customer}.last_seen_at IS NULL "
         f"OR {customer}.last_seen_at < EXCLUDED.last_seen_at "
         "RETURNING user_id, xmax = 0 AS inserted) "
@@ -762,7 +764,6 @@ def _write_events_portable(
                     user_id=user_id,
                     first_seen_at=first or seen.first,
                     last_seen_at=seen.last if last is None else max(last, seen.last),
-                    updated_at=received_at,
                 )
             )
     if changes:
@@ -774,5 +775,5 @@ def _write_events_portable(
         )
         for change in changes:
             change.pk = ids[change.user_id]
-        Customer.objects.bulk_update(changes, ["first_seen_at", "last_seen_at", "updated_at"], batch_size=500)
+        Customer.objects.bulk_update(changes, ["first_seen_at", "last_seen_at"], batch_size=500)
     return [event.pk for event in stored], created, sorted(change.user_id for change in changes)
