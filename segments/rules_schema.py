@@ -9,43 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-PROFILE_FIELDS = (
-    "name",
-    "email",
-    "phone",
-    "city",
-    "country",
-    "region",
-    "timezone",
-    "createdAt",
-    "firstSeenAt",
-    "lastSeenAt",
-    "lastSeenIosAt",
-    "lastSeenAndroidAt",
-    "lastSeenWebAt",
-)
-FIELD_OPS = (
-    "eq",
-    "neq",
-    "contains",
-    "notContains",
-    "startsWith",
-    "endsWith",
-    "in",
-    "notIn",
-    "exists",
-    "notExists",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "before",
-    "after",
-    "withinLastDays",
-    "notWithinLastDays",
-    "withinNextDays",
-    "betweenDaysAgo",
-)
+from . import rules
+
+# The vocabulary is segments.rules' own, so the schema cannot drift from the validator.
+PROFILE_FIELDS = (*rules.TEXT_FIELDS, *rules.DATE_FIELDS)
+FIELD_OPS = rules.CUSTOM_FIELD_OPS  # every field op (profile fields take a subset, by kind)
 
 _SCALAR = {"oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]}
 
@@ -81,7 +49,7 @@ PROPERTY_TEST: dict[str, Any] = {
 TAG_TEST: dict[str, Any] = {
     "type": "object",
     "title": "Tag test",
-    "properties": {"tag": {"type": "string"}, "op": {"type": "string", "enum": ["has", "hasNot"]}},
+    "properties": {"tag": {"type": "string"}, "op": {"type": "string", "enum": list(rules.TAG_OPS)}},
     "required": ["tag", "op"],
     "additionalProperties": False,
 }
@@ -91,7 +59,7 @@ TAGS_TEST: dict[str, Any] = {
     "title": "Tags test",
     "properties": {
         "tags": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "op": {"type": "string", "enum": ["hasAny", "hasAll", "hasNone"]},
+        "op": {"type": "string", "enum": list(rules.TAGS_OPS)},
     },
     "required": ["tags", "op"],
     "additionalProperties": False,
@@ -103,7 +71,7 @@ EVENT_TEST: dict[str, Any] = {
     "description": "A customer without such events has a count of 0. Without withinLastDays: all time.",
     "properties": {
         "event": {"type": "string"},
-        "op": {"type": "string", "enum": ["occurred", "notOccurred", "countGte", "countLte", "countEq"]},
+        "op": {"type": "string", "enum": list(rules.EVENT_OPS)},
         "value": {"type": "integer", "minimum": 0, "description": "The count (count ops)."},
         "withinLastDays": {"type": "integer", "minimum": 1},
         "where": {"type": "array", "items": PROPERTY_TEST},
@@ -116,7 +84,7 @@ SEGMENT_TEST: dict[str, Any] = {
     "type": "object",
     "title": "Segment test",
     "description": "A rule that would make a segment depend on itself, directly or not, is refused.",
-    "properties": {"segment": {"type": "integer"}, "op": {"type": "string", "enum": ["in", "notIn"]}},
+    "properties": {"segment": {"type": "integer"}, "op": {"type": "string", "enum": list(rules.SEGMENT_OPS)}},
     "required": ["segment", "op"],
     "additionalProperties": False,
 }
@@ -129,7 +97,7 @@ GROUP: dict[str, Any] = {
     "title": "Nested group",
     "description": "A group of the same form as the rules (groups nest further).",
     "properties": {
-        "match": {"type": "string", "enum": ["all", "any"]},
+        "match": {"type": "string", "enum": list(rules.MATCHES)},
         "conditions": {"type": "array", "items": {"oneOf": [*_GROUP_CONDITIONS, {"type": "object"}]}},
     },
     "required": ["match", "conditions"],
@@ -139,7 +107,7 @@ RULES: dict[str, Any] = {
     "type": "object",
     "description": "Who is a member (SPEC section 5). Errors name the condition's path, e.g. rules.conditions[2].op.",
     "properties": {
-        "match": {"type": "string", "enum": ["all", "any"]},
+        "match": {"type": "string", "enum": list(rules.MATCHES)},
         "conditions": {"type": "array", "items": {"oneOf": [*_GROUP_CONDITIONS, GROUP]}},
     },
     "required": ["match", "conditions"],
