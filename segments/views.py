@@ -173,9 +173,11 @@ def segment_edit(request: WorkbenchRequest, segment_id: int) -> HttpResponse:
         return _render_builder(request, form, segment=segment, status=400)
     name, rules = form.cleaned_data["name"], form.cleaned_data["rules"]
     rules_changed = rules != segment.rules
+    # The same rules saved again on a failed segment retry its evaluation (the service does so).
+    evaluate = rules_changed or segment.status == SegmentStatus.FAILED
     if op == "save" or not rules_changed:
-        segment = services.segment_update(segment=segment, name=name, rules=rules if rules_changed else None)
-        note = f" {_members_note(segment)}" if rules_changed else ""
+        segment = services.segment_update(segment=segment, name=name, rules=rules if evaluate else None)
+        note = f" {_members_note(segment)}" if evaluate else ""
         messages.success(request, f"“{name}” was saved.{note}")
         return redirect("segment_detail", env=environment.slug, segment_id=segment.pk)
     dry_run = selectors.segment_dry_run(segment=segment, rules=rules, sample_size=SAMPLE_SIZE)

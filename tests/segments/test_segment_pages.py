@@ -417,3 +417,20 @@ def test_the_list_reads_the_same_number_of_queries_however_many_segments(login, 
         client.get(PAGES)
 
     assert len(four.captured_queries) == len(one.captured_queries)
+
+
+def test_saving_a_failed_segment_again_retries_its_evaluation(
+    login, editor, customers, make_segment, django_capture_on_commit_callbacks
+) -> None:
+    segment = make_segment()
+    Segment.objects.filter(pk=segment.pk).update(status=SegmentStatus.FAILED, last_error="statement timeout")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = login(editor).post(
+            f"{PAGES}{segment.pk}/edit", {"name": "Germany", "rules": json.dumps(GERMANY), "op": "review"}
+        )
+
+    assert response.status_code == 302
+    segment.refresh_from_db()
+    assert segment.status == SegmentStatus.READY
+    assert segment.last_error == ""
