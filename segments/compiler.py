@@ -25,6 +25,8 @@ How the rules map to SQL (the semantics rules.py documents):
   window's edge moves at midnight UTC. With `where` they count raw events with
   `occurred_at >= now - N*24h` and the property tests. A customer without such events has a
   count of 0: `notOccurred`, `countLte n` and `countEq 0` match them.
+  A `where` property with a dot that is not a key of its own reaches into nested objects
+  ("order.total"), as event triggers' filters read it.
 - Each event test is an uncorrelated, aggregated subquery joined as a semi-join (PostgreSQL:
   EXISTS / NOT EXISTS, planned as hash semi/anti joins; SQLite: IN / NOT IN, which it builds
   once as an ephemeral index), so a full evaluation reads the rollup once, not once per
@@ -258,41 +260,47 @@ class _Compiler:
 
     # --- custom fields and event properties (typed JSON) ---------------------------------
 
-    def json_test(self, column: str, key: str, op: str, value: Any) -> Fragment:
+    def json_test(self, column: str, key: str, op: str, value: Any, *, nested: bool = False) -> Fragment:
+        """A test of one value of a JSON object column. `nested` (event properties): a dotted
+        name that is not a key of its own reaches into nested objects ("order.total"), as
+        event triggers' filters read it."""
         if op in ("neq", "notIn", "notContains", "notExists"):
             positive = {"neq": "eq", "notIn": "in", "notContains": "contains", "notExists": "exists"}[op]
-            return self.negate(self.json_test(column, key, positive, value))
+            return self.negate(self.json_test(column, key, positive, value, nested=nested))
+        path = key.split(".") if nested and "." in key and all(key.split(".")) else None
         if self.pg:
-            return self.pg_json_test(column, key, op, value)
-        return self.sqlite_json_test(column, key, op, value)
+            return self.pg_json_test(column, key, path, op, value)
+        return self.sqlite_json_test(column, key, path, op, value)
 
-    def pg_json_test(self, column: str, key: str, op: str, value: Any) -> Fragment:
-        item = f"({column} -> %s)"
+    def pg_json_test(self, column: str, key: str, path: list[str] | None, op: str, value: Any) -> Fragment:
+        ip: list[Any]
+        if path is None:
+            item, ip = f"({column} -> %s)", [key]
+        else:
+            item, ip = f"COALESCE({column} -> %s, {column} #> %s::text[])", [key, path]
+        text = f"({item} #>> '{{}}')"  # the JSON string as text, unquoted
         if op in ("eq", "in"):
             values = value if op == "in" else [value]
-            if len(values) <= 8:
+            if path is None and len(values) <= 8:
                 # Containment is what a GIN (jsonb_path_ops) index on the column serves.
                 return " OR ".join([f"{column} @> %s::jsonb"] * len(values)), [json.dumps({key: v}) for v in values]
-            return f"{item} = ANY(%s::jsonb[])", [key, [json.dumps(v) for v in values]]
+            return f"{item} = ANY(%s::jsonb[])", [*ip, [json.dumps(v) for v in values]]
         if op == "exists":
-            return f"COALESCE({item} NOT IN ('null'::jsonb, '\"\"'::jsonb), FALSE)", [key]
+            return f"COALESCE({item} NOT IN ('null'::jsonb, '\"\"'::jsonb), FALSE)", ip
         if op in ("contains", "startsWith", "endsWith"):
-            sql, params = self.text_match(f"({column} ->> %s)", op, value)
-            return f"jsonb_typeof({item}) = 'string' AND {sql}", [key, key, *params]
+            sql, params = self.text_match(text, op, value)
+            return f"jsonb_typeof({item}) = 'string' AND {sql}", [*ip, *ip, *params]
         if op in ("gt", "gte", "lt", "lte") and not isinstance(value, str):
-            number = f"(CASE WHEN jsonb_typeof({item}) = 'number' THEN ({column} ->> %s)::numeric END)"
+            number = f"(CASE WHEN jsonb_typeof({item}) = 'number' THEN {text}::numeric END)"
             comparison = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-            return f"{number} {comparison} CAST(%s AS numeric)", [key, key, value]
-        moment = (
-            f"(CASE WHEN jsonb_typeof({item}) = 'string' AND ({column} ->> %s) ~ %s "
-            f"THEN ({column} ->> %s)::timestamptz END)"
-        )
+            return f"{number} {comparison} CAST(%s AS numeric)", [*ip, *ip, value]
+        moment = f"(CASE WHEN jsonb_typeof({item}) = 'string' AND {text} ~ %s THEN {text}::timestamptz END)"
         sql, params = self.bounded(moment, op, value)
         # The moment expression appears once per bound, each with its own parameters.
-        return self.repeat_expression(sql, params, [key, key, _PG_ISO_MOMENT, key])
+        return self.repeat_expression(sql, params, [*ip, *ip, _PG_ISO_MOMENT, *ip])
 
-    def sqlite_json_test(self, column: str, key: str, op: str, value: Any) -> Fragment:
-        kind, item, path = _sqlite_json_item(column, key)
+    def sqlite_json_test(self, column: str, key: str, path: list[str] | None, op: str, value: Any) -> Fragment:
+        (kind, kp), (item, itp) = _sqlite_json_item(column, key, path)
         if op in ("eq", "in"):
             values = value if op == "in" else [value]
             parts: list[str] = []
@@ -302,22 +310,22 @@ class _Compiler:
             booleans = sorted({"true" if v else "false" for v in values if isinstance(v, bool)})
             if texts:
                 parts.append(f"({kind} = 'text' AND {item} IN ({', '.join(['%s'] * len(texts))}))")
-                params += [path, path, *texts]
+                params += [*kp, *itp, *texts]
             if numbers:
                 parts.append(f"({kind} IN ('integer', 'real') AND {item} IN ({', '.join(['%s'] * len(numbers))}))")
-                params += [path, path, *numbers]
+                params += [*kp, *itp, *numbers]
             if booleans:
                 parts.append(f"{kind} IN ({', '.join(['%s'] * len(booleans))})")
-                params += [path, *booleans]
+                params += [*kp, *booleans]
             return " OR ".join(parts), params
         if op == "exists":
-            return f"COALESCE({item} <> '', FALSE)", [path]
+            return f"COALESCE({item} <> '', FALSE)", itp
         if op in ("contains", "startsWith", "endsWith"):
             sql, params = self.text_match(item, op, value)
-            return f"{kind} = 'text' AND {sql}", [path, path, *params]
+            return f"{kind} = 'text' AND {sql}", [*kp, *itp, *params]
         if op in ("gt", "gte", "lt", "lte") and not isinstance(value, str):
             comparison = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
-            return f"{kind} IN ('integer', 'real') AND {item} {comparison} %s", [path, path, value]
+            return f"{kind} IN ('integer', 'real') AND {item} {comparison} %s", [*kp, *itp, value]
         # date() rolls an impossible day over (2023-02-29 becomes 2023-03-01): such a value
         # is no date, as on PostgreSQL.
         moment = (
@@ -325,7 +333,7 @@ class _Compiler:
             f"AND date(julianday(substr({item}, 1, 10))) = substr({item}, 1, 10) THEN {item} END)"
         )
         sql, params = self.bounded(moment, op, value, wrap="julianday(%s)")
-        return self.repeat_expression(sql, params, [path, path, _SQLITE_ISO_MOMENT, path, path, path])
+        return self.repeat_expression(sql, params, [*kp, *itp, _SQLITE_ISO_MOMENT, *itp, *itp, *itp])
 
     @staticmethod
     def repeat_expression(sql: str, bound_params: list[Any], expression_params: list[Any]) -> Fragment:
@@ -431,7 +439,7 @@ class _Compiler:
         params += restrict_params
         column = f"e.{_column(Event, 'properties')}"
         for test in where:
-            test_sql, test_params = self.json_test(column, test["property"], test["op"], test.get("value"))
+            test_sql, test_params = self.json_test(column, test["property"], test["op"], test.get("value"), nested=True)
             sql += f" AND ({test_sql})"
             params += test_params
         if comparison == ">=" and count == 1:
@@ -439,13 +447,23 @@ class _Compiler:
         return f"{sql} GROUP BY e.user_id HAVING COUNT(*) {comparison} %s", [*params, count]
 
 
-def _sqlite_json_item(column: str, key: str) -> tuple[str, str, str]:
-    """(type expression, value expression, their parameter) of one top-level key.
+def _sqlite_json_item(column: str, key: str, path: list[str] | None) -> tuple[Fragment, Fragment]:
+    """The type and the value of one key as SQL (with their parameters).
 
     A quoted JSON path (dots and spaces are part of the key) where SQLite's path syntax can
-    say the key, the key's row of json_each otherwise (slower, but any key works).
+    say the key, the key's row of json_each otherwise (slower, but any key works). With a
+    nested `path`, the key of its own if there is one, else the nested value.
     """
-    if '"' not in key and "\\" not in key:
-        return f"json_type({column}, %s)", f"json_extract({column}, %s)", f'$."{key}"'
-    rows = f"FROM json_each({column}) j WHERE j.key = %s"
-    return f"(SELECT j.type {rows})", f"(SELECT j.value {rows})", key
+    if '"' in key or "\\" in key:
+        rows = f"FROM json_each({column}) j WHERE j.key = %s"
+        return (f"(SELECT j.type {rows})", [key]), (f"(SELECT j.value {rows})", [key])
+    own = f'$."{key}"'
+    if path is None or any('"' in part or "\\" in part for part in path):
+        return (f"json_type({column}, %s)", [own]), (f"json_extract({column}, %s)", [own])
+    inner = "$" + "".join(f'."{part}"' for part in path)
+    kind = f"COALESCE(json_type({column}, %s), json_type({column}, %s))"
+    item = (
+        f"(CASE WHEN json_type({column}, %s) IS NOT NULL "
+        f"THEN json_extract({column}, %s) ELSE json_extract({column}, %s) END)"
+    )
+    return (kind, [own, inner]), (item, [own, own, inner])

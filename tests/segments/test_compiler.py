@@ -145,6 +145,9 @@ def population(db: None) -> Environment:
     event(environment, "de", "purchase", days_ago(10), plan="basic", amount=5)
     event(environment, "fr", "purchase", days_ago(31), plan="pro", amount=50)
     event(environment, "us", "login", days_ago(0.5), plan="pro")
+    # Nested properties, and a key of its own with a dot (which wins over the nested value).
+    event(environment, "de", "order", days_ago(2), order={"total": 120, "currency": "EUR"})
+    event(environment, "fr", "order", days_ago(2), order={"total": 500}, **{"order.total": 5})
     event(other, "other", "purchase", days_ago(1), plan="pro", amount=30)
     return environment
 
@@ -250,7 +253,20 @@ TAG_CASES: list[tuple[dict[str, Any], set[str]]] = [
     ({"tags": ["beta"], "op": "hasAll"}, {"de", "fr"}),
 ]
 
+
+def ordered(*where: dict[str, Any], op: str = "occurred") -> dict[str, Any]:
+    return {"event": "order", "op": op, "where": list(where)}
+
+
 EVENT_CASES: list[tuple[dict[str, Any], set[str]]] = [
+    # property names reach into nested objects, a key of its own first
+    (ordered({"property": "order.total", "op": "gt", "value": 100}), {"de"}),
+    (ordered({"property": "order.total", "op": "lt", "value": 10}), {"fr"}),
+    (ordered({"property": "order.currency", "op": "eq", "value": "EUR"}), {"de"}),
+    (ordered({"property": "order.currency", "op": "in", "value": ["USD", "EUR"]}), {"de"}),
+    (ordered({"property": "order.currency", "op": "startsWith", "value": "EU"}), {"de"}),
+    (ordered({"property": "order.currency", "op": "exists"}, op="notOccurred"), {"fr", "none", "us"}),
+    (ordered({"property": "order.missing.deeper", "op": "notExists"}), {"de", "fr"}),
     # the rollup: all time, and the last N UTC days including today
     ({"event": "purchase", "op": "occurred"}, {"de", "fr"}),
     ({"event": "purchase", "op": "notOccurred"}, {"none", "us"}),
