@@ -245,3 +245,21 @@ def test_the_sweep_sends_again_an_evaluation_nobody_took(env_a, customers, setti
     segment.refresh_from_db()
     assert segment.status == SegmentStatus.READY
     assert members(segment) == ["ana", "ben"]
+
+
+def test_an_evaluation_out_of_time_stays_computing_for_the_next_run(env_a, customers, monkeypatch) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    segment = services.segment_create(environment=env_a, name="Germans", rules=country_is("DE"))
+
+    def out_of_time(**kwargs: Any) -> int:
+        raise SoftTimeLimitExceeded()
+
+    with monkeypatch.context() as patched:
+        patched.setattr(ledger, "diff_prepare", out_of_time)
+        assert services.segment_evaluate(segment_id=segment.pk) == Outcome.PAUSED
+    segment.refresh_from_db()
+    assert (segment.status, segment.lease_token, segment.lease_until) == (SegmentStatus.COMPUTING, "", None)
+
+    assert services.segment_evaluate(segment_id=segment.pk) == Outcome.READY
+    assert members(segment) == ["ana", "ben"]
