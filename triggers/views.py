@@ -1017,9 +1017,16 @@ def _render_automatic(
     """A segment or event trigger's whole page, inside the flow page's frame (its triggers tab)."""
     context = {
         **flow_tab_context(request, trigger.flow, tab="triggers"),
-        "name_form": TriggerNameForm(initial={"name": trigger.name}),
+        "name_form": _automatic_name_form(trigger),
         "config_form": config_form or _config_form(request, trigger),
         "kind": kind_of(trigger.type),
         **_automatic_context(request, trigger, **parts),
     }
     return render(request, "triggers/automatic_detail.html", context, status=status)
+
+
+def _automatic_name_form(trigger: Trigger) -> TriggerNameForm:
+    form = TriggerNameForm(initial={"name": trigger.name})
+    example = "Welcome new VIPs" if trigger.type == TriggerType.SEGMENT else "Thank upgraders"
+    form.fields["name"].widget.attrs["placeholder"] = f"e.g. {example}"
+    return form
