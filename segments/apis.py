@@ -21,13 +21,12 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 
 from workbench.api_base import WORKBENCH, EnvironmentAPIView, StrictSerializer
-from workbench.schema import BODY_REQUIRED, answers
+from workbench.schema import BODY_REQUIRED, CONFIG_SEGMENTS, answers
 
 from . import rules_schema, selectors, services
 from .models import Segment, SegmentMembership, SegmentStatus
 from .rules import rules_clean
 
-CONFIG_SEGMENTS = "Configuration: segments"
 SEGMENT_IN_USE = "segment_in_use: a trigger or another segment's rules use this segment."
 SAMPLE_SIZE = 20
 

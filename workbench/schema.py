@@ -24,6 +24,7 @@ CUSTOMERS = "Customers"
 CREDENTIALS = "Credentials"
 CONFIG_FLOWS = "Configuration: flows"
 CONFIG_TRIGGERS = "Configuration: triggers"
+CONFIG_SEGMENTS = "Configuration: segments"
 CONFIG_TEST_USERS = "Configuration: test users"
 OAUTH = "OAuth"
 WEBHOOKS = "Webhooks"
@@ -37,6 +38,7 @@ TAGS = [
     {"name": CREDENTIALS, "description": "An environment's API credentials (role auth; reads also workbench)."},
     {"name": CONFIG_FLOWS, "description": "Action flows: drafts, publishing, archiving (role workbench)."},
     {"name": CONFIG_TRIGGERS, "description": "Triggers and the webhook trigger actions (role workbench)."},
+    {"name": CONFIG_SEGMENTS, "description": "Segments, their members, previews and dry runs (role workbench)."},
     {"name": CONFIG_TEST_USERS, "description": "The users test starts deliver to (role workbench)."},
     {"name": OAUTH, "description": "Bearer tokens for the API (client credentials grant)."},
     {"name": WEBHOOKS, "description": "A webhook trigger's URL: no OAuth, answers in our error shape."},

@@ -44,7 +44,7 @@ def switch_environment(request: HttpRequest) -> HttpResponse:
     membership = selectors.membership_get(user=request.user, environment_slug=slug)
     allowed_sections = {
         "environment_home", "customer_list", "credential_list", "test_user_list", "flow_list", "flow_feed",
-        "flow_settings", "member_list",
+        "flow_settings", "member_list", "segment_list",
     }  # fmt: skip
     # A page about one object (a customer) has no twin in the other environment: open its list.
     # A page about one object of this environment maps to its list in the other one.
@@ -52,6 +52,8 @@ def switch_environment(request: HttpRequest) -> HttpResponse:
         section = "customer_list"
     elif section.startswith("flow_") and section not in allowed_sections:
         section = "flow_list"
+    elif section.startswith("segment_"):
+        section = "segment_list"
     target = section if section in allowed_sections else "environment_home"
     return redirect(reverse(target, kwargs={"env": membership.environment.slug}))
 
