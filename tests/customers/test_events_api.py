@@ -522,3 +522,15 @@ def test_an_ordinary_event_takes_the_shortcut():
     }
 
     assert _plain_event(event, timezone.get_current_timezone()) is not None
+
+
+def test_the_hourly_prune_forgets_message_ids_older_than_a_day(events_a):
+    from customers.tasks import prune_message_keys
+
+    post(events_a, [{"userId": "u1", "name": "opened", "messageId": "m-old"}])
+    EventMessageKey.objects.update(created_at=datetime.now(UTC) - timedelta(hours=25))
+    post(events_a, [{"userId": "u1", "name": "opened", "messageId": "m-new"}])
+
+    prune_message_keys()
+
+    assert list(EventMessageKey.objects.values_list("message_id", flat=True)) == ["m-new"]

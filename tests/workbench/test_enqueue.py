@@ -82,8 +82,18 @@ def test_the_in_process_schedule_sends_each_entry_when_it_is_due():
         ("workbench.record_worker_heartbeat",),
         ("flows.sweep",),
         ("triggers.prune_request_log",),
+        ("customers.prune_message_keys",),
+        ("segments.sweep",),
+        ("segments.time_recheck",),
     ]
-    assert next_due == {"worker-heartbeat": 160.0, "flows-sweep": 101.0, "triggers-prune-request-log": 3700.0}
+    assert next_due == {
+        "worker-heartbeat": 160.0,
+        "flows-sweep": 101.0,
+        "triggers-prune-request-log": 3700.0,
+        "customers-prune-message-keys": 3700.0,
+        "segments-sweep": 105.0,
+        "segments-time-recheck": 160.0,
+    }
 
 
 # A request's items go out through the publishing thread (enqueue_items) ---------------------
