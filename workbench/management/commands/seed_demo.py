@@ -6,14 +6,16 @@ Project-level tooling, like the root URLconf: it seeds every app, so it imports 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
-from customers.models import TestUser
-from customers.services import customers_upsert, member_test_user_set
+from customers.models import Event, TestUser
+from customers.services import customers_upsert, events_record, member_test_user_set
 from flows.models import Flow
 from flows.selectors import flow_for_start
 from flows.services import flow_create, flow_publish, invocations_accept, start_requests_check
@@ -78,6 +80,11 @@ class Command(BaseCommand):
             member_test_user_set(membership=owner_membership, user_id="demo-tester")
         if not Flow.objects.filter(environment=demo).exists():
             self._demo_flow(demo)
+        # Segments and the flows their triggers start, then the events that start them.
+        call_command("seed_demo_segments", env=demo.slug)
+        call_command("seed_demo_triggers", env=demo.slug)
+        if not Event.objects.filter(environment=demo).exists():
+            self._demo_events(demo)
         if not quiet:
             self.stdout.write(
                 f"\nDemo ready. Log in at {url.rstrip('/')}/login/ as\n"
@@ -126,6 +133,30 @@ class Command(BaseCommand):
             invocations_accept(
                 flow=flow_for_start(flow=flow), mode=mode, starts=start_requests_check(body), source="workbench"
             )
+
+    def _demo_events(self, environment: Environment) -> None:
+        """A few days of app events: Lars buys twice (a repeat buyer), Maya once, Aroha browses."""
+        now = timezone.now()
+        events = [
+            ("76DHG129387", "purchase", {"product": "Trail shoes", "amount": 129}, 12),
+            ("76DHG129387", "purchase", {"product": "Rain jacket", "amount": 199}, 2),
+            ("C0FFEE42", "purchase", {"product": "Yoga mat", "amount": 35}, 5),
+            ("A9F2K0001", "app_opened", {"platform": "ios"}, 1),
+            ("C0FFEE42", "app_opened", {"platform": "web"}, 0),
+        ]
+        events_record(
+            environment=environment,
+            events=[
+                {
+                    "userId": user_id,
+                    "name": name,
+                    "properties": properties,
+                    "timestamp": (now - timedelta(days=days_ago)).isoformat(),
+                    "messageId": f"demo-{index}",
+                }
+                for index, (user_id, name, properties, days_ago) in enumerate(events)
+            ],
+        )
 
     def _user(self, username: str, is_staff: bool = False) -> Any:
         user_model = get_user_model()
