@@ -363,6 +363,22 @@ def _clean_event_test(condition: dict[str, Any], path: str, errors: _Errors) -> 
     return cleaned
 
 
+def where_clean(where: Any, *, path: str = "where") -> list[dict[str, Any]]:
+    """Property tests on an event (`where` of an event test, or of an event trigger), checked
+    as a segment's event test checks them; `Invalid` keyed `where[1].value` ..."""
+    if where is None or where == []:
+        return []
+    errors = _Errors()
+    cleaned: list[dict[str, Any]] = []
+    if not isinstance(where, list) or len(where) > MAX_WHERE:
+        errors.add(path, f"Expected a list of at most {MAX_WHERE} property tests.")
+    else:
+        cleaned = [_clean_property_test(test, f"{path}[{index}]", errors) for index, test in enumerate(where)]
+    if errors.errors:
+        raise Invalid(errors.errors, detail="The property tests are not valid.")
+    return cleaned
+
+
 def _clean_property_test(test: Any, path: str, errors: _Errors) -> dict[str, Any]:
     """A `where` test: {"property", "op", "value"} with the ops of a custom field."""
     if not isinstance(test, dict):

@@ -5,6 +5,7 @@ filters, the webhook mapping engine, the newest event as the sample, and message
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -413,3 +414,28 @@ def test_the_mapping_is_saved_from_the_page_and_the_test_card_sent(
 
     assert sent.status_code == 200
     assert titles("tester-1", test=True) == ["Plan gold"]
+
+
+# Event triggers' `where` means what a segment's event test means (segments/compiler.py) ------
+
+
+@pytest.mark.parametrize(
+    ("test", "properties", "matches"),
+    [
+        ({"property": "coupon", "op": "exists"}, {"coupon": ""}, False),
+        ({"property": "coupon", "op": "notExists"}, {"coupon": ""}, True),
+        ({"property": "paidAt", "op": "notWithinLastDays", "value": 7}, {}, True),
+        ({"property": "paidAt", "op": "notWithinLastDays", "value": 7}, {"paidAt": "2030-01-01"}, True),
+        ({"property": "paidAt", "op": "notWithinLastDays", "value": 7}, {"paidAt": "2026-11-29T12:00:00Z"}, False),
+        ({"property": "paidAt", "op": "after", "value": "2026-05-01"}, {"paidAt": "2026-05-01T18:00:00Z"}, False),
+        ({"property": "paidAt", "op": "after", "value": "2026-05-01"}, {"paidAt": "2026-05-02T00:00:00Z"}, True),
+        ({"property": "paidAt", "op": "before", "value": "2026-05-01"}, {"paidAt": "2026-04-30T23:59:59Z"}, True),
+        ({"property": "paidAt", "op": "before", "value": "2026-05-01"}, {"paidAt": "2026-05-01T00:00:00Z"}, False),
+    ],
+)
+def test_a_where_filter_means_what_the_same_test_means_in_a_segment(test, properties, matches):
+    from triggers.event_filters import where_clean, where_matches
+
+    now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+
+    assert where_matches(where_clean([test]), properties, now=now) is matches
