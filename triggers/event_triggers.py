@@ -36,13 +36,12 @@ from datetime import datetime
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db import transaction
 from django.utils import timezone
 
 from customers.hooks import RecordedEvent
 from customers.models import Event
 from flows.hooks import RecordedAnalyticsEvent
-from flows.models import Flow, FlowStatus, Mode
+from flows.models import Flow, Mode
 from flows.selectors import flow_for_start
 from flows.services import FlowRefused, invocations_accept
 from flows.start_requests import MAX_ID_LENGTH, StartRequest, parse_start_requests
@@ -114,25 +113,10 @@ def event_trigger_create(
     mode: str = TriggerMode.TEST,
 ) -> Trigger:
     """A new event trigger, in test mode unless `mode` says (live needs a published flow)."""
-    if Flow.objects.filter(pk=flow.pk, status=FlowStatus.ARCHIVED).exists():
-        raise services.TriggerRefused(
-            409, "flow_archived", "This flow is archived and starts nothing; it gets no new triggers."
-        )
-    name_clean = services.clean_name(name)
     config = event_config_clean(event_name=event_name, where=where, mapping=mapping)
-    with transaction.atomic():
-        trigger = Trigger.objects.create(
-            environment_id=flow.environment_id,
-            flow=flow,
-            type=TriggerType.EVENT,
-            name=name_clean,
-            mode=TriggerMode.TEST,
-            config=config,
-            created_by=by,
-        )
-        if mode != TriggerMode.TEST:
-            trigger = services.trigger_mode_set(trigger=trigger, mode=mode, by=by)
-    return trigger
+    return services.configured_trigger_create(
+        flow=flow, type=TriggerType.EVENT, config=config, by=by, name=name, mode=mode
+    )
 
 
 def event_trigger_update(
@@ -147,16 +131,7 @@ def event_trigger_update(
 ) -> Trigger:
     """Change an event trigger's configuration, name and mode; nothing is written when any part is refused."""
     config = event_config_clean(event_name=event_name, where=where, mapping=mapping, current=trigger.config)
-    name_clean = services.clean_name(name) if name is not None else trigger.name
-    if mode == TriggerMode.LIVE and trigger.mode != TriggerMode.LIVE:
-        services.refuse_live_unless_published(trigger.flow_id)
-    with transaction.atomic():
-        trigger.config = dict(config)
-        trigger.name = name_clean
-        trigger.save(update_fields=["config", "name", "updated_at"])
-        if mode is not None and mode != trigger.mode:
-            trigger = services.trigger_mode_set(trigger=trigger, mode=mode, by=by)
-    return trigger
+    return services.configured_trigger_save(trigger=trigger, config=config, by=by, name=name, mode=mode)
 
 
 # --- The event as the mapping sees it -------------------------------------------------------

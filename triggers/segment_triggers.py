@@ -34,7 +34,7 @@ from django.utils import timezone
 
 from customers.hooks import SegmentTransition
 from flows.hooks import ExistingMembers, PublishPreview, PublishReport
-from flows.models import Flow, FlowStatus, Mode
+from flows.models import Flow, Mode
 from flows.selectors import flow_for_start
 from flows.start_requests import StartRequest
 from workbench.celery import enqueue
@@ -104,25 +104,10 @@ def segment_trigger_create(
     mode: str = TriggerMode.TEST,
 ) -> Trigger:
     """A new segment trigger, in test mode unless `mode` says (live needs a published flow)."""
-    if Flow.objects.filter(pk=flow.pk, status=FlowStatus.ARCHIVED).exists():
-        raise services.TriggerRefused(
-            409, "flow_archived", "This flow is archived and starts nothing; it gets no new triggers."
-        )
-    clean_name = services.clean_name(name)
     config = segment_config_clean(environment_id=flow.environment_id, segment_id=segment_id, on=on, reentry=reentry)
-    with transaction.atomic():
-        trigger = Trigger.objects.create(
-            environment_id=flow.environment_id,
-            flow=flow,
-            type=TriggerType.SEGMENT,
-            name=clean_name,
-            mode=TriggerMode.TEST,
-            config=config,
-            created_by=by,
-        )
-        if mode != TriggerMode.TEST:
-            trigger = services.trigger_mode_set(trigger=trigger, mode=mode, by=by)
-    return trigger
+    return services.configured_trigger_create(
+        flow=flow, type=TriggerType.SEGMENT, config=config, by=by, name=name, mode=mode
+    )
 
 
 def segment_trigger_update(
@@ -139,16 +124,7 @@ def segment_trigger_update(
     config = segment_config_clean(
         environment_id=trigger.environment_id, segment_id=segment_id, on=on, reentry=reentry, current=trigger.config
     )
-    clean_name = services.clean_name(name) if name is not None else trigger.name
-    if mode == TriggerMode.LIVE and trigger.mode != TriggerMode.LIVE:
-        services.refuse_live_unless_published(trigger.flow_id)
-    with transaction.atomic():
-        trigger.config = dict(config)
-        trigger.name = clean_name
-        trigger.save(update_fields=["config", "name", "updated_at"])
-        if mode is not None and mode != trigger.mode:
-            trigger = services.trigger_mode_set(trigger=trigger, mode=mode, by=by)
-    return trigger
+    return services.configured_trigger_save(trigger=trigger, config=config, by=by, name=name, mode=mode)
 
 
 # --- Starting -------------------------------------------------------------------------------

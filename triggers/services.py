@@ -83,6 +83,45 @@ def clean_name(name: Any) -> str:
     return name
 
 
+def configured_trigger_create(
+    *, flow: Flow, type: TriggerType, config: Mapping[str, Any], by: User | None, name: str, mode: str
+) -> Trigger:
+    """A new trigger of a kind whose configuration its module has cleaned (segment, event): born
+    in test mode, then moved to `mode` as a member would move it (live needs a published flow)."""
+    if Flow.objects.filter(pk=flow.pk, status=FlowStatus.ARCHIVED).exists():
+        raise TriggerRefused(409, "flow_archived", "This flow is archived and starts nothing; it gets no new triggers.")
+    name_clean = clean_name(name)
+    with transaction.atomic():
+        trigger = Trigger.objects.create(
+            environment_id=flow.environment_id,
+            flow=flow,
+            type=type,
+            name=name_clean,
+            mode=TriggerMode.TEST,
+            config=dict(config),
+            created_by=by,
+        )
+        if mode != TriggerMode.TEST:
+            trigger = trigger_mode_set(trigger=trigger, mode=mode, by=by)
+    return trigger
+
+
+def configured_trigger_save(
+    *, trigger: Trigger, config: Mapping[str, Any], by: User | None, name: str | None, mode: str | None
+) -> Trigger:
+    """Save a cleaned configuration, name and mode together: nothing is written when any is refused."""
+    name_clean = clean_name(name) if name is not None else trigger.name
+    if mode == TriggerMode.LIVE and trigger.mode != TriggerMode.LIVE:
+        refuse_live_unless_published(trigger.flow_id)
+    with transaction.atomic():
+        trigger.config = dict(config)
+        trigger.name = name_clean
+        trigger.save(update_fields=["config", "name", "updated_at"])
+        if mode is not None and mode != trigger.mode:
+            trigger = trigger_mode_set(trigger=trigger, mode=mode, by=by)
+    return trigger
+
+
 def api_trigger_ensure(*, flow: Flow) -> Trigger:
     """Give a flow its api trigger (subscribed to flows' `flow_created`); idempotent."""
     trigger, _ = Trigger.objects.get_or_create(
