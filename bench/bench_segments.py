@@ -26,6 +26,8 @@ EVENTS_PER_CUSTOMER = 5
 REPEATS = 2
 GOAL = 0.2  # at most 5x the count's time
 ENVIRONMENT_SLUG = "bench-segments"
+# The environment's name says which generator made its data (a change regenerates it).
+DATA_VERSION = "Benchmark segments (data v2)"
 
 RULES: dict[str, Any] = {
     "match": "all",
@@ -57,7 +59,7 @@ WHERE c.environment_id = %(environment)s AND c.country = 'DE'
 
 
 def _make_data(environment_id: int) -> None:
-    """Customers (a sixth German; plans free/starter/pro/enterprise at 50/2/30/18%), five
+    """Customers (a sixth German; plans free/starter/pro/enterprise at 50/2/32/16%), five
     purchase events each over the last 90 days, and their daily rollup; in SQL, in bulk."""
     from django.db import connection, transaction
 
@@ -69,12 +71,12 @@ def _make_data(environment_id: int) -> None:
             INSERT INTO customers_customer
                 (environment_id, user_id, country, tags, custom_fields, created_at, updated_at)
             SELECT %s, 'c' || lpad(g::text, 7, '0'),
-                   (ARRAY['DE','FR','US','GB','BR','JP'])[1 + g %% 6],
+                   (ARRAY['DE','FR','US','GB','BR','JP'])[1 + (hashint4(g) & 2147483647) %% 6],
                    '[]',
-                   jsonb_build_object('plan', CASE WHEN g %% 50 < 25 THEN 'free' WHEN g %% 50 = 25 THEN 'starter'
-                                                   WHEN g %% 50 < 41 THEN 'pro' ELSE 'enterprise' END),
+                   jsonb_build_object('plan', CASE WHEN h < 25 THEN 'free' WHEN h = 25 THEN 'starter'
+                                                   WHEN h < 41 THEN 'pro' ELSE 'enterprise' END),
                    now(), now()
-            FROM generate_series(0, %s - 1) g
+            FROM generate_series(0, %s - 1) g, LATERAL (SELECT (hashint4(g + 7919) & 2147483647) %% 50 AS h) p
             """,
             [environment_id, CUSTOMERS],
         )
@@ -104,14 +106,18 @@ def _make_data(environment_id: int) -> None:
 def _ensure_data(environment_id: int) -> None:
     from django.db import connection
 
+    from workbench.models import Environment
+
+    marker = Environment.objects.get(pk=environment_id).name
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM customers_customer WHERE environment_id = %s", [environment_id])
         customers = cursor.fetchone()[0]
         cursor.execute("SELECT count(*) FROM customers_event WHERE environment_id = %s", [environment_id])
         events = cursor.fetchone()[0]
-    if customers != CUSTOMERS or events != CUSTOMERS * EVENTS_PER_CUSTOMER:
+    if customers != CUSTOMERS or events != CUSTOMERS * EVENTS_PER_CUSTOMER or marker != DATA_VERSION:
         print(f"  generating {CUSTOMERS:,} customers and {CUSTOMERS * EVENTS_PER_CUSTOMER:,} events ...", flush=True)
         _make_data(environment_id)
+        Environment.objects.filter(pk=environment_id).update(name=DATA_VERSION)
 
 
 def _empty_ledger(environment_id: int) -> None:

@@ -46,11 +46,16 @@ MEMBERSHIP = "segments_segmentmembership"
 # The session's scratch table of a full evaluation: the customers whose membership differs
 # from what the rules say now (the diff), batched through by user_id.
 DIFF_TABLE = "segment_evaluation_diff"
+MATCHED_TABLE = "segment_evaluation_matched"
 
 
 def _diff_table() -> str:
     # Qualified with the session's temporary schema, so a DROP can never reach a real table.
     return ("pg_temp." if _vendor() == "postgresql" else "temp.") + DIFF_TABLE
+
+
+def _matched_table() -> str:
+    return ("pg_temp." if _vendor() == "postgresql" else "temp.") + MATCHED_TABLE
 
 
 @dataclass(frozen=True)
@@ -170,32 +175,29 @@ def diff_prepare(*, segment: SegmentRef, now: datetime) -> int:
     """Write into this session's DIFF_TABLE the customers whose membership the rules change:
     those who match and are not members, and the members who do not match. Returns how many.
 
-    One statement over the whole segment (the matching set computed once, set against the
-    ledger in SQL); the batches of `diff_batch` then re-check each customer as they flip it.
+    The matching set is computed once, into a scratch table of its own (an INSERT, which
+    PostgreSQL plans without parallel workers that would each aggregate the event rollup
+    again), then set against the ledger with two anti-joins on indexed columns. The batches of
+    `diff_batch` re-check each customer as they flip it.
     """
     diff_drop()
     matching, params = _matching(segment, None, now)
+    diff, matched = _diff_table(), _matched_table()
     with connection.cursor() as cursor:
-        cursor.execute(f"CREATE TEMP TABLE {_diff_table()} (user_id varchar(255) NOT NULL PRIMARY KEY)")
-        members = f"SELECT user_id FROM {MEMBERSHIP} WHERE segment_id = %s AND is_member"  # noqa: S608
-        if _vendor() == "postgresql":
-            # One pass over the matching set (a full join); SQLite, holding the embedded
-            # default's small data, takes the plainer two anti-joins.
-            cursor.execute(
-                f"INSERT INTO {_diff_table()} (user_id) SELECT COALESCE(m.user_id, l.user_id) "  # noqa: S608
-                f"FROM ({matching}) m FULL JOIN ({members}) l ON l.user_id = m.user_id "
-                f"WHERE m.user_id IS NULL OR l.user_id IS NULL",
-                [*params, segment.id],
-            )
-        else:
-            cursor.execute(
-                f"INSERT INTO {_diff_table()} (user_id) "  # noqa: S608
-                f"SELECT m.user_id FROM ({matching}) m WHERE m.user_id NOT IN ({members}) "
-                f"UNION ALL SELECT l.user_id FROM ({members}) l "
-                f"WHERE l.user_id NOT IN (SELECT mm.user_id FROM ({matching}) mm)",
-                [*params, segment.id, segment.id, *params],
-            )
-        return int(cursor.rowcount)
+        cursor.execute(f"CREATE TEMP TABLE {matched} (user_id varchar(255) NOT NULL PRIMARY KEY)")
+        cursor.execute(f"INSERT INTO {matched} (user_id) SELECT m.user_id FROM ({matching}) m", params)  # noqa: S608
+        cursor.execute(f"CREATE TEMP TABLE {diff} (user_id varchar(255) NOT NULL PRIMARY KEY)")
+        cursor.execute(
+            f"INSERT INTO {diff} (user_id) "  # noqa: S608
+            f"SELECT m.user_id FROM {matched} m WHERE NOT EXISTS (SELECT 1 FROM {MEMBERSHIP} l "
+            f"WHERE l.segment_id = %s AND l.user_id = m.user_id AND l.is_member) "
+            f"UNION ALL SELECT l.user_id FROM {MEMBERSHIP} l WHERE l.segment_id = %s AND l.is_member "
+            f"AND NOT EXISTS (SELECT 1 FROM {matched} m WHERE m.user_id = l.user_id)",
+            [segment.id, segment.id],
+        )
+        changed = int(cursor.rowcount)
+        cursor.execute(f"DROP TABLE {matched}")
+        return changed
 
 
 def diff_batch(*, after: str | None, size: int) -> list[str]:
@@ -214,6 +216,7 @@ def diff_batch(*, after: str | None, size: int) -> list[str]:
 def diff_drop() -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_diff_table()}")
+        cursor.execute(f"DROP TABLE IF EXISTS {_matched_table()}")
 
 
 def statement_timeout(milliseconds: int) -> None:
