@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import resource
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from bench.harness import Result, timed
@@ -188,7 +189,7 @@ def run() -> list[Result]:
         entered = AnalyticsEvent.objects.filter(environment=environment, name="segment-entered").count()
         assert entered == members, (entered, members)
         before = segment.member_count
-        seconds, edited = timed(lambda segment=segment: _evaluate(environment, EDITED, segment))
+        seconds, edited = timed(partial(_evaluate, environment, EDITED, segment))
         edit_seconds.append(seconds)
         print(f"  edit: {before:,} -> {edited.member_count:,} members", flush=True)
     _empty_ledger(environment.pk)
