@@ -6,11 +6,14 @@ matches, and for an edit the difference between who would match and the ledger's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import connection
+from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.db.models import QuerySet
 from django.http import Http404
 from django.utils import timezone
@@ -88,10 +91,29 @@ def _matching(environment_id: int, rules: dict[str, Any]) -> tuple[str, list[Any
     return matching_sql(rules, environment_id=environment_id, now=timezone.now(), vendor=connection.vendor)
 
 
-def _rows(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall())
+# A preview follows the marketer's typing: it may not hold a connection longer than this.
+PREVIEW_TIMEOUT_MS = 15_000
+
+
+@contextmanager
+def _preview_cursor() -> Iterator[CursorWrapper]:
+    """A cursor for a preview's statements. On PostgreSQL in a transaction of its own, without
+    parallel workers (PostgreSQL plans an event test as a parallel semi-join in which every worker
+    rebuilds the whole rollup aggregate: 1.8x slower than one process at 1M customers) and under
+    a statement timeout, since a preview follows the marketer's typing."""
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            yield cursor
+        return
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 0")
+        cursor.execute(f"SET LOCAL statement_timeout = {int(PREVIEW_TIMEOUT_MS)}")
+        yield cursor
+
+
+def _rows(cursor: CursorWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    cursor.execute(sql, params)
+    return list(cursor.fetchall())
 
 
 def matching_count_and_sample(
@@ -99,8 +121,13 @@ def matching_count_and_sample(
 ) -> RulesPreview:
     """How many customers match `rules` (already cleaned) and the first userIds among them."""
     sql, params = _matching(environment.pk, rules)
-    count = _rows(f"SELECT COUNT(*) FROM ({sql}) n", params)[0][0]  # noqa: S608
-    sample = _rows(f"SELECT n.user_id FROM ({sql}) n ORDER BY n.user_id LIMIT %s", [*params, sample_size])  # noqa: S608
+    with _preview_cursor() as cursor:
+        return _count_and_sample(cursor, sql, params, sample_size)
+
+
+def _count_and_sample(cursor: CursorWrapper, sql: str, params: list[Any], sample_size: int) -> RulesPreview:
+    count = _rows(cursor, f"SELECT COUNT(*) FROM ({sql}) n", params)[0][0]  # noqa: S608
+    sample = _rows(cursor, f"SELECT n.user_id FROM ({sql}) n ORDER BY n.user_id LIMIT %s", [*params, sample_size])  # noqa: S608
     return RulesPreview(count=count, sample=[row[0] for row in sample])
 
 
@@ -117,20 +144,24 @@ def segment_dry_run(*, segment: Segment, rules: dict[str, Any], sample_size: int
     current = f"{table} cur ON cur.segment_id = %s AND cur.is_member = %s AND cur.user_id = n.user_id"
     joined = f"FROM ({sql}) n LEFT JOIN {current}"
     joined_params = [*params, segment.pk, True]
-    enter, stay = _rows(
-        f"SELECT COALESCE(SUM(CASE WHEN cur.user_id IS NULL THEN 1 ELSE 0 END), 0), COUNT(cur.user_id) {joined}",
-        joined_params,
-    )[0]
-    sample_enter = _rows(
-        f"SELECT n.user_id {joined} WHERE cur.user_id IS NULL ORDER BY n.user_id LIMIT %s",
-        [*joined_params, sample_size],
-    )
-    members = segment_member_count(segment=segment)
-    sample_exit = _rows(
-        f"SELECT m.user_id FROM {table} m WHERE m.segment_id = %s AND m.is_member = %s "  # noqa: S608
-        f"AND NOT EXISTS (SELECT 1 FROM ({sql}) n WHERE n.user_id = m.user_id) ORDER BY m.user_id LIMIT %s",
-        [segment.pk, True, *params, sample_size],
-    )
+    with _preview_cursor() as cursor:
+        enter, stay = _rows(
+            cursor,
+            f"SELECT COALESCE(SUM(CASE WHEN cur.user_id IS NULL THEN 1 ELSE 0 END), 0), COUNT(cur.user_id) {joined}",
+            joined_params,
+        )[0]
+        sample_enter = _rows(
+            cursor,
+            f"SELECT n.user_id {joined} WHERE cur.user_id IS NULL ORDER BY n.user_id LIMIT %s",
+            [*joined_params, sample_size],
+        )
+        members = segment_member_count(segment=segment)
+        sample_exit = _rows(
+            cursor,
+            f"SELECT m.user_id FROM {table} m WHERE m.segment_id = %s AND m.is_member = %s "  # noqa: S608
+            f"AND NOT EXISTS (SELECT 1 FROM ({sql}) n WHERE n.user_id = m.user_id) ORDER BY m.user_id LIMIT %s",
+            [segment.pk, True, *params, sample_size],
+        )
     return DryRun(
         enter=int(enter),
         exit=members - int(stay),

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.http import Http404
 
 from customers.models import Customer
@@ -168,6 +169,7 @@ def test_a_dry_run_counts_in_a_fixed_number_of_queries(acme: Environment, django
     for n in range(0, 50, 2):
         member(segment, f"c{n}")
     rules = rules_clean(all_of({"field": "customFields.plan", "op": "exists"}), environment_id=acme.pk)
-    with django_assert_num_queries(4):
+    # On PostgreSQL the preview's own transaction adds a savepoint, its two settings and the release.
+    with django_assert_num_queries(4 if connection.vendor != "postgresql" else 8):
         dry_run = segment_dry_run(segment=segment, rules=rules)
     assert (dry_run.enter, dry_run.exit, dry_run.stay) == (0, 25, 0)
