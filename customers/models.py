@@ -49,6 +49,11 @@ class Customer(models.Model):
             models.Index(fields=["environment", "email"]),
             models.Index(fields=["environment", "name"]),
             models.Index(fields=["environment", "-updated_at"]),
+            # Segments' time-relative rules re-check only the customers whose timestamp crossed a
+            # boundary since the last check: an index range on the two timestamps rules use most.
+            # The per-platform lastSeen fields and custom dates are filtered without one.
+            models.Index(fields=["environment", "last_seen_at"]),
+            models.Index(fields=["environment", "created_at"]),
         ]
 
     def __str__(self) -> str:
