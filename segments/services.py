@@ -46,7 +46,7 @@ from workbench.celery import enqueue
 from workbench.errors import Invalid, Refused
 from workbench.models import Environment
 
-from . import ledger
+from . import hooks, ledger
 from .ledger import SegmentRef
 from .models import CustomerMark, Segment, SegmentSize, SegmentStatus
 from .rules import CUSTOM_PREFIX, DATE_FIELDS, References, rules_clean, rules_references
@@ -151,19 +151,22 @@ def segment_update(*, segment: Segment, name: str | None = None, rules: dict[str
 
 
 def segment_delete(*, segment: Segment) -> None:
-    """Delete a segment and its ledger; refused while another segment's rules use it."""
-    users = [
-        other.name
+    """Delete a segment and its ledger; refused while another segment's rules or a trigger
+    (through `segment_deleting`) use it."""
+    segments = sorted(
+        repr(other.name)
         for other in Segment.objects.filter(environment_id=segment.environment_id).exclude(pk=segment.pk)
         if segment.pk in _references(other).segments
-    ]
-    if users:
+    )
+    triggers: list[str] = []
+    hooks.segment_deleting.announce(segment=segment, users=triggers)
+    if segments or triggers:
+        users = [f"the rules of {name}" for name in segments] + sorted(triggers)
         raise Refused(
             409,
             "segment_in_use",
-            f"The segment is used by the rules of {', '.join(repr(name) for name in sorted(users))}: "
-            "change those rules first.",
-            errors={"segments": sorted(users)},
+            f"The segment is used by {', '.join(users)}: change or remove those first.",
+            errors={"segments": [name.strip("'") for name in segments], "triggers": sorted(triggers)},
         )
     segment.delete()
 

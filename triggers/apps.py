@@ -9,6 +9,7 @@ class TriggersConfig(AppConfig):
     def ready(self) -> None:
         from customers import hooks as customer_hooks
         from flows import hooks
+        from segments import hooks as segment_hooks
 
         from . import subscribers
 
@@ -21,3 +22,5 @@ class TriggersConfig(AppConfig):
         hooks.analytics_recorded.subscribe(subscribers.start_analytics_event_triggers)
         hooks.flow_published.subscribe(subscribers.report_existing_segment_members)
         hooks.publish_previewed.subscribe(subscribers.preview_existing_segment_members)
+        # A segment that a trigger starts flows from cannot be deleted from under it.
+        segment_hooks.segment_deleting.subscribe(subscribers.name_triggers_using_segment)

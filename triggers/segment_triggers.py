@@ -127,6 +127,14 @@ def segment_trigger_update(
     return services.configured_trigger_save(trigger=trigger, config=config, by=by, name=name, mode=mode)
 
 
+def triggers_using(*, segment_id: int, environment_id: int) -> list[str]:
+    """The segment triggers that start flows from this segment, as a member would name them."""
+    triggers = Trigger.objects.filter(
+        environment_id=environment_id, type=TriggerType.SEGMENT, config__segmentId=segment_id
+    ).select_related("flow")
+    return [f"trigger {trigger.display_name!r} of flow {trigger.flow.name!r}" for trigger in triggers]
+
+
 # --- Starting -------------------------------------------------------------------------------
 
 

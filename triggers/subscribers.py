@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from customers.hooks import RecordedEvent, SegmentTransition
 from flows.hooks import PublishPreview, PublishReport, RecordedAnalyticsEvent
 from flows.models import Flow
+from segments.models import Segment
 
 from . import event_triggers, segment_triggers, services
 
@@ -41,3 +42,7 @@ def report_existing_segment_members(
 
 def preview_existing_segment_members(*, flow: Flow, preview: PublishPreview) -> None:
     segment_triggers.existing_members_preview(flow=flow, preview=preview)
+
+
+def name_triggers_using_segment(*, segment: Segment, users: list[str]) -> None:
+    users.extend(segment_triggers.triggers_using(segment_id=segment.pk, environment_id=segment.environment_id))

@@ -500,3 +500,14 @@ def test_a_flow_without_segment_triggers_has_no_members_box(login, editor, flow)
     assert (
         "trigger_existing_segment_members" not in login(editor).get(f"/e/acme/flows/{flow.pk}/publish").content.decode()
     )
+
+
+def test_a_segment_a_trigger_starts_from_cannot_be_deleted(workbench_a, flow, vip):
+    segment_trigger(flow, vip, name="Entered VIP")
+
+    response = workbench_a.delete(f"/api/v1/acme/segments/{vip.pk}")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "segment_in_use"
+    assert "trigger 'Entered VIP' of flow" in response.json()["detail"]
+    assert Segment.objects.filter(pk=vip.pk).exists()
