@@ -56,23 +56,17 @@ logger = logging.getLogger(__name__)
 NAME_MAX = 200
 
 
-def _setting(name: str, default: int) -> int:
-    return int(getattr(settings, name, default))
-
-
+# Read at call time (workbench/settings.py explains them), so tests can override them.
 def statement_timeout_ms() -> int:
-    # A statement of a segment's evaluation that runs longer fails that segment only.
-    return _setting("SEGMENT_STATEMENT_TIMEOUT_MS", 60_000)
+    return int(settings.SEGMENT_STATEMENT_TIMEOUT_MS)
 
 
 def lease_seconds() -> int:
-    # Renewed at every batch; a worker that died is replaced once its lease runs out.
-    return _setting("SEGMENT_LEASE_SECONDS", 30)
+    return int(settings.SEGMENT_LEASE_SECONDS)
 
 
 def evaluation_batch() -> int:
-    # Customers flipped per transaction of a full evaluation.
-    return _setting("SEGMENT_EVALUATION_BATCH", 1000)
+    return int(settings.SEGMENT_EVALUATION_BATCH)
 
 
 # --- segments -----------------------------------------------------------------------------
@@ -676,7 +670,7 @@ def segments_sweep(*, now: datetime | None = None) -> SweepResult:
     no worker took within SWEEP_STALE_SECONDS, and marks left over for as long. Also records a
     size point for segments whose count moved since their last one (the incremental path)."""
     now = now or timezone.now()
-    stale = now - timedelta(seconds=_setting("SWEEP_STALE_SECONDS", 30))
+    stale = now - timedelta(seconds=settings.SWEEP_STALE_SECONDS)
     waiting = Segment.objects.filter(status=SegmentStatus.COMPUTING).filter(
         Q(lease_until__lt=now) | Q(lease_until__isnull=True, updated_at__lt=stale)
     )

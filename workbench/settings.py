@@ -343,6 +343,13 @@ CELERY_BEAT_SCHEDULE = {
 
 # Committed work that nobody picked up for this long is sent again by the sweep.
 SWEEP_STALE_SECONDS = envint("SWEEP_STALE_SECONDS", 30)
+# Segments: a statement of one segment's evaluation that runs longer fails that segment only; a
+# full evaluation's lease (renewed at every batch) lets another worker take over a dead one's;
+# customers flipped per transaction (each holds one advisory lock per customer: keep it under
+# PostgreSQL's max_locks_per_transaction).
+SEGMENT_STATEMENT_TIMEOUT_MS = envint("SEGMENT_STATEMENT_TIMEOUT_MS", 60_000)
+SEGMENT_LEASE_SECONDS = envint("SEGMENT_LEASE_SECONDS", 30)
+SEGMENT_EVALUATION_BATCH = envint("SEGMENT_EVALUATION_BATCH", 1000)
 
 # --- Product limits -------------------------------------------------------------------
 DEFAULT_MANUAL_SEND_LIMIT = 10_000
