@@ -169,6 +169,20 @@ class TriggerOnceStart(models.Model):
         return f"{self.user_id} started by trigger {self.trigger_id}"
 
 
+class MemberBackfill(models.Model):
+    """A publish asked to start a segment's existing members, too many to start in its own
+    transaction: the task that starts them claims this row (a lease) and deletes it when done,
+    and the sweep sends the task again for a row nobody holds, so a lost message loses nobody.
+    """
+
+    trigger = models.OneToOneField(Trigger, on_delete=models.CASCADE, related_name="+")
+    requested_at = models.DateTimeField(default=timezone.now)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"existing members of trigger {self.trigger_id}"
+
+
 class TriggerModeChange(models.Model):
     """Every mode change, by a member or by the system (auto-pause), with when and why."""
 

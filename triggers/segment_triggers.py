@@ -25,11 +25,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 from django.contrib.auth.models import User
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from customers.hooks import SegmentTransition
@@ -43,10 +45,23 @@ from workbench.raw_rows import insert_rows_together, rows_insert
 
 from . import selectors, services
 from .auto_starts import start_mode, starts_accept, test_user_ids
-from .models import Reentry, SegmentOn, SegmentTriggerConfig, Trigger, TriggerMode, TriggerOnceStart, TriggerType
+from .models import (
+    MemberBackfill,
+    Reentry,
+    SegmentOn,
+    SegmentTriggerConfig,
+    Trigger,
+    TriggerMode,
+    TriggerOnceStart,
+    TriggerType,
+)
 
 # Members of one trigger's segment started inside a publish's transaction; more go to a task.
 INLINE_MEMBER_LIMIT = 2000
+# A backfill's lease (a worker that dies is replaced after it) and how long its first message has
+# before the sweep sends another.
+BACKFILL_LEASE = timedelta(minutes=10)
+BACKFILL_FIRST_MESSAGE_GRACE = timedelta(seconds=30)
 MEMBER_PAGE = 2000
 
 
@@ -251,6 +266,9 @@ def existing_members_publish(*, flow: Flow, trigger_existing_segment_members: bo
         segment_id = trigger.segment_config["segmentId"]
         count = selectors.current_memberships(segment_ids=[segment_id]).count()
         if count > INLINE_MEMBER_LIMIT:
+            MemberBackfill.objects.update_or_create(
+                trigger=trigger, defaults={"requested_at": timezone.now(), "claimed_until": None}
+            )
             transaction.on_commit(partial(enqueue, "triggers.start_segment_members", trigger.pk))
             report.existing_segment_members_queued += count
         else:
@@ -304,9 +322,30 @@ def segment_members_start(*, trigger: Trigger) -> int:
         )
 
 
-def segment_members_start_by_id(*, trigger_id: int) -> int:
-    """The task's entry: the trigger may have been deleted, disabled or changed since."""
+def segment_members_start_by_id(*, trigger_id: int, now: datetime | None = None) -> int:
+    """The task's entry: claim the trigger's backfill (another worker may hold it), start the
+    members, then forget it. The trigger may have been deleted, disabled or changed since."""
+    now = now or timezone.now()
+    claimed = (
+        MemberBackfill.objects.filter(trigger_id=trigger_id)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(claimed_until=now + BACKFILL_LEASE)
+    )
+    if claimed != 1:
+        return 0  # done already, or another worker holds it
     trigger = Trigger.objects.filter(pk=trigger_id, type=TriggerType.SEGMENT).select_related("flow").first()
-    if trigger is None or trigger.segment_config.get("on") != SegmentOn.ENTERED:
-        return 0
-    return segment_members_start(trigger=trigger)
+    started = 0
+    if trigger is not None and trigger.segment_config.get("on") == SegmentOn.ENTERED:
+        started = segment_members_start(trigger=trigger)
+    MemberBackfill.objects.filter(trigger_id=trigger_id).delete()
+    return started
+
+
+def member_backfills_resend(*, now: datetime | None = None) -> list[int]:
+    """The sweep: the triggers whose backfill nobody holds and that waited long enough for its
+    first message (the task is idempotent, so an early resend costs only work)."""
+    now = now or timezone.now()
+    waiting = MemberBackfill.objects.filter(requested_at__lt=now - BACKFILL_FIRST_MESSAGE_GRACE).filter(
+        Q(claimed_until__isnull=True) | Q(claimed_until__lt=now)
+    )
+    return list(waiting.values_list("trigger_id", flat=True))

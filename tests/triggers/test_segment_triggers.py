@@ -388,6 +388,43 @@ def test_a_large_segment_is_started_after_the_publish_commits(
     assert len(invocations(flow)) == 5
 
 
+def test_a_large_segment_whose_message_is_lost_is_started_by_the_sweep(flow, vip, monkeypatch):
+    from triggers import tasks
+    from triggers.models import MemberBackfill
+
+    monkeypatch.setattr(segment_triggers, "INLINE_MEMBER_LIMIT", 2)
+    members(vip, "u-1", "u-2", "u-3")
+    segment_trigger(flow, vip)
+    edit_draft(flow, "v2")
+    # The publish commits its backfill, but its message never arrives (no on-commit callbacks run).
+    flow_services.flow_publish(flow=flow, trigger_existing_segment_members=True)
+    assert invocations(flow) == []
+    assert segment_triggers.member_backfills_resend() == []  # its first message still has time
+
+    later = timezone.now() + segment_triggers.BACKFILL_FIRST_MESSAGE_GRACE * 2
+    monkeypatch.setattr(segment_triggers.timezone, "now", lambda: later)
+    tasks.resend_member_backfills()
+
+    assert sorted(i.target_user_ids[0] for i in invocations(flow)) == ["u-1", "u-2", "u-3"]
+    assert not MemberBackfill.objects.exists()
+    tasks.resend_member_backfills()  # nothing left to send
+    assert len(invocations(flow)) == 3
+
+
+def test_a_backfill_another_worker_holds_is_left_to_it(flow, vip, monkeypatch):
+    from triggers.models import MemberBackfill
+
+    monkeypatch.setattr(segment_triggers, "INLINE_MEMBER_LIMIT", 1)
+    members(vip, "u-1", "u-2")
+    trigger = segment_trigger(flow, vip)
+    edit_draft(flow, "v2")
+    flow_services.flow_publish(flow=flow, trigger_existing_segment_members=True)
+    MemberBackfill.objects.update(claimed_until=timezone.now() + timezone.timedelta(minutes=5))
+
+    assert segment_triggers.segment_members_start_by_id(trigger_id=trigger.pk) == 0
+    assert invocations(flow) == []
+
+
 # --- Workbench pages --------------------------------------------------------------------------
 
 
