@@ -47,6 +47,8 @@ MEMBERSHIP = "segments_segmentmembership"
 # from what the rules say now (the diff), batched through by user_id.
 DIFF_TABLE = "segment_evaluation_diff"
 MATCHED_TABLE = "segment_evaluation_matched"
+# The non-members a widening edit could enter (segments.services.edit_plan).
+CANDIDATES_TABLE = "segment_evaluation_candidates"
 
 
 def _diff_table() -> str:
@@ -56,6 +58,10 @@ def _diff_table() -> str:
 
 def _matched_table() -> str:
     return ("pg_temp." if _vendor() == "postgresql" else "temp.") + MATCHED_TABLE
+
+
+def _candidates_table() -> str:
+    return ("pg_temp." if _vendor() == "postgresql" else "temp.") + CANDIDATES_TABLE
 
 
 @dataclass(frozen=True)
@@ -200,6 +206,84 @@ def diff_prepare(*, segment: SegmentRef, now: datetime) -> int:
         return changed
 
 
+def diff_prepare_exits(*, segment: SegmentRef, now: datetime, limit: int, chunk: int) -> int | None:
+    """Like `diff_prepare`, after an edit that narrowed the rules (no non-member can match
+    them): only the members who no longer match, the rules evaluated over the members alone,
+    `chunk` of them a statement. None, with nothing written, when there are over `limit`."""
+    diff_drop()
+    matched, diff = _matched_table(), _diff_table()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {MEMBERSHIP} WHERE segment_id = %s AND is_member", [segment.id])  # noqa: S608
+        if int(cursor.fetchone()[0]) > limit:
+            return None
+        cursor.execute(f"CREATE TEMP TABLE {matched} (user_id varchar(255) NOT NULL PRIMARY KEY)")
+        after = ""
+        while True:
+            cursor.execute(
+                f"SELECT user_id FROM {MEMBERSHIP} WHERE segment_id = %s AND is_member AND user_id > %s "  # noqa: S608
+                f"ORDER BY user_id LIMIT %s",
+                [segment.id, after, chunk],
+            )
+            user_ids = [row[0] for row in cursor.fetchall()]
+            if not user_ids:
+                break
+            after = user_ids[-1]
+            matching, params = _matching(segment, user_ids, now)
+            cursor.execute(f"INSERT INTO {matched} (user_id) SELECT m.user_id FROM ({matching}) m", params)  # noqa: S608
+        cursor.execute(f"CREATE TEMP TABLE {diff} (user_id varchar(255) NOT NULL PRIMARY KEY)")
+        cursor.execute(
+            f"INSERT INTO {diff} (user_id) SELECT l.user_id FROM {MEMBERSHIP} l "  # noqa: S608
+            f"WHERE l.segment_id = %s AND l.is_member AND NOT EXISTS (SELECT 1 FROM {matched} m "
+            f"WHERE m.user_id = l.user_id)",
+            [segment.id],
+        )
+        changed = int(cursor.rowcount)
+        cursor.execute(f"DROP TABLE {matched}")
+        return changed
+
+
+def diff_prepare_entries(
+    *, segment: SegmentRef, entrants: dict[str, Any], now: datetime, limit: int, chunk: int
+) -> int | None:
+    """Like `diff_prepare`, after an edit that widened the rules (every member still matches):
+    only the non-members who match now. Each of them passes `entrants`, a cheaper test: the
+    non-members who pass it are the candidates, and the rules are evaluated over them alone,
+    `chunk` of them a statement. None, with nothing written, when there are over `limit`."""
+    diff_drop()
+    candidates, matched, diff = _candidates_table(), _matched_table(), _diff_table()
+    test, test_params = _matching(SegmentRef(segment.id, segment.environment_id, segment.name, entrants), None, now)
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE TEMP TABLE {candidates} (user_id varchar(255) NOT NULL PRIMARY KEY)")
+        cursor.execute(
+            f"INSERT INTO {candidates} (user_id) SELECT m.user_id FROM ({test}) m "  # noqa: S608
+            f"WHERE NOT EXISTS (SELECT 1 FROM {MEMBERSHIP} l WHERE l.segment_id = %s AND l.user_id = m.user_id "
+            f"AND l.is_member)",
+            [*test_params, segment.id],
+        )
+        if int(cursor.rowcount) > limit:
+            cursor.execute(f"DROP TABLE {candidates}")
+            return None
+        cursor.execute(f"CREATE TEMP TABLE {matched} (user_id varchar(255) NOT NULL PRIMARY KEY)")
+        after = ""
+        while True:
+            cursor.execute(
+                f"SELECT user_id FROM {candidates} WHERE user_id > %s ORDER BY user_id LIMIT %s",  # noqa: S608
+                [after, chunk],
+            )
+            user_ids = [row[0] for row in cursor.fetchall()]
+            if not user_ids:
+                break
+            after = user_ids[-1]
+            matching, params = _matching(segment, user_ids, now)
+            cursor.execute(f"INSERT INTO {matched} (user_id) SELECT m.user_id FROM ({matching}) m", params)  # noqa: S608
+        cursor.execute(f"CREATE TEMP TABLE {diff} (user_id varchar(255) NOT NULL PRIMARY KEY)")
+        cursor.execute(f"INSERT INTO {diff} (user_id) SELECT user_id FROM {matched}")  # noqa: S608
+        changed = int(cursor.rowcount)
+        cursor.execute(f"DROP TABLE {matched}")
+        cursor.execute(f"DROP TABLE {candidates}")
+        return changed
+
+
 def diff_batch(*, after: str | None, size: int) -> list[str]:
     """The next `size` user ids of the diff after `after`, in order."""
     with connection.cursor() as cursor:
@@ -217,6 +301,7 @@ def diff_drop() -> None:
     with connection.cursor() as cursor:
         cursor.execute(f"DROP TABLE IF EXISTS {_diff_table()}")
         cursor.execute(f"DROP TABLE IF EXISTS {_matched_table()}")
+        cursor.execute(f"DROP TABLE IF EXISTS {_candidates_table()}")
 
 
 def statement_timeout(milliseconds: int) -> None:

@@ -215,11 +215,13 @@ def _release(segment_id: int, token: str) -> None:
     Segment.objects.filter(pk=segment_id, lease_token=token).update(lease_token="", lease_until=None)
 
 
-def segment_evaluate(*, segment_id: int) -> Outcome:
+def segment_evaluate(*, segment_id: int, previous: PreviousRules | None = None) -> Outcome:
     """Evaluate a `computing` segment fully; idempotent (a redelivered message finds nothing to do).
 
     1. Take the lease. 2. Write the diff of the rules' matching set against the ledger (one
-    statement). 3. In batches of user ids from the diff, each in its own transaction: renew the
+    statement; or, after an edit that can only narrow or only widen the rules it was `previous`ly
+    ready with, only the members' or only the possible entrants' part of it: see edit_plan).
+    3. In batches of user ids from the diff, each in its own transaction: renew the
     lease, lock the customers, flip their rows with the predicate re-checked, announce. 4. Mark
     the segment ready with its member count and a size point; if the rules changed meanwhile,
     start again with the new ones instead. An error marks the segment failed with `lastError`.
@@ -234,10 +236,13 @@ def segment_evaluate(*, segment_id: int) -> Outcome:
             return Outcome.BUSY
         version = segment.rules_version
         ref = SegmentRef(segment.pk, segment.environment_id, segment.name, segment.rules)
+        plan = None
+        if previous is not None and previous.version == version and segment.time_checked_at is not None:
+            plan = edit_plan(previous.rules, segment.rules)
         outcome: Outcome | None
         try:
-            _evaluate_batches(ref, token, version, started)
-            outcome = _finish(ref, token, version, started)
+            partial = _evaluate_batches(ref, token, version, started, plan)
+            outcome = _finish(ref, token, version, started, partial=partial)
         except _Stop as stop:
             outcome = stop.outcome
         except SoftTimeLimitExceeded:
@@ -258,17 +263,23 @@ def segment_evaluate(*, segment_id: int) -> Outcome:
         _release(segment_id, token)  # the rules changed meanwhile: evaluate the new ones
 
 
-def _evaluate_batches(segment: SegmentRef, token: str, version: int, started: datetime) -> None:
+def _evaluate_batches(
+    segment: SegmentRef, token: str, version: int, started: datetime, plan: EditPlan | None = None
+) -> bool:
+    """Flip the ledger in batches; returns whether only part of the customers were looked at
+    (an edit plan's shortcut) rather than all of them."""
     with transaction.atomic():
         ledger.statement_timeout(statement_timeout_ms())
-        ledger.diff_prepare(segment=segment, now=started)
+        changed = _diff_prepare_shortcut(segment, started, plan) if plan is not None else None
+        if changed is None:
+            ledger.diff_prepare(segment=segment, now=started)
     dependents = _dependents(segment)
     after: str | None = None
     size = evaluation_batch()
     while True:
         user_ids = ledger.diff_batch(after=after, size=size)
         if not user_ids:
-            return
+            return changed is not None
         after = user_ids[-1]
         _renew(segment.id, token, version)
         with transaction.atomic():
@@ -277,8 +288,15 @@ def _evaluate_batches(segment: SegmentRef, token: str, version: int, started: da
             _announce(transitions, dependents)
 
 
-def _finish(segment: SegmentRef, token: str, version: int, started: datetime) -> Outcome | None:
-    """Mark the segment ready (None: its rules changed meanwhile; evaluate again)."""
+def _finish(
+    segment: SegmentRef, token: str, version: int, started: datetime, *, partial: bool = False
+) -> Outcome | None:
+    """Mark the segment ready (None: its rules changed meanwhile; evaluate again).
+
+    After a `partial` evaluation (an edit plan's shortcut) the time-relative re-check keeps its
+    earlier mark: the customers left out were not looked at `started`, and those whom time moved
+    across a boundary since that mark must still be re-checked (the new rules keep every
+    boundary of the old ones: edit_plan allows no other edit)."""
     with transaction.atomic():
         # Locked first, counted after: an incremental change that commits after the count
         # waits for this row and adds its difference to the count written here.
@@ -296,7 +314,7 @@ def _finish(segment: SegmentRef, token: str, version: int, started: datetime) ->
             last_error="",
             lease_token="",
             lease_until=None,
-            time_checked_at=started,
+            time_checked_at=current.time_checked_at if partial else started,
         )
         SegmentSize.objects.create(segment_id=segment.id, measured_at=finished, member_count=count)
     return Outcome.READY
@@ -344,6 +362,177 @@ def _announce(transitions: Sequence[SegmentTransition], dependents: bool) -> Non
         ]
         CustomerMark.objects.bulk_create(marks, batch_size=1000)
         transaction.on_commit(lambda: enqueue("segments.process_marks"))
+
+
+# --- edits that can only narrow or only widen the rules ----------------------------------
+
+
+@dataclass(frozen=True)
+class PreviousRules:
+    """The rules a segment was ready with (its ledger brought fully in line with them) just
+    before the edit that made `version` of its rules."""
+
+    rules: dict[str, Any]
+    version: int
+
+
+class Direction(StrEnum):
+    SAME = "same"
+    NARROWER = "narrower"  # every customer the new rules match, the old ones matched
+    WIDER = "wider"  # every customer the old rules matched, the new ones match
+
+
+@dataclass(frozen=True)
+class EditPlan:
+    """Which customers an edit can move. NARROWER: only members can change (they can only exit),
+    so the new rules are evaluated over the members alone. WIDER: only non-members can change
+    (enter), and each of them matches `entrants`, a test cheaper than the rules (for
+    `plan in [a, b]` -> `[a, b, c]`: `plan in [c]`); the new rules are evaluated over the
+    customers it matches, less the members."""
+
+    direction: Direction
+    entrants: dict[str, Any] | None = None
+
+
+# Past this many customers to look at, a shortcut is no cheaper than the full computation
+# (each batch of them is a statement with their ids as an array).
+SHORTCUT_MAX_CUSTOMERS = 200_000
+SHORTCUT_CHUNK = 10_000
+
+
+def edit_plan(old: dict[str, Any], new: dict[str, Any]) -> EditPlan | None:
+    """What an edit from `old` to `new` rules can change, or None: evaluate everyone.
+
+    Recognised edits (anything else is None): conditions added to the top-level group (under
+    `all` the rules narrow, under `any` they widen), and value-set tests whose set grew or
+    shrank (`in`/`notIn`, `hasAny`/`hasAll`/`hasNone`), alone or together, as long as every
+    change goes the same way. Rules without a change are NARROWER (nothing can enter).
+    """
+    direction = _group_direction(old, new)
+    if direction is None:
+        return None
+    if direction != Direction.WIDER:
+        return EditPlan(Direction.NARROWER)
+    entrants = _entrants(old, new)
+    return EditPlan(Direction.WIDER, entrants) if entrants is not None else None
+
+
+def _group_direction(old: dict[str, Any], new: dict[str, Any]) -> Direction | None:
+    if old.get("match") != new.get("match") or old.get("match") not in ("all", "any"):
+        return None
+    before, after = list(old.get("conditions") or []), list(new.get("conditions") or [])
+    if len(after) > len(before):
+        added = _added(before, after)
+        if added is None:
+            return None
+        return Direction.NARROWER if old["match"] == "all" else Direction.WIDER
+    if len(after) != len(before):
+        return None
+    found = {_condition_direction(a, b) for a, b in zip(before, after, strict=True)}
+    if None in found:
+        return None
+    found.discard(Direction.SAME)
+    if not found:
+        return Direction.SAME
+    return found.pop() if len(found) == 1 else None
+
+
+def _added(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The conditions of `after` that `before` does not have, if `after` has all of `before`'s."""
+    rest = list(after)
+    for condition in before:
+        if condition not in rest:
+            return None
+        rest.remove(condition)
+    return rest
+
+
+_VALUE_SET_OPS: dict[str, Direction] = {
+    # op: how the test moves when its set of values grows
+    "in": Direction.WIDER,
+    "notIn": Direction.NARROWER,
+    "hasAny": Direction.WIDER,
+    "hasAll": Direction.NARROWER,
+    "hasNone": Direction.NARROWER,
+}
+
+
+def _opposite(direction: Direction) -> Direction:
+    return Direction.WIDER if direction == Direction.NARROWER else Direction.NARROWER
+
+
+def _condition_direction(old: dict[str, Any], new: dict[str, Any]) -> Direction | None:
+    if old == new:
+        return Direction.SAME
+    if "conditions" in old and "conditions" in new:
+        return _group_direction(old, new)
+    sets = _value_sets(old, new)
+    if sets is None:
+        return None
+    before, after = sets
+    grows = _VALUE_SET_OPS[old["op"]]
+    if before == after:
+        return Direction.SAME
+    if before <= after:
+        return grows
+    if after <= before:
+        return _opposite(grows)
+    return None
+
+
+def _value_sets(old: dict[str, Any], new: dict[str, Any]) -> tuple[set[str], set[str]] | None:
+    """The two value sets of a value-set test that only its values changed, as JSON texts
+    (a subset of texts is a subset of what they match, whatever the comparison's case or type)."""
+    if old.get("op") != new.get("op") or old.get("op") not in _VALUE_SET_OPS:
+        return None
+    key = "value" if "field" in old else "tags"
+    if {k: v for k, v in old.items() if k != key} != {k: v for k, v in new.items() if k != key}:
+        return None
+    if not isinstance(old.get(key), list) or not isinstance(new.get(key), list):
+        return None
+    return {json.dumps(v, sort_keys=True) for v in old[key]}, {json.dumps(v, sort_keys=True) for v in new[key]}
+
+
+def _entrants(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None:
+    """A test that every customer entering on a WIDER edit of the top-level group passes.
+
+    An entrant matches the new rules and not the old ones. Added alternatives of an `any`:
+    it matches one of them. Changed conditions: it fails an old condition whose new version it
+    passes, so it matches one of the changes' differences ("in [c]" for "in [a, b]" -> "in [a,
+    b, c]"; the new condition itself where no simpler difference is known)."""
+    before, after = list(old.get("conditions") or []), list(new.get("conditions") or [])
+    if len(after) > len(before):
+        return {"match": "any", "conditions": _added(before, after) or []}
+    differences = [_difference(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    return {"match": "any", "conditions": differences}
+
+
+def _difference(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """A test every customer passes who passes the WIDER `new` condition and fails `old`: the
+    values that a grown `in`/`hasAny` gained, or that a shrunk `notIn`/`hasNone` lost (their
+    customers hold one of those), else the new condition itself."""
+    sets = _value_sets(old, new)
+    if sets is None:
+        return new
+    op = old["op"]
+    key = "value" if "field" in old else "tags"
+    if op in ("in", "hasAny"):
+        source, texts, positive = new[key], sets[1] - sets[0], op
+    elif op in ("notIn", "hasNone"):
+        source, texts, positive = old[key], sets[0] - sets[1], "in" if op == "notIn" else "hasAny"
+    else:
+        return new
+    return {**new, "op": positive, key: [value for value in source if json.dumps(value, sort_keys=True) in texts]}
+
+
+def _diff_prepare_shortcut(segment: SegmentRef, now: datetime, plan: EditPlan) -> int | None:
+    """The diff of an edit plan's shortcut, or None when it would look at too many customers."""
+    if plan.direction == Direction.WIDER:
+        assert plan.entrants is not None
+        return ledger.diff_prepare_entries(
+            segment=segment, entrants=plan.entrants, now=now, limit=SHORTCUT_MAX_CUSTOMERS, chunk=SHORTCUT_CHUNK
+        )
+    return ledger.diff_prepare_exits(segment=segment, now=now, limit=SHORTCUT_MAX_CUSTOMERS, chunk=SHORTCUT_CHUNK)
 
 
 # --- incremental --------------------------------------------------------------------------

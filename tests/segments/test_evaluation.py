@@ -263,3 +263,156 @@ def test_an_evaluation_out_of_time_stays_computing_for_the_next_run(env_a, custo
 
     assert services.segment_evaluate(segment_id=segment.pk) == Outcome.READY
     assert members(segment) == ["ana", "ben"]
+
+
+# --- edits that can only narrow or only widen the rules ------------------------------------
+
+
+def edited(segment: Segment, rules: dict[str, Any]) -> tuple[Segment, services.PreviousRules]:
+    """Save new rules without running their evaluation yet; what the ledger was ready with."""
+    previous = segment.rules
+    segment = services.segment_update(segment=segment, rules=rules)
+    return segment, services.PreviousRules(rules=previous, version=segment.rules_version)
+
+
+@pytest.fixture
+def full_diffs(monkeypatch) -> list[int]:
+    """Counts the full computations (ledger.diff_prepare) that evaluations run."""
+    real, calls = ledger.diff_prepare, []
+
+    def counted(**kwargs: Any) -> int:
+        calls.append(kwargs["segment"].id)
+        return real(**kwargs)
+
+    monkeypatch.setattr(ledger, "diff_prepare", counted)
+    return calls
+
+
+def germans_with(*conditions: dict[str, Any], match: str = "all") -> dict[str, Any]:
+    return {"match": match, "conditions": [{"field": "country", "op": "eq", "value": "DE"}, *conditions]}
+
+
+def test_an_added_condition_under_all_only_narrows_and_an_added_alternative_under_any_only_widens() -> None:
+    city = {"field": "city", "op": "eq", "value": "Berlin"}
+    narrowed = services.edit_plan(germans_with(), germans_with(city))
+    widened = services.edit_plan(germans_with(match="any"), germans_with(city, match="any"))
+
+    assert narrowed == services.EditPlan(services.Direction.NARROWER)
+    assert widened == services.EditPlan(services.Direction.WIDER, {"match": "any", "conditions": [city]})
+
+
+def test_a_grown_or_shrunk_value_set_moves_the_rules_one_way_and_entrants_hold_a_new_value() -> None:
+    plans = {"field": "customFields.plan", "op": "in", "value": ["pro"]}
+    more = {**plans, "value": ["pro", "starter"]}
+    excluded = {"tags": ["churned", "test"], "op": "hasNone"}
+
+    assert services.edit_plan(germans_with(plans), germans_with(more)) == services.EditPlan(
+        services.Direction.WIDER, {"match": "any", "conditions": [{**more, "value": ["starter"]}]}
+    )
+    assert services.edit_plan(germans_with(more), germans_with(plans)).direction == services.Direction.NARROWER
+    assert services.edit_plan(germans_with(excluded), germans_with({**excluded, "tags": ["test"]})) == (
+        services.EditPlan(
+            services.Direction.WIDER, {"match": "any", "conditions": [{"tags": ["churned"], "op": "hasAny"}]}
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "new",
+    [
+        pytest.param({"match": "all", "conditions": [{"field": "country", "op": "eq", "value": "FR"}]}, id="changed"),
+        pytest.param({"match": "all", "conditions": []}, id="removed"),
+        pytest.param({"match": "any", "conditions": [{"field": "country", "op": "eq", "value": "DE"}]}, id="match"),
+        pytest.param({"match": "all", "conditions": [{"field": "country", "op": "in", "value": ["DE"]}]}, id="op"),
+    ],
+)
+def test_any_other_edit_has_no_plan(new: dict[str, Any]) -> None:
+    assert services.edit_plan(germans_with(), new) is None
+
+
+def test_mixed_directions_have_no_plan() -> None:
+    old = germans_with({"field": "city", "op": "in", "value": ["Berlin"]}, {"tags": ["a"], "op": "hasAny"})
+    new = germans_with({"field": "city", "op": "in", "value": ["Berlin", "Bonn"]}, {"tags": [], "op": "hasAny"})
+
+    assert services.edit_plan(old, new) is None
+
+
+def test_a_narrowing_edit_looks_only_at_the_members_and_exits_who_no_longer_match(
+    customers, create, full_diffs
+) -> None:
+    segment = create(country_is("DE", "FR"))
+    Customer = type(customers["ana"])
+    Customer.objects.filter(pk=customers["ana"].pk).update(city="Berlin")
+    before = segment.time_checked_at
+    full_diffs.clear()
+
+    in_berlin = {"field": "city", "op": "eq", "value": "Berlin"}
+    rules = country_is("DE", "FR")
+    segment, previous = edited(segment, {**rules, "conditions": [*rules["conditions"], in_berlin]})
+    assert services.segment_evaluate(segment_id=segment.pk, previous=previous) == Outcome.READY
+
+    segment.refresh_from_db()
+    assert full_diffs == []
+    assert members(segment) == ["ana"]
+    assert (segment.status, segment.member_count) == (SegmentStatus.READY, 1)
+    assert sorted(events(segment)[3:]) == [("segment-exited", "ben"), ("segment-exited", "cem")]
+    # Customers left out were not looked at: time-relative re-checks still start where they did.
+    assert segment.time_checked_at == before
+
+
+def test_a_widening_edit_looks_only_at_possible_entrants_and_enters_who_matches_now(
+    customers, create, full_diffs
+) -> None:
+    segment = create(country_is("DE"))
+    full_diffs.clear()
+
+    segment, previous = edited(segment, country_is("DE", "IT"))
+    assert services.segment_evaluate(segment_id=segment.pk, previous=previous) == Outcome.READY
+
+    segment.refresh_from_db()
+    assert full_diffs == []
+    assert members(segment) == ["ana", "ben", "dora"]
+    assert segment.member_count == 3
+    assert events(segment)[2:] == [("segment-entered", "dora")]
+    # A second run (a redelivered message) finds nothing to flip.
+    Segment.objects.filter(pk=segment.pk).update(status=SegmentStatus.COMPUTING)
+    assert services.segment_evaluate(segment_id=segment.pk, previous=previous) == Outcome.READY
+    assert len(events(segment)) == 3
+
+
+def test_other_edits_and_stale_or_missing_previous_rules_fall_back_to_the_full_computation(
+    customers, create, full_diffs
+) -> None:
+    segment = create(country_is("DE"))
+    full_diffs.clear()
+
+    segment, previous = edited(
+        segment, {"match": "all", "conditions": [{"field": "country", "op": "eq", "value": "FR"}]}
+    )
+    assert services.segment_evaluate(segment_id=segment.pk, previous=previous) == Outcome.READY
+    assert members(segment) == ["cem"]
+    assert len(full_diffs) == 1
+
+    segment.refresh_from_db()
+    segment, _ = edited(segment, country_is("FR", "IT"))
+    stale = services.PreviousRules(rules=country_is("DE"), version=segment.rules_version - 1)
+    assert services.segment_evaluate(segment_id=segment.pk, previous=stale) == Outcome.READY
+    assert members(segment) == ["cem", "dora"]
+    assert len(full_diffs) == 2
+
+
+def test_a_shortcut_over_too_many_customers_falls_back_to_the_full_computation(
+    customers, create, full_diffs, monkeypatch
+) -> None:
+    monkeypatch.setattr(services, "SHORTCUT_MAX_CUSTOMERS", 1)
+    segment = create(country_is("DE", "FR"))
+    full_diffs.clear()
+
+    segment, previous = edited(segment, country_is("DE"))
+    assert services.segment_evaluate(segment_id=segment.pk, previous=previous) == Outcome.READY
+
+    assert full_diffs == [segment.pk]
+    assert members(segment) == ["ana", "ben"]
+    segment.refresh_from_db()
+    assert segment.time_checked_at is not None
+    assert segment.time_checked_at >= segment.updated_at
