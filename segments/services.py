@@ -503,7 +503,11 @@ def _entrants(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any] | None
     before, after = list(old.get("conditions") or []), list(new.get("conditions") or [])
     if len(after) > len(before):
         return {"match": "any", "conditions": _added(before, after) or []}
-    differences = [_difference(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    differences = [
+        _difference(a, b)
+        for a, b in zip(before, after, strict=True)
+        if _condition_direction(a, b) != Direction.SAME  # the same set in another order too
+    ]
     return {"match": "any", "conditions": differences}
 
 

@@ -330,6 +330,15 @@ def test_any_other_edit_has_no_plan(new: dict[str, Any]) -> None:
     assert services.edit_plan(germans_with(), new) is None
 
 
+def test_a_value_set_in_another_order_is_no_change() -> None:
+    old = germans_with({"field": "city", "op": "in", "value": ["Berlin", "Bonn"]}, {"tags": ["a"], "op": "hasAny"})
+    new = germans_with({"field": "city", "op": "in", "value": ["Bonn", "Berlin"]}, {"tags": ["a", "b"], "op": "hasAny"})
+
+    assert services.edit_plan(old, new) == services.EditPlan(
+        services.Direction.WIDER, {"match": "any", "conditions": [{"tags": ["b"], "op": "hasAny"}]}
+    )
+
+
 def test_mixed_directions_have_no_plan() -> None:
     old = germans_with({"field": "city", "op": "in", "value": ["Berlin"]}, {"tags": ["a"], "op": "hasAny"})
     new = germans_with({"field": "city", "op": "in", "value": ["Berlin", "Bonn"]}, {"tags": [], "op": "hasAny"})
