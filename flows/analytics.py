@@ -234,6 +234,8 @@ SOURCE_LABELS = {
     "marketo": "Marketo",
     "workbench": "Workbench",
     "csv": "CSV",
+    "dashboard": "Customers dashboard",
+    "test-sender": "Test sender",
 }
 
 

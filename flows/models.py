@@ -86,8 +86,12 @@ class Invocation(models.Model):
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="invocations", db_index=False)
     mode = models.CharField(max_length=4, choices=Mode.choices)
     flow_invocation_id = models.CharField(max_length=255)
-    # Who started it: api, webhook, segment, event, sfmc, marketo, workbench, csv.
+    # Who started it: api, webhook, segment, event, sfmc, marketo, workbench, csv, dashboard, test-sender.
     source = models.CharField(max_length=20)
+    # The member who made a manual start (Workbench send, CSV, dashboard, test sender).
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
     # The trigger's id when a trigger started it (a plain id: flows never imports triggers).
     trigger_id = models.BigIntegerField(null=True, blank=True)
     # Its place in a chain of flows starting flows (SPEC 5 "Recursion guard"): a start from an

@@ -75,7 +75,7 @@ def invocations_by_key(*, environment: Environment, flow_invocation_id: str) -> 
 def invocation_get(*, environment: Environment, invocation_id: int) -> Invocation:
     invocation = (
         Invocation.objects.filter(environment=environment, pk=invocation_id)
-        .select_related("flow")
+        .select_related("flow", "started_by")
         .prefetch_related("runs", "cards")
         .first()
     )

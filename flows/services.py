@@ -47,7 +47,7 @@ from .models import (
     RunStatus,
     StartStatus,
 )
-from .selectors import FlowForStart
+from .selectors import FlowForStart, flow_for_start
 from .start_requests import StartRequest, parse_start_requests
 
 RUN_CHUNK_SIZE = 500
@@ -224,6 +224,7 @@ def invocations_accept(
     trigger_id: int | None = None,
     extra_rows: Sequence[Model] = (),
     chain_depth: int = 1,
+    started_by_id: int | None = None,
 ) -> AcceptResult:
     """Accept every start, or none of them; the caller answers 2xx once this returns.
 
@@ -239,6 +240,9 @@ def invocations_accept(
        start by start in one transaction, each under its key (accepted, a duplicate, or a 409).
        `extra_rows` are not written on these paths: the caller writes what its outcomes need.
     5. After commit the fan-outs are sent; the sweep sends whatever could not be.
+
+    `started_by_id` is the member who made a manual start (a Workbench send, a CSV, the
+    dashboard, the test sender); the invocation page shows it beside its source.
 
     `chain_depth` is the start's place in a chain of flows starting flows (1 unless an event
     of another flow's run caused it). Deeper than MAX_CHAIN_DEPTH: nothing starts, each target
@@ -265,7 +269,17 @@ def invocations_accept(
     def new_invocations() -> list[Invocation]:
         return [
             _new_invocation(
-                flow, mode, start, variables, definition, version_number, source, trigger_id, test_users, chain_depth
+                flow,
+                mode,
+                start,
+                variables,
+                definition,
+                version_number,
+                source,
+                trigger_id,
+                test_users,
+                chain_depth,
+                started_by_id,
             )
             for start, variables in zip(starts, resolved, strict=True)
         ]
@@ -317,6 +331,20 @@ def _record_recursion_limit(
             for user_id in start.target_user_ids
         ]
     )
+
+
+def flow_test_send(*, flow: Flow, start_request: dict[str, Any], by: User | None) -> StartOutcome:
+    """A member's test of the saved draft from the Workbench (the flow's testing tab, a test
+    user's profile): one start through the pipeline, recorded with who sent it. Refusals are
+    FlowRefused, as for any start."""
+    result = invocations_accept(
+        flow=flow_for_start(flow=flow),
+        mode=Mode.TEST,
+        starts=start_requests_check(start_request),
+        source="workbench",
+        started_by_id=by.pk if by is not None else None,
+    )
+    return result.outcomes[0]
 
 
 def _definition_for(flow: FlowForStart, mode: str) -> tuple[dict[str, Any], int | None]:
@@ -392,6 +420,7 @@ def _new_invocation(
     trigger_id: int | None,
     test_users: set[str],
     chain_depth: int = 1,
+    started_by_id: int | None = None,
 ) -> Invocation:
     """The invocation of one start, unsaved. Test starts deliver only to test users: every
     other id is listed as ignored."""
@@ -409,6 +438,7 @@ def _new_invocation(
         source=source,
         trigger_id=trigger_id,
         chain_depth=chain_depth,
+        started_by_id=started_by_id,
         content_hash=_content_hash(start),
         request={**start.as_canonical(), "flowInvocationId": flow_invocation_id},
         definition=definition,

@@ -380,6 +380,12 @@ def flow_delete(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     return render(request, template, {"flow": flow, "removed": removed})
 
 
+def _refusal_text(refused: services.FlowRefused) -> str:
+    """A refused start as one sentence: its detail, then each field's problem."""
+    details = [message for errors in (refused.errors or {}).values() for message in errors]
+    return " ".join([refused.detail, *details])
+
+
 @require_POST
 @environment_page(Role.EDITOR)
 def flow_send_test(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
@@ -395,16 +401,9 @@ def flow_send_test(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     if not form.is_valid():
         return _render_testing(request, flow, form, status=400)
     try:
-        result = services.invocations_accept(
-            flow=selectors.flow_for_start(flow=flow),
-            mode=Mode.TEST,
-            starts=services.start_requests_check(form.start_request()),
-            source="workbench",
-        )
+        outcome = services.flow_test_send(flow=flow, start_request=form.start_request(), by=request.membership.user)
     except services.FlowRefused as refused:
-        details = [message for errors in (refused.errors or {}).values() for message in errors]
-        return _render_testing(request, flow, form, error=" ".join([refused.detail, *details]), status=refused.status)
-    outcome = result.outcomes[0]
+        return _render_testing(request, flow, form, error=_refusal_text(refused), status=refused.status)
     messages.success(request, f"Test sent to {', '.join(form.cleaned_data['user_ids'])}.")
     return redirect("flow_invocation_detail", env=environment.slug, invocation_id=outcome.invocation_id)
 
@@ -429,6 +428,7 @@ def flow_invocation_detail(request: WorkbenchRequest, invocation_id: int) -> Htt
     invocation = selectors.invocation_get(environment=_environment(request), invocation_id=invocation_id)
     context = {
         "invocation": invocation,
+        "source": analytics.source_label(invocation.source),
         "runs": list(invocation.runs.all()),
         "cards": [_card_view(card) for card in invocation.cards.all()],
         "request_json": json.dumps(invocation.request, indent=2, ensure_ascii=False),
@@ -819,17 +819,11 @@ def customer_send_test(request: WorkbenchRequest, user_id: str) -> HttpResponse:
     error = ""
     if form.is_valid():
         try:
-            result = services.invocations_accept(
-                flow=selectors.flow_for_start(flow=flow),
-                mode=Mode.TEST,
-                starts=services.start_requests_check(form.start_request()),
-                source="workbench",
-            )
+            outcome = services.flow_test_send(flow=flow, start_request=form.start_request(), by=request.membership.user)
         except services.FlowRefused as refused:
-            details = [message for errors in (refused.errors or {}).values() for message in errors]
-            error = " ".join([refused.detail, *details])
+            error = _refusal_text(refused)
         else:
-            sent = {"flow": flow, "invocation_id": result.outcomes[0].invocation_id}
+            sent = {"flow": flow, "invocation_id": outcome.invocation_id}
             if request.htmx:
                 return _render_customer_activity(request, user_id, flow_id=str(flow.pk), sent=sent)
             messages.success(request, f"Test of “{flow.name}” sent to {user_id}.")

@@ -379,7 +379,7 @@ def test_send_test_reaches_my_test_user_and_shows_on_the_invocation_page(
         response = client.post(f"{BASE}{flow.pk}/test", {"user_ids": ["edward-phone"], "var-firstName": "Edward"})
 
     invocation = Invocation.objects.get(flow=flow)
-    assert (invocation.mode, invocation.source) == (Mode.TEST, "workbench")
+    assert (invocation.mode, invocation.source, invocation.started_by) == (Mode.TEST, "workbench", editor)
     assert response.status_code == 302
     assert response.url == f"{BASE}invocations/{invocation.pk}/"
     detail = client.get(response.url).content.decode()
@@ -388,7 +388,7 @@ def test_send_test_reaches_my_test_user_and_shows_on_the_invocation_page(
     assert "waiting" in detail  # the card went out; the run waits on step 2
     assert "Welcome, Edward!" in detail  # the card
     assert "&quot;targetUserIds&quot;: [" in detail  # the request, as pretty JSON
-    assert "workbench" in detail
+    assert f'Workbench <span class="muted">by {editor.username}</span>' in detail  # source, and who sent it
     assert f"{BASE}feed/?user=edward-phone&amp;test=true" in detail
 
 
