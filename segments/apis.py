@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import Any
 
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema, extend_schema_field, inline_serializer
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,9 +32,17 @@ SEGMENT_IN_USE = "segment_in_use: a trigger or another segment's rules use this 
 SAMPLE_SIZE = 20
 
 
-@extend_schema_field(rules_schema.RULES)
 class RulesField(serializers.JSONField):
     """Validated by segments.rules.rules_clean (errors keyed "rules.conditions[2].op")."""
+
+
+class RulesFieldExtension(OpenApiSerializerFieldExtension):
+    """The rules' shape (segments.rules_schema), with the components it refers to."""
+
+    target_class = RulesField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return rules_schema.with_components(auto_schema, rules_schema.RULES)
 
 
 class SegmentSerializer(StrictSerializer):

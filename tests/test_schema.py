@@ -155,3 +155,65 @@ def test_schema_and_docs_are_served_without_a_token(client: Client) -> None:
     assert schema.json()["info"]["title"] == "Action Flow Workbench API"
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def test_segment_rules_are_documented_condition_by_condition(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+    rules = components["SegmentRequest"]["properties"]["rules"]
+
+    kinds = rules["properties"]["conditions"]["items"]["oneOf"]
+    for name in ("SegmentFieldTest", "SegmentTagTest", "SegmentTagsTest", "SegmentEventTest", "SegmentMembershipTest"):
+        assert _ref(name) in kinds
+    nested = kinds[-1]
+    assert nested["properties"]["conditions"]["minItems"] == 1
+
+    # Each set of ops names the fields that take it and the value it needs.
+    def fields_of(variant: dict[str, Any]) -> list[dict[str, Any]]:
+        field = variant["properties"]["field"]
+        return field.get("oneOf", [field])
+
+    ops_by_field: dict[str, set[str]] = {}
+    for variant in components["SegmentFieldTest"]["oneOf"]:
+        for field in fields_of(variant):
+            ops_by_field.setdefault(field["$ref"], set()).add(variant["properties"]["op"]["$ref"])
+        if variant["properties"]["op"] == _ref("SegmentPresenceOp"):
+            assert variant["required"] == ["field", "op"]
+    text_ops = {_ref(name)["$ref"] for name in ("SegmentEqualityOp", "SegmentListOp", "SegmentTextMatchOp")}
+    assert ops_by_field[_ref("SegmentTextField")["$ref"]] == {*text_ops, _ref("SegmentPresenceOp")["$ref"]}
+    assert not text_ops & ops_by_field[_ref("SegmentDateField")["$ref"]]
+    assert components["SegmentCustomField"]["pattern"].startswith("^customFields\\.")
+    event_variants = components["SegmentEventTest"]["oneOf"]
+    assert [variant["required"] for variant in event_variants] == [["event", "op"], ["event", "op", "value"]]
+
+
+def test_segment_and_event_trigger_bodies_are_documented_as_the_api_takes_them(schema: dict[str, Any]) -> None:
+    components = schema["components"]["schemas"]
+
+    assert set(components["SegmentTriggerCreateRequest"]["required"]) == {"type", "segmentId"}
+    assert components["SegmentTriggerCreateRequest"]["properties"]["segmentId"]["type"] == "integer"
+    event = components["EventTriggerCreateRequest"]
+    assert set(event["required"]) == {"type", "eventName"}
+    assert event["properties"]["where"]["items"] == _ref("SegmentPropertyTest")
+    # A PATCH of the name alone fits every type's body: anyOf, not oneOf.
+    assert "anyOf" in components["PatchedTriggerUpdateRequest"]
+
+
+def test_patching_a_trigger_with_another_types_fields_says_whose_they_are(workbench_a: Any, env_a: Any) -> None:
+    from flows import services as flow_services
+    from triggers import services as trigger_services
+
+    flow = flow_services.flow_create(environment=env_a, name="Welcome", steps=[])
+    webhook = trigger_services.webhook_trigger_create(flow=flow)
+
+    response = workbench_a.patch(
+        f"/api/v1/acme/triggers/{webhook.pk}", {"type": "segment", "on": "exited"}, format="json"
+    )
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert errors["type"] == ["A trigger's type cannot change: this trigger's type is webhook."]
+    assert errors["on"] == ["on is a field of segment triggers, not of this trigger (its type is webhook)."]

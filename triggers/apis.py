@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.request import Request
@@ -14,6 +16,7 @@ from flows import selectors as flow_selectors
 from flows import services as flow_services
 from flows.models import Mode, StartStatus
 from flows.start_requests import MAX_STARTS, StartRequestBody
+from segments import rules_schema
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 
@@ -186,13 +189,30 @@ def _mode_field() -> serializers.ChoiceField:
     )
 
 
+MAX_SEGMENT_ID = 2**63 - 1  # a bigint key: a bigger number could not be looked up
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_SEGMENT_ID})
+class SegmentIdField(serializers.Field):
+    """A segment's id as JSON gives it: a whole number, not a numeric string (whether the segment
+    is one of this environment's is the service's to say)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        if type(data) is not int or not 1 <= data <= MAX_SEGMENT_ID:
+            raise serializers.ValidationError("Expected a segment id (a whole number).")
+        return data
+
+    def to_representation(self, value: Any) -> Any:
+        return value
+
+
 class SegmentTriggerSerializer(StrictSerializer):
     """A segment trigger's writable fields (SPEC section 5); the segment is checked by the service."""
 
     type = _type_is(TriggerType.SEGMENT.value, required=False)
     name = _name_field()
     mode = _mode_field()
-    segmentId = serializers.JSONField(required=False, help_text="A segment of this environment (its id).")
+    segmentId = SegmentIdField(required=False, help_text="A segment of this environment (its id).")
     on = serializers.ChoiceField(choices=SegmentOn.values, required=False, help_text="Default entered.")
     reentry = serializers.ChoiceField(
         choices=Reentry.values, required=False, help_text="once: at most one start per customer, ever. Default always."
@@ -201,11 +221,28 @@ class SegmentTriggerSerializer(StrictSerializer):
 
 class SegmentTriggerCreateSerializer(SegmentTriggerSerializer):
     type = _type_is(TriggerType.SEGMENT.value, required=True)
+    segmentId = SegmentIdField(help_text="A segment of this environment (its id).")
 
 
-@extend_schema_field({"type": "array", "items": {"type": "object"}})
 class WhereField(serializers.JSONField):
-    """`[{"property", "op", "value"}]`, field-test ops on the event's properties (checked by the service)."""
+    """`[{"property", "op", "value"}]`, field-test ops on the event's properties (checked by the
+    service with segments' validator of property tests)."""
+
+
+class WhereFieldExtension(OpenApiSerializerFieldExtension):
+    """`where` has the shape of a segment event test's property tests (segments.rules_schema)."""
+
+    target_class = WhereField
+
+    def map_serializer_field(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        return rules_schema.with_components(auto_schema, rules_schema.PROPERTY_TESTS)
+
+
+# What event_triggers.event_config_clean takes: a name with a character that is not white
+# space, at most MAX_EVENT_NAME characters as given (it is saved trimmed).
+@extend_schema_field({"type": "string", "minLength": 1, "maxLength": event_triggers.MAX_EVENT_NAME, "pattern": r"\S"})
+class EventNameField(serializers.JSONField):
+    """Checked by the service (a number is no name: JSON's string only)."""
 
 
 class EventTriggerSerializer(StrictSerializer):
@@ -214,7 +251,7 @@ class EventTriggerSerializer(StrictSerializer):
     type = _type_is(TriggerType.EVENT.value, required=False)
     name = _name_field()
     mode = _mode_field()
-    eventName = serializers.JSONField(required=False, help_text="The name of the events that start the flow.")
+    eventName = EventNameField(required=False, help_text="The name of the events that start the flow.")
     where = WhereField(required=False)
     mapping = MappingField(
         required=False, help_text="Default: structured, targetUserIds from $.userId and variables from $.properties."
@@ -223,6 +260,7 @@ class EventTriggerSerializer(StrictSerializer):
 
 class EventTriggerCreateSerializer(EventTriggerSerializer):
     type = _type_is(TriggerType.EVENT.value, required=True)
+    eventName = EventNameField(help_text="The name of the events that start the flow.")
 
 
 TriggerCreateSchema = PolymorphicProxySerializer(
@@ -234,7 +272,22 @@ TriggerCreateSchema = PolymorphicProxySerializer(
     },
     resource_type_field_name="type",
 )
-TriggerUpdateSchema = PolymorphicProxySerializer(
+
+
+class AnyOfProxySerializer(PolymorphicProxySerializer):
+    """Bodies of which one may fit several of the serializers: documented as anyOf, not oneOf."""
+
+
+class AnyOfProxySerializerExtension(PolymorphicProxySerializerExtension):
+    target_class = "triggers.apis.AnyOfProxySerializer"
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema: dict[str, Any] = super().map_serializer(auto_schema, direction)
+        return {"anyOf": schema.pop("oneOf"), **schema}
+
+
+# A PATCH of the name or mode alone (or of nothing) fits every type's body: anyOf.
+TriggerUpdateSchema = AnyOfProxySerializer(
     component_name="TriggerUpdate",
     serializers=[WebhookTriggerSerializer, SegmentTriggerSerializer, EventTriggerSerializer],
     resource_type_field_name=None,
@@ -296,6 +349,7 @@ class FlowTriggerListApi(EnvironmentAPIView):
             {409: "flow_not_published (mode live on a flow never published), flow_archived."},
             body=True,
         ),
+        extensions={BODY_REQUIRED: True},
     )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
         flow = flow_selectors.flow_get(environment=self.environment, flow_id=flow_id)
@@ -331,6 +385,37 @@ def _event_changes(data: dict[str, Any]) -> dict[str, Any]:
     return {"event_name": data.get("eventName"), "where": data.get("where"), "mapping": data.get("mapping")}
 
 
+# PATCH takes the body of the trigger's own type. The schema documents the three bodies (an
+# anyOf) but cannot tie one to the trigger a path names, so the fields of another type's body
+# are refused as such, not as unknown fields (the API trigger is patched with the webhook's
+# body, whose fields other than name and mode it refuses).
+UPDATE_FIELDS: dict[str, frozenset[str]] = {
+    TriggerType.WEBHOOK.value: frozenset(WebhookTriggerSerializer().fields),
+    TriggerType.SEGMENT.value: frozenset(SegmentTriggerSerializer().fields),
+    TriggerType.EVENT.value: frozenset(EventTriggerSerializer().fields),
+}
+TYPE_CANNOT_CHANGE = "A trigger's type cannot change"
+NOT_THIS_TYPES_FIELD = "triggers, not of this trigger"
+
+
+def _refuse_another_types_fields(trigger: Trigger, body: Any) -> None:
+    """400 invalid_request for a `type` or fields of another type's body (each keyed by its name)."""
+    if not isinstance(body, dict):
+        return  # the serializer says what a body must be
+    own = UPDATE_FIELDS.get(trigger.type, UPDATE_FIELDS[TriggerType.WEBHOOK.value])
+    errors: dict[str, list[str]] = {}
+    kind = body.get("type")
+    if isinstance(kind, str) and kind in UPDATE_FIELDS and kind != trigger.type:
+        errors["type"] = [f"{TYPE_CANNOT_CHANGE}: this trigger's type is {trigger.type}."]
+    for key in body:
+        owners = [name for name, fields in UPDATE_FIELDS.items() if key in fields]
+        if key not in own and owners:
+            owned_by = " and ".join(owners)
+            errors[key] = [f"{key} is a field of {owned_by} {NOT_THIS_TYPES_FIELD} (its type is {trigger.type})."]
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
 @extend_schema(tags=[CONFIG_TRIGGERS])
 class TriggerDetailApi(EnvironmentAPIView):
     allowed_roles = WORKBENCH
@@ -353,6 +438,7 @@ class TriggerDetailApi(EnvironmentAPIView):
     )
     def patch(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
+        _refuse_another_types_fields(trigger, request.data)
         if trigger.type in (TriggerType.SEGMENT, TriggerType.EVENT):
             self._patch_segment_or_event(trigger, request)
             return Response(
@@ -387,8 +473,6 @@ class TriggerDetailApi(EnvironmentAPIView):
         serializer = shape(data=request.data, partial=True)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        if "type" in data and data["type"] != trigger.type:
-            raise serializers.ValidationError({"type": ["A trigger's type cannot change."]})
         if trigger.type == TriggerType.SEGMENT:
             segment_triggers.segment_trigger_update(
                 trigger=trigger, name=data.get("name"), mode=data.get("mode"), **_segment_changes(data)
