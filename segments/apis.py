@@ -23,6 +23,7 @@ from rest_framework.utils.urls import replace_query_param
 
 from workbench.api_base import WORKBENCH, EnvironmentAPIView, StrictSerializer
 from workbench.schema import BODY_REQUIRED, CONFIG_SEGMENTS, answers
+from workbench.shapes import Text
 
 from . import rules_schema, selectors, services
 from .models import Segment, SegmentMembership, SegmentStatus
@@ -49,7 +50,7 @@ class SegmentSerializer(StrictSerializer):
     """A segment as the configuration API shows it (SPEC section 5)."""
 
     id = serializers.IntegerField(read_only=True)
-    name = serializers.CharField(max_length=200)
+    name = Text(max_length=200)
     rules = RulesField()
     memberCount = serializers.IntegerField(read_only=True)
     status = serializers.ChoiceField(

@@ -19,6 +19,7 @@ from flows.start_requests import MAX_STARTS, StartRequestBody
 from segments import rules_schema
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
+from workbench.shapes import Text
 
 from . import event_triggers, intake, segment_triggers, selectors, services, start_reads, webhook_actions
 from .mapping import MAPPING_SERIALIZERS, mappable_properties
@@ -176,9 +177,8 @@ def _type_is(kind: str, required: bool) -> _TypeIs:
 
 
 def _name_field() -> serializers.CharField:
-    return serializers.CharField(
-        required=False, allow_blank=True, max_length=services.MAX_NAME_LENGTH, trim_whitespace=True
-    )
+    # Text: a number is no name (DRF's CharField would take 12 as "12"); the service trims it.
+    return Text(required=False, allow_blank=True, max_length=services.MAX_NAME_LENGTH)
 
 
 def _mode_field() -> serializers.ChoiceField:
