@@ -334,6 +334,7 @@ LATENCY_GOAL_SECONDS = 2.0
 # back the schedule (an update is sent at its due time by the first free thread).
 LATENCY_CONNECTIONS = 16
 POLL_SECONDS = 0.02
+POLL_LIMIT = 20_000  # rows a poll reads at most (the next one goes on from there)
 DRAIN_TIMEOUT_SECONDS = 180
 FLIP_TAGS = [f"t{number}" for number in range(10)]
 TIERS = ["bronze", "silver", "gold", "platinum", "diamond"]
@@ -484,23 +485,26 @@ class _Poller:
             with psycopg.connect(database_url(), autocommit=True) as connection:
                 highest = self.after_id
                 while not self.stop.is_set():
-                    self.poll(connection, max(self.after_id, highest - self.slack))
-                    highest = max(self.seen, default=highest)
+                    highest = self.poll(connection, max(self.after_id, highest - self.slack), highest)
                     self.stop.wait(POLL_SECONDS)
-                self.poll(connection, max(self.after_id, highest - self.slack))
+                self.poll(connection, max(self.after_id, highest - self.slack), highest)
         except BaseException as error:  # reported by the main thread
             self.error = error
 
-    def poll(self, connection: Any, after: int) -> None:
+    def poll(self, connection: Any, after: int, highest: int) -> int:
+        """One poll; returns the highest id it read. A range of the primary key, filtered here:
+        with (environment, name) in the WHERE clause PostgreSQL walked that index's 100k+
+        entries of the segments' first evaluations on every poll (20 ms of a core each)."""
         rows = connection.execute(
-            "SELECT id, user_id FROM flows_analyticsevent WHERE environment_id = %s AND name = 'segment-entered' "
-            "AND id > %s ORDER BY id",
-            [self.environment_id, after],
+            "SELECT id, user_id, environment_id, name FROM flows_analyticsevent WHERE id > %s ORDER BY id LIMIT %s",
+            [after, POLL_LIMIT],
         ).fetchall()
         observed = time.monotonic()
         self.polls += 1
-        for event_id, user_id in rows:
-            self.seen.setdefault(event_id, (user_id, observed))
+        for event_id, user_id, environment_id, name in rows:
+            if environment_id == self.environment_id and name == "segment-entered":
+                self.seen.setdefault(event_id, (user_id, observed))
+        return max(highest, rows[-1][0]) if rows else highest
 
 
 @contextlib.contextmanager
