@@ -19,7 +19,7 @@ from rest_framework import serializers
 from workbench.errors import FieldErrors, Invalid
 from workbench.models import Environment, Membership
 from workbench.raw_rows import IGNORE, Upsert, insert_rows_together, prepared_cursor, records_insert
-from workbench.shapes import JSONObject, Shape, Text, validate_shape
+from workbench.shapes import NOT_ONLY_WHITE_SPACE, JSONObject, Shape, Text, validate_shape
 
 from .hooks import RecordedEvent, customers_changed, events_recorded
 from .models import (
@@ -279,8 +279,18 @@ MESSAGE_ID_WINDOW = timedelta(hours=24)
 class EventShape(Shape):
     """One event of `POST events`: userId and name required, the rest optional."""
 
-    userId = Text(max_length=255, help_text="The customer; an unknown userId gets a minimal profile.")
-    name = Text(max_length=255, help_text='The event\'s name, e.g. "purchase".')
+    userId = Text(
+        max_length=255,
+        trim_whitespace=False,
+        validators=[NOT_ONLY_WHITE_SPACE],
+        help_text="The customer; an unknown userId gets a minimal profile.",
+    )
+    name = Text(
+        max_length=255,
+        trim_whitespace=False,
+        validators=[NOT_ONLY_WHITE_SPACE],
+        help_text='The event\'s name, e.g. "purchase".',
+    )
     properties = JSONObject(required=False, help_text="Any JSON object.")
     timestamp = serializers.DateTimeField(
         required=False, allow_null=True, help_text="When it happened (ISO 8601); the time of receipt if omitted."
@@ -292,6 +302,8 @@ class EventShape(Shape):
     )
     messageId = Text(
         max_length=100,
+        trim_whitespace=False,
+        validators=[NOT_ONLY_WHITE_SPACE],
         required=False,
         allow_null=True,
         help_text="A repeat of a messageId seen in the last 24 hours is a duplicate, counted once.",

@@ -294,7 +294,11 @@ def _iso(value: Any) -> str | None:
         return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # "0001-01-01T00:00:00+01:00" is before the calendar begins in UTC
+        return None
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def parse_moment(value: str) -> date | datetime:

@@ -145,6 +145,16 @@ class FullMatch(RegexValidator):
             raise DjangoValidationError(self.message, code=self.code)
 
 
+# "Not only white space", as a JSON Schema pattern means it (ECMAScript's \s, spelt out) and as
+# Python's `re` reads the same class: a text field with it and trim_whitespace=False refuses
+# exactly what its schema refuses. DRF's own trimming strips Python's wider white space (the
+# control characters U+001C to U+001F among it) and then calls such a text blank.
+NOT_ONLY_WHITE_SPACE = RegexValidator(
+    "[^\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]",
+    message="This field may not be blank.",
+)
+
+
 class Text(serializers.CharField):
     """Text as given: numbers are refused, white space is kept (a blank text is still blank)."""
 

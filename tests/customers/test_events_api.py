@@ -534,3 +534,11 @@ def test_the_hourly_prune_forgets_message_ids_older_than_a_day(events_a):
     prune_message_keys()
 
     assert list(EventMessageKey.objects.values_list("message_id", flat=True)) == ["m-new"]
+
+
+def test_a_user_id_of_control_characters_is_an_id_not_blank_as_the_schema_says(events_a):
+    # ECMAScript's \s (the schema's pattern) is narrower than Python's white space.
+    response = post(events_a, [{"userId": "\u001f", "name": "opened"}])
+
+    assert response.status_code == 202, response.content
+    assert Event.objects.get().user_id == "\u001f"

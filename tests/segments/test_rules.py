@@ -385,3 +385,13 @@ def test_rules_describe_reads_as_a_sentence() -> None:
         == "did purchase at least 2 times in the last 30 days or (has not tag vip and in Germans)"
     )
     assert rules_describe(all_of()) == "everyone"
+
+
+@pytest.mark.parametrize("moment", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"])
+def test_a_datetime_outside_the_calendar_in_utc_is_refused_not_a_crash(moment):
+    rules = {"match": "all", "conditions": [{"field": "lastSeenAt", "op": "before", "value": moment}]}
+
+    with pytest.raises(Invalid) as caught:
+        rules_clean(rules, environment_id=1)
+
+    assert list(caught.value.errors) == ["rules.conditions[0].value"]
