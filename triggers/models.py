@@ -259,3 +259,44 @@ class WebhookRequest(models.Model):
 
     def __str__(self) -> str:
         return f"{self.method} {self.outcome} at {self.received_at:%Y-%m-%d %H:%M:%S}"
+
+
+class ManualSendStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class ManualSend(models.Model):
+    """A customers-dashboard "Send to N customers" action (SPEC section 6).
+
+    The audience is fixed when the member confirms (`user_ids`, at most the environment's
+    manual send limit), so what runs is what was shown. Each customer starts under the key
+    `dash-<id>-<userId>`: at most once per action, however often the work is retried.
+    """
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    # How the audience was chosen: the filter's rules, or the saved segment's id and name.
+    rules = models.JSONField(null=True, blank=True)
+    segment_id = models.BigIntegerField(null=True, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    user_ids = models.JSONField(default=list)
+    status = models.CharField(max_length=10, choices=ManualSendStatus.choices, default=ManualSendStatus.QUEUED)
+    started_count = models.PositiveIntegerField(default=0)  # customers handled so far
+    failed_count = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Send of flow {self.flow_id} to {len(self.user_ids)} customers"
