@@ -300,3 +300,97 @@ class ManualSend(models.Model):
 
     def __str__(self) -> str:
         return f"Send of flow {self.flow_id} to {len(self.user_ids)} customers"
+
+
+class CsvTaskStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class CsvTask(models.Model):
+    """A CSV bulk send (SPEC section 6): one start per data row of an uploaded file.
+
+    The file is staged into `CsvChunk` rows before the upload is answered, so any worker can
+    process it and no process ever holds it whole. Progress (`rows_done`, `rows_failed`,
+    `next_chunk`) is written in the same transaction as a chunk's starts: a worker killed
+    mid-file leaves the task exactly where its last committed chunk left it.
+    """
+
+    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+")
+    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="+")
+    mode = models.CharField(max_length=10)  # flows.models.Mode
+    status = models.CharField(max_length=10, choices=CsvTaskStatus.choices, default=CsvTaskStatus.QUEUED)
+    file_name = models.CharField(max_length=255, blank=True)
+    columns = models.JSONField(default=list)  # the header, as given
+    rows_total = models.PositiveIntegerField(default=0)  # data rows: the header is not counted
+    rows_done = models.PositiveIntegerField(default=0)  # started or in error
+    rows_failed = models.PositiveIntegerField(default=0)
+    # Customers reached: the dry run's count until confirmed, then what the starts reached.
+    target_count = models.PositiveIntegerField(default=0)
+    # Nothing starts before this is set: the API confirms at upload, the Workbench after its dry run.
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    # A worker's claim: whoever holds an unexpired lease processes the task; the sweep resends
+    # a confirmed task whose lease expired (its worker died) or that was never picked up.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    lease_token = models.CharField(max_length=32, blank=True)
+    next_chunk = models.PositiveIntegerField(default=0)  # the first chunk not yet processed
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["environment", "-created_at"]),
+            models.Index(fields=["flow", "-created_at"]),
+            # The sweep's scan: unfinished tasks only.
+            models.Index(
+                fields=["lease_until"], name="csv_task_unfinished", condition=Q(status__in=["queued", "running"])
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"CSV task {self.pk} of flow {self.flow_id} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (CsvTaskStatus.COMPLETED, CsvTaskStatus.FAILED, CsvTaskStatus.CANCELLED)
+
+
+class CsvChunk(models.Model):
+    """Up to CHUNK_ROWS data rows of a task's file, re-serialized as CSV text (no header)."""
+
+    task = models.ForeignKey(CsvTask, on_delete=models.CASCADE, related_name="chunks")
+    number = models.PositiveIntegerField()
+    first_row = models.PositiveIntegerField()  # the file's row number of its first row (header: 1)
+    row_count = models.PositiveIntegerField()
+    text = models.TextField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["task", "number"], name="one_csv_chunk_per_number")]
+
+    def __str__(self) -> str:
+        return f"Chunk {self.number} of CSV task {self.task_id}"
+
+
+class CsvRowError(models.Model):
+    """A row that started nothing, and why (the header is row 1)."""
+
+    task = models.ForeignKey(CsvTask, on_delete=models.CASCADE, related_name="row_errors")
+    row = models.PositiveIntegerField()
+    message = models.TextField()
+
+    class Meta:
+        ordering = ["row"]
+        constraints = [models.UniqueConstraint(fields=["task", "row"], name="one_csv_error_per_row")]
+
+    def __str__(self) -> str:
+        return f"Row {self.row} of CSV task {self.task_id}: {self.message}"

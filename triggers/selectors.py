@@ -13,7 +13,7 @@ from flows.models import Flow, Invocation
 from segments.models import Segment, SegmentMembership
 from workbench.models import Environment
 
-from .models import HeldState, Trigger, TriggerMode, TriggerModeChange, TriggerType, WebhookRequest
+from .models import CsvTask, HeldState, Trigger, TriggerMode, TriggerModeChange, TriggerType, WebhookRequest
 
 
 def trigger_list(*, flow: Flow) -> QuerySet[Trigger]:
@@ -163,3 +163,23 @@ def event_names(*, environment: Environment, limit: int = 200) -> list[str]:
 def trigger_invocations(*, trigger: Trigger) -> QuerySet[Invocation]:
     """The invocations a trigger started, newest first (the flow's index by creation time)."""
     return Invocation.objects.filter(flow_id=trigger.flow_id, trigger_id=trigger.pk).order_by("-created_at", "-id")
+
+
+def csv_task_get(*, environment: Environment, task_id: int | str) -> CsvTask:
+    """The environment's CSV task; 404 for another environment's or an id that is not a number."""
+    try:
+        pk = int(task_id)
+    except (TypeError, ValueError):
+        raise Http404("No such CSV task") from None
+    task = CsvTask.objects.filter(environment=environment, pk=pk).select_related("flow", "created_by").first()
+    if task is None:
+        raise Http404("No such CSV task")
+    return task
+
+
+def csv_task_list(*, environment: Environment, flow: Flow | None = None) -> QuerySet[CsvTask]:
+    """The environment's CSV tasks (or one flow's), newest first."""
+    tasks = CsvTask.objects.filter(environment=environment)
+    if flow is not None:
+        tasks = tasks.filter(flow=flow)
+    return tasks.select_related("flow", "created_by").order_by("-created_at", "-id")

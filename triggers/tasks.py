@@ -6,7 +6,7 @@ from celery import shared_task
 
 from workbench.celery import enqueue
 
-from . import segment_triggers, services
+from . import csv_tasks, segment_triggers, services
 
 
 @shared_task(name="triggers.prune_request_log")
@@ -26,3 +26,16 @@ def resend_member_backfills() -> None:
     # Beat: a backfill whose message was lost, or whose worker died, is sent again.
     for trigger_id in segment_triggers.member_backfills_resend():
         enqueue("triggers.start_segment_members", trigger_id)
+
+
+@shared_task(name="triggers.run_csv_task")
+def run_csv_task(task_id: int) -> str:
+    """Process a CSV task from where it stands (a second delivery finds it claimed or done)."""
+    return csv_tasks.csv_task_run(task_id=task_id)
+
+
+@shared_task(name="triggers.resend_csv_tasks")
+def resend_csv_tasks() -> None:
+    # Beat: a task whose worker died (its lease expired) or whose message was lost is sent again.
+    for task_id in csv_tasks.csv_tasks_to_resend():
+        enqueue("triggers.run_csv_task", task_id)
