@@ -737,3 +737,84 @@ class EventTriggerForm(forms.Form):
             field = "event_name" if key == "eventName" else "where" if key.startswith("where") else None
             for message in messages:
                 self.add_error(field, f"{key}: {message}" if field == "where" else message)
+
+
+# --- Manual starts (SPEC section 6) ---------------------------------------------------------
+
+AUDIENCE_SOURCES = (("rules", "Filter with rules"), ("segment", "A saved segment"))
+AUDIENCE_PICKS = (("all", "Everyone who matches"), ("some", "Only the customers I tick"))
+
+
+class _AnyChoices(forms.MultipleChoiceField):
+    """Ticked customers: any userId is taken here, and checked against the audience when the
+    send is made (`manual_send_create` keeps only those who match)."""
+
+    def valid_value(self, value: Any) -> bool:
+        return True
+
+
+class DashboardSendForm(forms.Form):
+    """The customers dashboard's send: who (rules or a saved segment, all or the ticked ones)
+    and which published flow. The rules are the builder's JSON, checked by the segments'
+    validator in the view (`segments.forms.check_rules`)."""
+
+    source = forms.ChoiceField(choices=AUDIENCE_SOURCES, initial="rules")
+    rules = forms.CharField(required=False, widget=forms.HiddenInput)
+    segment = forms.TypedChoiceField(coerce=int, required=False, empty_value=None, label="Segment")
+    pick = forms.ChoiceField(choices=AUDIENCE_PICKS, initial="all", required=False)
+    user_ids = _AnyChoices(required=False)
+    flow = forms.TypedChoiceField(
+        coerce=int, empty_value=None, label="Flow", error_messages={"required": "Choose the flow to start."}
+    )
+
+    def __init__(
+        self, *args: Any, segments: list[tuple[int, str]], flows: list[tuple[int, str]], **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        cast(forms.ChoiceField, self.fields["segment"]).choices = [("", "Choose a segment…"), *segments]
+        cast(forms.ChoiceField, self.fields["flow"]).choices = [("", "Choose a published flow…"), *flows]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("source") == "segment" and not cleaned.get("segment"):
+            self.add_error("segment", "Choose a segment.")
+        if cleaned.get("pick") == "some" and not cleaned.get("user_ids"):
+            self.add_error("user_ids", "Tick at least one customer, or send to everyone who matches.")
+        return cleaned
+
+
+class ManualSendLimitForm(forms.Form):
+    manual_send_limit = forms.IntegerField(
+        min_value=1,
+        max_value=10_000_000,
+        label="Manual send limit",
+        error_messages={"required": "Give the largest number of customers one send may reach."},
+    )
+
+
+class CsvUploadForm(forms.Form):
+    mode = forms.ChoiceField(choices=(("live", "Live"), ("test", "Test (test users only)")), initial="live")
+    file = forms.FileField(
+        label="CSV file",
+        error_messages={"required": "Choose a CSV file to upload.", "empty": "The file is empty."},
+    )
+
+
+class TestSenderForm(forms.Form):
+    """Pasted JSON start requests (SPEC section 2, an array for several)."""
+
+    __test__ = False  # not a pytest class
+
+    json = forms.CharField(
+        required=False,
+        strip=True,
+        label="Start requests (JSON)",
+        widget=forms.Textarea(attrs={"rows": 12, "class": "code wide-input", "spellcheck": "false"}),
+    )
+    file = forms.FileField(required=False, label="…or a CSV file")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if not cleaned.get("json") and not cleaned.get("file"):
+            raise forms.ValidationError("Paste start requests as JSON, or choose a CSV file.")
+        return cleaned

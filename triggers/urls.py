@@ -23,4 +23,12 @@ urlpatterns: list[URLPattern] = [
     path("<int:trigger_id>/security", views.trigger_security, name="trigger_security"),
     path("<int:trigger_id>/requests/", views.request_list, name="trigger_request_list"),
     path("<int:trigger_id>/requests/<int:request_id>/", views.request_detail, name="trigger_request_detail"),
+    # The customers dashboard's "Send to N customers" (SPEC section 6).
+    path("send/", views.customer_send, name="customer_send"),
+    path("send/audience", views.customer_send_audience, name="customer_send_audience"),
+    path("send/review", views.customer_send_review, name="customer_send_review"),
+    path("send/confirm", views.customer_send_confirm, name="customer_send_confirm"),
+    path("send/limit", views.manual_send_limit, name="manual_send_limit"),
+    path("sends/<int:send_id>/", views.manual_send_detail, name="manual_send_detail"),
+    path("sends/<int:send_id>/cancel", views.manual_send_cancel, name="manual_send_cancel"),
 ]

@@ -10,6 +10,7 @@ request asks for; the page includes the same partials.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -26,13 +27,21 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from flows import selectors as flow_selectors
 from flows.models import Flow, FlowStatus, Invocation, Mode
 from flows.views import flow_api_trigger, flow_tab_context
+from segments import selectors as segment_selectors
+from segments.forms import EMPTY_RULES, check_rules, rules_json
+from segments.models import Segment
+from segments.rules import rules_describe
+from segments.views import builder_config as segment_builder_config
+from workbench.errors import Refused
 from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
-from . import event_triggers, intake, segment_triggers, selectors, services, webhook_actions
+from . import event_triggers, intake, manual_sends, segment_triggers, selectors, services, webhook_actions
 from .forms import (
     MAPPING_TYPES,
+    DashboardSendForm,
     EventTriggerForm,
+    ManualSendLimitForm,
     MappingState,
     SampleForm,
     SecurityForm,
@@ -43,7 +52,7 @@ from .forms import (
 )
 from .kinds import TRIGGER_KINDS, addable_kinds, kind_of
 from .mapping import sample_values
-from .models import RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
+from .models import ManualSendStatus, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 from .signatures import SIGNATURE_PRESETS
 
 REQUESTS_PER_PAGE = 50
@@ -1030,3 +1039,226 @@ def _automatic_name_form(trigger: Trigger) -> TriggerNameForm:
     example = "Welcome new VIPs" if trigger.type == TriggerType.SEGMENT else "Thank upgraders"
     form.fields["name"].widget.attrs["placeholder"] = f"e.g. {example}"
     return form
+
+
+# --- Manual starts: the customers dashboard's send (SPEC section 6) -------------------------
+
+
+def _send_form(request: WorkbenchRequest, data: Any = None) -> DashboardSendForm:
+    environment = _environment(request)
+    segments = [(segment.pk, segment.name) for segment in segment_selectors.segment_list(environment=environment)]
+    flows = [(flow.pk, flow.name) for flow in manual_sends.dashboard_flow_list(environment=environment)]
+    return DashboardSendForm(data, segments=segments, flows=flows, initial={"source": "rules", "pick": "all"})
+
+
+@dataclass
+class _AudienceChoice:
+    """What the dashboard form says about who to send to, once checked."""
+
+    rules: dict[str, Any] | None = None
+    segment: Segment | None = None
+    rule_errors: dict[str, list[str]] = field(default_factory=dict)
+    description: str = ""
+
+
+def _audience_choice(request: WorkbenchRequest, form: DashboardSendForm) -> _AudienceChoice:
+    """The rules (checked by the segments' validator) or the saved segment the form names."""
+    environment = _environment(request)
+    data = form.data
+    if data.get("source") == "segment":
+        segment_id = data.get("segment") or ""
+        if not segment_id:
+            return _AudienceChoice()
+        segment = segment_selectors.segment_get(environment=environment, segment_id=segment_id)
+        return _AudienceChoice(segment=segment, description=f"Members of the segment “{segment.name}”")
+    rules, errors = check_rules(data.get("rules", ""), environment_id=environment.pk)
+    if errors:
+        return _AudienceChoice(rule_errors=errors)
+    names = dict(segment_selectors.segment_list(environment=environment).values_list("id", "name"))
+    summary = rules_describe(rules, segment_names=names)
+    return _AudienceChoice(rules=rules, description=f"Customers who match: {summary}")
+
+
+def _sends_context(request: WorkbenchRequest) -> dict[str, Any]:
+    environment = _environment(request)
+    return {
+        "limit": environment.manual_send_limit,
+        "recent_sends": list(manual_sends.manual_send_list(environment=environment)[:10]),
+        "is_owner": current_membership(request).has_role(Role.OWNER),
+        "can_edit": can_edit(request),
+    }
+
+
+def _render_dashboard(
+    request: WorkbenchRequest, *, limit_form: ManualSendLimitForm | None = None, status: int = 200
+) -> HttpResponse:
+    environment = _environment(request)
+    form = _send_form(request)
+    context = {
+        **_sends_context(request),
+        "form": form,
+        "rules_value": rules_json(EMPTY_RULES),
+        "no_errors": {},
+        "builder_config": segment_builder_config(environment=environment, segment=None),
+        "flows_available": manual_sends.dashboard_flow_list(environment=environment).exists(),
+        "limit_form": limit_form or ManualSendLimitForm(initial={"manual_send_limit": environment.manual_send_limit}),
+    }
+    return render(request, "triggers/dashboard.html", context, status=status)
+
+
+@require_GET
+@environment_page()
+def customer_send(request: WorkbenchRequest) -> HttpResponse:
+    """The customers dashboard: filter customers (the segment rule builder, or a saved segment),
+    see how many match, pick all or some, and send a published flow to them."""
+    return _render_dashboard(request)
+
+
+@require_POST
+@environment_page()
+def customer_send_audience(request: WorkbenchRequest) -> HttpResponse:
+    """The dashboard's live count (the builder asks on each edit): how many match, against the
+    limit, and the first customers with a box each. Rule errors go back to the builder by path."""
+    form = _send_form(request, request.POST)
+    choice = _audience_choice(request, form)
+    context: dict[str, Any] = {**_sends_context(request), "errors": choice.rule_errors, "audience": None}
+    if not choice.rule_errors and (choice.rules is not None or choice.segment is not None):
+        audience = manual_sends.dashboard_audience(
+            environment=_environment(request),
+            rules=choice.rules,
+            segment=choice.segment,
+            sample_size=manual_sends.AUDIENCE_SAMPLE,
+        )
+        context.update(
+            audience=audience,
+            over_limit=audience.count > _environment(request).manual_send_limit,
+            segment=choice.segment,
+            empty_rules=choice.rules is not None and not choice.rules.get("conditions"),
+        )
+    return render(request, "triggers/_dashboard_audience.html", context)
+
+
+def _review(request: WorkbenchRequest, form: DashboardSendForm) -> dict[str, Any]:
+    """The preview before a send: the flow, who (how many, how chosen), the limit, and why it
+    would be refused, if it would."""
+    environment = _environment(request)
+    review: dict[str, Any] = {"form": form, "limit": environment.manual_send_limit, "refusal": "", "status": 400}
+    if not form.is_valid():
+        review["refusal"] = " ".join(str(error) for errors in form.errors.values() for error in errors)
+        return review
+    choice = _audience_choice(request, form)
+    if choice.rule_errors:
+        review["refusal"] = "Some conditions need attention: see the messages next to them."
+        return review
+    flow = flow_selectors.flow_get(environment=environment, flow_id=form.cleaned_data["flow"])
+    audience = manual_sends.dashboard_audience(
+        environment=environment, rules=choice.rules, segment=choice.segment, sample_size=manual_sends.AUDIENCE_SAMPLE
+    )
+    chosen = form.cleaned_data["user_ids"] if form.cleaned_data.get("pick") == "some" else None
+    count = len(chosen) if chosen is not None else audience.count
+    nobody = Refused(400, "empty_audience", "Nobody matches this filter: there is nobody to send to.")
+    refusal = (
+        manual_sends.send_refusal(flow=flow)
+        or manual_sends.over_limit_refusal(environment=environment, count=count)
+        or (nobody if count == 0 else None)
+    )
+    review.update(
+        flow=flow,
+        count=count,
+        description=choice.description,
+        chosen=chosen,
+        refusal=refusal.detail if refusal is not None else "",
+        status=refusal.status if refusal is not None else 200,
+    )
+    return review
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def customer_send_review(request: WorkbenchRequest) -> HttpResponse:
+    """The confirmation before a send (in the dialog under htmx, else a page): nothing starts
+    until "Send" is pressed there."""
+    review = _review(request, _send_form(request, request.POST))
+    if _htmx(request):
+        # 200 even for a refusal: htmx swaps only 2xx answers, and the dialog shows the reason.
+        return render(request, "triggers/_dashboard_review.html", review)
+    return render(
+        request, "triggers/dashboard_review.html", review, status=review["status"] if review["refusal"] else 200
+    )
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def customer_send_confirm(request: WorkbenchRequest) -> HttpResponse:
+    """Make the send: its audience is fixed now, then it runs in the background."""
+    environment = _environment(request)
+    form = _send_form(request, request.POST)
+    review = _review(request, form)
+    if review["refusal"]:
+        return render(request, "triggers/dashboard_review.html", review, status=review["status"])
+    choice = _audience_choice(request, form)
+    try:
+        send = manual_sends.manual_send_create(
+            environment=environment,
+            flow=review["flow"],
+            by=_user(request),
+            rules=choice.rules,
+            segment=choice.segment,
+            chosen_user_ids=review["chosen"],
+            description=choice.description,
+        )
+    except Refused as refused:
+        review["refusal"] = refused.detail
+        return render(request, "triggers/dashboard_review.html", review, status=refused.status)
+    messages.success(request, f"Sending “{send.flow.name}” to {len(send.user_ids):,} customers.")
+    return redirect("manual_send_detail", env=environment.slug, send_id=send.pk)
+
+
+def _send_progress(send: Any) -> dict[str, Any]:
+    total = len(send.user_ids)
+    handled = send.started_count + send.failed_count
+    return {
+        "send": send,
+        "total": total,
+        "handled": handled,
+        "percent": int(handled * 100 / total) if total else 100,
+        "active": send.status in (ManualSendStatus.QUEUED, ManualSendStatus.RUNNING),
+    }
+
+
+@require_GET
+@environment_page()
+def manual_send_detail(request: WorkbenchRequest, send_id: int) -> HttpResponse:
+    """A send's progress; the page polls its progress fragment while the send runs."""
+    send = manual_sends.manual_send_get(environment=_environment(request), send_id=send_id)
+    context = {**_send_progress(send), "can_edit": can_edit(request)}
+    if _htmx(request):
+        return render(request, "triggers/_manual_send_progress.html", context)
+    return render(request, "triggers/manual_send_detail.html", context)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def manual_send_cancel(request: WorkbenchRequest, send_id: int) -> HttpResponse:
+    send = manual_sends.manual_send_get(environment=_environment(request), send_id=send_id)
+    send = manual_sends.manual_send_cancel(send=send)
+    if send.status == ManualSendStatus.CANCELLED:
+        messages.success(request, "Send cancelled: customers not started yet will not be started.")
+    else:
+        messages.error(request, f"This send is {send.get_status_display().lower()}; there is nothing to cancel.")
+    return redirect("manual_send_detail", env=_environment(request).slug, send_id=send.pk)
+
+
+@require_POST
+@environment_page(Role.OWNER)
+def manual_send_limit(request: WorkbenchRequest) -> HttpResponse:
+    """An owner changes how many customers one manual send may reach."""
+    environment = _environment(request)
+    form = ManualSendLimitForm(request.POST)
+    if form.is_valid():
+        manual_sends.environment_manual_send_limit_set(
+            environment=environment, limit=form.cleaned_data["manual_send_limit"]
+        )
+        messages.success(request, f"One send may now reach at most {environment.manual_send_limit:,} customers.")
+        return redirect("customer_send", env=environment.slug)
+    return _render_dashboard(request, limit_form=form, status=400)
