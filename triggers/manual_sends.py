@@ -29,7 +29,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any
 
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -41,13 +41,14 @@ from flows.definitions import resolve_variables
 from flows.models import Flow, FlowStatus, Mode
 from flows.selectors import flow_for_start
 from flows.services import FlowRefused, StartStatus, invocations_accept
-from flows.start_requests import MAX_ID_LENGTH, StartRequest, parse_start_requests
+from flows.start_requests import MAX_ID_LENGTH, MAX_STARTS, StartRequest, parse_start_requests
 from segments import selectors as segment_selectors
 from segments.models import Segment, SegmentStatus
 from workbench.celery import enqueue
 from workbench.errors import Invalid, Refused
 from workbench.models import Environment
 
+from . import csv_tasks
 from .models import ManualSend, ManualSendStatus
 
 logger = logging.getLogger(__name__)
@@ -357,24 +358,25 @@ class TestRowResult:
         return not self.errors
 
 
-def test_sender_parse(text: str) -> list[StartRequest]:
-    """The start requests of pasted JSON (any shape of SPEC section 2, or an array), or Invalid."""
+def test_sender_parse(text: str) -> list[tuple[int, StartRequest]]:
+    """The start requests of pasted JSON (any shape of SPEC section 2, or an array), numbered
+    from 1, or Invalid."""
     try:
         body = json.loads(text)
     except ValueError as error:
         raise Invalid({"json": [f"This is not JSON: {error}."]}, "The JSON could not be read.") from None
-    return parse_start_requests(body)
+    return list(enumerate(parse_start_requests(body), start=1))
 
 
-def test_sender_send(*, flow: Flow, starts: Sequence[StartRequest], by: User | None) -> list[TestRowResult]:
-    """Send each start as a test of the saved draft, on its own: a refused row does not keep
-    the others from starting. Rows are numbered from 1 in the order given."""
+def test_sender_send(*, flow: Flow, rows: Sequence[tuple[int, StartRequest]], by: User | None) -> list[TestRowResult]:
+    """Send each row's start as a test of the saved draft, on its own: a refused row does not
+    keep the others from starting. `rows` pairs each start with its row number."""
     if flow.status == FlowStatus.ARCHIVED:
         raise Refused(409, "flow_archived", "This flow is archived; it starts nothing, not even tests.")
     start_flow = flow_for_start(flow=flow)
     by_id = by.pk if by is not None else None
     results = []
-    for number, start in enumerate(starts, start=1):
+    for number, start in rows:
         result = TestRowResult(row=number, request=start.as_canonical())
         try:
             with transaction.atomic():
@@ -390,11 +392,61 @@ def test_sender_send(*, flow: Flow, starts: Sequence[StartRequest], by: User | N
             result.invocation_id = outcome.invocation_id
             result.ignored_user_ids = list(outcome.ignored_user_ids)
             ignored = set(outcome.ignored_user_ids)
-            result.started_user_ids = [user_id for user_id in start.target_user_ids if user_id not in ignored]
-            if outcome.status == StartStatus.DUPLICATE:
-                result.started_user_ids = []
+            if outcome.status == StartStatus.ACCEPTED:
+                result.started_user_ids = [user_id for user_id in start.target_user_ids if user_id not in ignored]
         results.append(result)
     return results
+
+
+class _DryRunOnly(Exception):
+    """Rolls back a CSV staged only to read its rows."""
+
+    def __init__(self, dry_run: Any, task_id: int) -> None:
+        super().__init__("rolled back")
+        self.dry_run = dry_run
+        self.task_id = task_id
+
+
+def test_sender_csv_rows(
+    *, flow: Flow, upload: IO[bytes], file_name: str, by: User | None
+) -> tuple[list[tuple[int, StartRequest]], list[TestRowResult]]:
+    """The rows of a CSV (the columns of a CSV send) as test starts, and the rows in error.
+
+    The file is read by the CSV send's own code (`csv_task_stage` and its dry run), inside a
+    transaction rolled back afterwards: a test batch leaves no CSV task behind. Keys the dry
+    run derived from that task are dropped (a later task may get its id); keys from the file
+    are kept. Whole-file refusals are raised as `Refused`.
+    """
+    try:
+        with transaction.atomic():
+            task = csv_tasks.csv_task_stage(
+                flow=flow, mode=Mode.TEST, upload=upload, file_name=file_name, by=by, confirm=False
+            )
+            if task.rows_total > MAX_STARTS:
+                raise Refused(
+                    400,
+                    "too_many_rows",
+                    f"The test sender takes at most {MAX_STARTS} rows; this file has {task.rows_total:,}. "
+                    "Use “Send with a CSV” (as a test) for more.",
+                )
+            raise _DryRunOnly(csv_tasks.csv_task_dry_run(task=task, sample_rows=MAX_STARTS), task.pk)
+    except _DryRunOnly as read:
+        dry_run, task_id = read.dry_run, read.task_id
+    rows: list[tuple[int, StartRequest]] = []
+    for sample in dry_run.sample:
+        number = sample["row"]
+        key = sample.get("flowInvocationId")
+        start = StartRequest(
+            target_user_ids=list(sample["targetUserIds"]),
+            flow_invocation_id=None if key == f"csv-{task_id}-{number}" else key,
+            variables=sample.get("variables") or {},
+            notification_detail=sample.get("notificationDetail") or {},
+            metadata=sample.get("metadata") or {},
+            card_options=sample.get("cardOptions") or {},
+        )
+        rows.append((number, start))
+    errors = [TestRowResult(row=error.row, errors=[error.message]) for error in dry_run.errors]
+    return rows, errors
 
 
 def _refusal_messages(refused: Refused) -> list[str]:

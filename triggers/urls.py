@@ -31,4 +31,10 @@ urlpatterns: list[URLPattern] = [
     path("send/limit", views.manual_send_limit, name="manual_send_limit"),
     path("sends/<int:send_id>/", views.manual_send_detail, name="manual_send_detail"),
     path("sends/<int:send_id>/cancel", views.manual_send_cancel, name="manual_send_cancel"),
+    # CSV bulk sends: the flow's upload page is in flow_urls; a task's pages are here.
+    path("csv/", views.csv_task_list, name="csv_task_list"),
+    path("csv/<int:task_id>/", views.flow_csv_task, name="flow_csv_task"),
+    path("csv/<int:task_id>/confirm", views.flow_csv_task_confirm, name="flow_csv_task_confirm"),
+    path("csv/<int:task_id>/cancel", views.flow_csv_task_cancel, name="flow_csv_task_cancel"),
+    path("csv/<int:task_id>/errors.csv", views.flow_csv_task_errors, name="flow_csv_task_errors"),
 ]

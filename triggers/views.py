@@ -12,18 +12,19 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from customers.models import TestUser
 from flows import selectors as flow_selectors
 from flows.models import Flow, FlowStatus, Invocation, Mode
 from flows.views import flow_api_trigger, flow_tab_context
@@ -32,13 +33,14 @@ from segments.forms import EMPTY_RULES, check_rules, rules_json
 from segments.models import Segment
 from segments.rules import rules_describe
 from segments.views import builder_config as segment_builder_config
-from workbench.errors import Refused
+from workbench.errors import Invalid, Refused
 from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
-from . import event_triggers, intake, manual_sends, segment_triggers, selectors, services, webhook_actions
+from . import csv_tasks, event_triggers, intake, manual_sends, segment_triggers, selectors, services, webhook_actions
 from .forms import (
     MAPPING_TYPES,
+    CsvUploadForm,
     DashboardSendForm,
     EventTriggerForm,
     ManualSendLimitForm,
@@ -46,13 +48,23 @@ from .forms import (
     SampleForm,
     SecurityForm,
     SegmentTriggerForm,
+    TestSenderForm,
     TriggerNameForm,
     parse_json_text,
     pretty_json,
 )
 from .kinds import TRIGGER_KINDS, addable_kinds, kind_of
 from .mapping import sample_values
-from .models import ManualSendStatus, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
+from .models import (
+    CsvTask,
+    CsvTaskStatus,
+    ManualSendStatus,
+    RequestOutcome,
+    Trigger,
+    TriggerMode,
+    TriggerType,
+    WebhookRequest,
+)
 from .signatures import SIGNATURE_PRESETS
 
 REQUESTS_PER_PAGE = 50
@@ -1262,3 +1274,201 @@ def manual_send_limit(request: WorkbenchRequest) -> HttpResponse:
         messages.success(request, f"One send may now reach at most {environment.manual_send_limit:,} customers.")
         return redirect("customer_send", env=environment.slug)
     return _render_dashboard(request, limit_form=form, status=400)
+
+
+# --- Manual starts: CSV bulk sends (SPEC section 6) -----------------------------------------
+
+CSV_SAMPLE_ROWS = 5
+CSV_ERRORS_SHOWN = 100
+
+
+def _csv_upload_context(request: WorkbenchRequest, flow: Flow, form: CsvUploadForm, error: str = "") -> dict[str, Any]:
+    published = flow.published_version is not None and flow.status != FlowStatus.ARCHIVED
+    return {
+        **flow_tab_context(request, flow, tab="csv"),
+        "form": form,
+        "error": error,
+        "published": published,
+        "archived": flow.status == FlowStatus.ARCHIVED,
+        "tasks": list(selectors.csv_task_list(environment=_environment(request), flow=flow)[:20]),
+        "variables": flow.draft.get("variables", []),
+    }
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page()
+def flow_csv_new(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """ "Send with a CSV": upload a file (live or as a test); its dry run follows before anything
+    starts. GET also lists this flow's past CSV sends."""
+    flow = _flow(request, flow_id)
+    if request.method == "GET":
+        mode = Mode.LIVE if flow.published_version is not None else Mode.TEST
+        form = CsvUploadForm(initial={"mode": request.GET.get("mode") or mode})
+        return render(request, "triggers/csv_upload.html", _csv_upload_context(request, flow, form))
+    if not can_edit(request):
+        raise PermissionDenied("Viewers cannot send flows.")
+    form = CsvUploadForm(request.POST, request.FILES)
+    if not form.is_valid():
+        return render(request, "triggers/csv_upload.html", _csv_upload_context(request, flow, form), status=400)
+    upload = form.cleaned_data["file"]
+    try:
+        task = csv_tasks.csv_task_stage(
+            flow=flow,
+            mode=form.cleaned_data["mode"],
+            upload=upload,
+            file_name=upload.name or "upload.csv",
+            by=_user(request),
+            confirm=False,
+        )
+    except Refused as refused:
+        context = _csv_upload_context(request, flow, form, error=_refusal_detail(refused))
+        return render(request, "triggers/csv_upload.html", context, status=refused.status)
+    return redirect("flow_csv_task", env=_environment(request).slug, task_id=task.pk)
+
+
+def _refusal_detail(refused: Refused) -> str:
+    """A refusal as one sentence, with the problems it lists (unknown columns and the like)."""
+    details = [refused.detail]
+    for problems in (refused.errors or {}).values():
+        for problem in problems if isinstance(problems, list) else [problems]:
+            if str(problem) not in refused.detail:
+                details.append(str(problem))
+    return " ".join(details)
+
+
+@require_GET
+@environment_page()
+def csv_task_list(request: WorkbenchRequest) -> HttpResponse:
+    """Every CSV send of the environment: who ran it, when, its counts and status."""
+    paginator = Paginator(selectors.csv_task_list(environment=_environment(request)), REQUESTS_PER_PAGE)
+    page = paginator.get_page(request.GET.get("page"))
+    return render(request, "triggers/csv_task_list.html", {"page": page})
+
+
+def _csv_progress(task: CsvTask) -> dict[str, Any]:
+    total = task.rows_total
+    return {
+        "task": task,
+        "percent": int(task.rows_done * 100 / total) if total else 100,
+        "active": task.status in (CsvTaskStatus.QUEUED, CsvTaskStatus.RUNNING),
+        "errors": csv_tasks.csv_task_errors(task=task, limit=CSV_ERRORS_SHOWN),
+    }
+
+
+@require_GET
+@environment_page()
+def flow_csv_task(request: WorkbenchRequest, task_id: int) -> HttpResponse:
+    """A CSV send: its dry run until confirmed (nothing starts before), then its progress, which
+    the page polls (htmx asks for the progress fragment alone)."""
+    task = selectors.csv_task_get(environment=_environment(request), task_id=task_id)
+    context: dict[str, Any] = {"can_edit": can_edit(request), **_csv_progress(task)}
+    if _htmx(request):
+        return render(request, "triggers/_csv_progress.html", context)
+    if task.confirmed_at is None and task.status == CsvTaskStatus.QUEUED:
+        dry_run = csv_tasks.csv_task_dry_run(task=task, sample_rows=CSV_SAMPLE_ROWS)
+        context.update(
+            dry_run=dry_run,
+            rows_ok=dry_run.rows_total - dry_run.rows_failed,
+            sample=[{"row": start.pop("row"), "json": pretty_json(start)} for start in dry_run.sample],
+            shown_errors=dry_run.errors[:CSV_ERRORS_SHOWN],
+        )
+        return render(request, "triggers/csv_dry_run.html", context)
+    return render(request, "triggers/csv_task_detail.html", context)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def flow_csv_task_confirm(request: WorkbenchRequest, task_id: int) -> HttpResponse:
+    task = selectors.csv_task_get(environment=_environment(request), task_id=task_id)
+    if task.status != CsvTaskStatus.QUEUED:
+        messages.error(request, f"This CSV send is {task.get_status_display().lower()}; it cannot be confirmed.")
+    else:
+        task = csv_tasks.csv_task_confirm(task=task, by=_user(request))
+        messages.success(request, f"Sending {task.rows_total:,} rows of {task.file_name or 'the file'}.")
+    return redirect("flow_csv_task", env=_environment(request).slug, task_id=task.pk)
+
+
+@require_POST
+@environment_page(Role.EDITOR)
+def flow_csv_task_cancel(request: WorkbenchRequest, task_id: int) -> HttpResponse:
+    task = selectors.csv_task_get(environment=_environment(request), task_id=task_id)
+    was_confirmed = task.confirmed_at is not None
+    task = csv_tasks.csv_task_cancel(task=task)
+    if task.status != CsvTaskStatus.CANCELLED:
+        messages.error(request, f"This CSV send is {task.get_status_display().lower()}; there is nothing to cancel.")
+    elif was_confirmed:
+        messages.success(request, "CSV send cancelled: rows not started yet will not be started.")
+    else:
+        messages.success(request, "CSV send discarded: nothing was started.")
+    return redirect("flow_csv_task", env=_environment(request).slug, task_id=task.pk)
+
+
+@require_GET
+@environment_page()
+def flow_csv_task_errors(request: WorkbenchRequest, task_id: int) -> HttpResponse:
+    """The rows in error as a CSV file (row, message), safe to open in a spreadsheet."""
+    task = selectors.csv_task_get(environment=_environment(request), task_id=task_id)
+    response = StreamingHttpResponse(csv_tasks.csv_task_errors_csv(task=task), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="csv-send-{task.pk}-errors.csv"'
+    # Streamed: a large file's report is never built whole (the decorator's type says HttpResponse).
+    return cast(HttpResponse, response)
+
+
+# --- Manual starts: the test sender (SPEC section 6) ----------------------------------------
+
+
+TEST_SENDER_EXAMPLE = (
+    '[\n  {"targetUserIds": ["%s"], "variables": {}},\n  {"targetUserIds": ["%s", "not-a-test-user"]}\n]'
+)
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page()
+def flow_test_sender(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """Send a batch of test starts (pasted JSON, or CSV rows with a CSV send's columns) to test
+    users, and show per row what started, which ids were ignored (not test users) and what was
+    refused."""
+    flow = _flow(request, flow_id)
+    test_users = list(TestUser.objects.filter(environment=_environment(request)).order_by("user_id"))
+    example_ids = [user.user_id for user in test_users[:2]] or ["tester-1"]
+    context: dict[str, Any] = {
+        **flow_tab_context(request, flow, tab="testing"),
+        "test_users": test_users,
+        "archived": flow.status == FlowStatus.ARCHIVED,
+        "example": TEST_SENDER_EXAMPLE % (example_ids[0], example_ids[-1]),
+        "results": None,
+        "error": "",
+        "error_list": [],
+    }
+    if request.method == "GET":
+        context["form"] = TestSenderForm()
+        return render(request, "triggers/test_sender.html", context)
+    if not can_edit(request):
+        raise PermissionDenied("Viewers cannot send tests.")
+    form = TestSenderForm(request.POST, request.FILES)
+    context["form"] = form
+    if not form.is_valid():
+        return render(request, "triggers/test_sender.html", context, status=400)
+    try:
+        if form.cleaned_data.get("json"):
+            row_errors: list[manual_sends.TestRowResult] = []
+            rows = manual_sends.test_sender_parse(form.cleaned_data["json"])
+        else:
+            upload = form.cleaned_data["file"]
+            rows, row_errors = manual_sends.test_sender_csv_rows(
+                flow=flow, upload=upload, file_name=upload.name or "tests.csv", by=_user(request)
+            )
+        results = manual_sends.test_sender_send(flow=flow, rows=rows, by=_user(request)) if rows else []
+    except Invalid as invalid:
+        context.update(error=invalid.detail, error_list=[f"{key}: {' '.join(v)}" for key, v in invalid.errors.items()])
+        return render(request, "triggers/test_sender.html", context, status=400)
+    except Refused as refused:
+        context["error"] = _refusal_detail(refused)
+        return render(request, "triggers/test_sender.html", context, status=refused.status)
+    results = sorted([*results, *row_errors], key=lambda result: result.row)
+    context.update(
+        results=results,
+        started=sum(1 for result in results if result.status == "accepted"),
+        refused=sum(1 for result in results if result.errors),
+    )
+    return render(request, "triggers/test_sender.html", context)
