@@ -1369,11 +1369,17 @@ def flow_csv_task(request: WorkbenchRequest, task_id: int) -> HttpResponse:
         context.update(
             dry_run=dry_run,
             rows_ok=dry_run.rows_total - dry_run.rows_failed,
-            sample=[{"row": start.pop("row"), "json": pretty_json(start)} for start in dry_run.sample],
+            sample=[{"row": start.pop("row"), "json": _compact_start(start)} for start in dry_run.sample],
             shown_errors=dry_run.errors[:CSV_ERRORS_SHOWN],
         )
         return render(request, "triggers/csv_dry_run.html", context)
     return render(request, "triggers/csv_task_detail.html", context)
+
+
+def _compact_start(start: dict[str, Any]) -> str:
+    """A start request on one line, without its empty parts (the dry run lists several)."""
+    shown = {key: value for key, value in start.items() if value not in ({}, None)}
+    return json.dumps(shown, ensure_ascii=False, separators=(", ", ": "))
 
 
 @require_POST
