@@ -10,6 +10,10 @@ from . import apis
 urlpatterns: list[URLPattern] = [
     path("action-flow/<str:flow_id>/start", apis.ActionFlowStartApi.as_view(), name="api_flow_start"),
     path("action-flow/<str:flow_id>/test", apis.ActionFlowTestApi.as_view(), name="api_flow_test"),
+    path("action-flow/<str:flow_id>/csv-task", apis.CsvTaskCreateApi.as_view(), name="api_csv_task"),
+    path("action-flow/<str:flow_id>/csv-task/test", apis.CsvTaskCreateTestApi.as_view(), name="api_csv_task_test"),
+    path("csv-task/<str:task_id>", apis.CsvTaskDetailApi.as_view(), name="api_csv_task_detail"),
+    path("csv-task/<str:task_id>/cancel", apis.CsvTaskCancelApi.as_view(), name="api_csv_task_cancel"),
     path("flows/<int:flow_id>/triggers", apis.FlowTriggerListApi.as_view(), name="api_flow_triggers"),
     path("triggers/<int:trigger_id>", apis.TriggerDetailApi.as_view(), name="api_trigger"),
     path("triggers/<int:trigger_id>/capture-sample", apis.CaptureSampleApi.as_view()),

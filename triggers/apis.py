@@ -9,6 +9,7 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -21,9 +22,19 @@ from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSeri
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 from workbench.shapes import Text
 
-from . import event_triggers, intake, segment_triggers, selectors, services, start_reads, webhook_actions
+from . import csv_tasks, event_triggers, intake, segment_triggers, selectors, services, start_reads, webhook_actions
 from .mapping import MAPPING_SERIALIZERS, mappable_properties
-from .models import HeldState, Reentry, RequestOutcome, SegmentOn, Trigger, TriggerMode, TriggerType, WebhookRequest
+from .models import (
+    CsvTaskStatus,
+    HeldState,
+    Reentry,
+    RequestOutcome,
+    SegmentOn,
+    Trigger,
+    TriggerMode,
+    TriggerType,
+    WebhookRequest,
+)
 
 
 class StartOutcomeSchema(serializers.Serializer):
@@ -66,6 +77,102 @@ class ActionFlowStartApi(EnvironmentAPIView):
 
 class ActionFlowTestApi(ActionFlowStartApi):
     mode = Mode.TEST
+
+
+class CsvUploadSerializer(serializers.Serializer):
+    """A CSV bulk start's upload (SPEC section 6); what the file holds is checked as it is read."""
+
+    file = serializers.FileField(
+        help_text="UTF-8 CSV (a BOM is allowed), at most 128 MiB, a header row first. Columns: "
+        "target.usersById (ids separated by |) or target.attributes.<field>, payload.variables.<name>, "
+        "payload.metadata.<name>, payload.notificationDetail.<name>, payload.cardOptions.<name>, "
+        "flowInvocationId."
+    )
+
+
+class CsvRowErrorSchema(serializers.Serializer):
+    row = serializers.IntegerField(help_text="The file's row number; the header is row 1.")
+    message = serializers.CharField()
+
+
+class CsvTaskSchema(serializers.Serializer):
+    taskId = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=CsvTaskStatus.choices)
+    rowsTotal = serializers.IntegerField(help_text="Data rows; the header is not counted.")
+    rowsDone = serializers.IntegerField(help_text="Rows handled so far: started or in error.")
+    rowsFailed = serializers.IntegerField()
+    # The stubs know Serializer.errors; here it is a payload field.
+    errors = CsvRowErrorSchema(many=True, help_text="The first 1,000 rows in error.")  # type: ignore[assignment]
+
+
+CsvTaskCreated = envelope_schema(
+    "CsvTaskCreated",
+    inline_serializer(
+        "CsvTaskQueued",
+        {"taskId": serializers.IntegerField(), "status": serializers.ChoiceField(choices=CsvTaskStatus.choices)},
+    ),
+)
+CsvTaskAnswer = envelope_schema("CsvTaskAnswer", CsvTaskSchema())
+CSV_REFUSALS = {
+    400: "the file is empty, has no header, names unknown or repeated columns or no target column, "
+    "is not UTF-8 or not CSV (nothing is stored; bad rows are reported per row instead).",
+    409: "flow_not_published (live tasks), flow_archived.",
+    413: "payload_too_large: CSV uploads may be up to 128 MiB.",
+    415: "unsupported_media_type: send multipart/form-data.",
+}
+
+
+@extend_schema(tags=[ACTION_FLOWS])
+class CsvTaskCreateApi(EnvironmentAPIView):
+    """POST action-flow/{flowId}/csv-task (live) and /csv-task/test: a CSV bulk start (SPEC section 6)."""
+
+    allowed_roles = EVENTS
+    parser_classes = [MultiPartParser]
+    mode: str = Mode.LIVE
+
+    @extend_schema(
+        request={"multipart/form-data": CsvUploadSerializer},
+        responses=answers({202: CsvTaskCreated}, CSV_REFUSALS),
+        extensions={BODY_REQUIRED: True},
+    )
+    def post(self, request: Request, env: str, flow_id: str) -> Response:
+        flow = flow_selectors.flow_get(environment=self.environment, flow_id=flow_id)
+        upload = CsvUploadSerializer(data=request.data)
+        upload.is_valid(raise_exception=True)
+        file = upload.validated_data["file"]
+        task = csv_tasks.csv_task_stage(
+            flow=flow, mode=self.mode, upload=file, file_name=file.name or "", by=None, confirm=True
+        )
+        return Response(envelope({"taskId": task.pk, "status": task.status}), status=status.HTTP_202_ACCEPTED)
+
+
+class CsvTaskCreateTestApi(CsvTaskCreateApi):
+    mode = Mode.TEST
+
+
+@extend_schema(tags=[ACTION_FLOWS])
+class CsvTaskDetailApi(EnvironmentAPIView):
+    """GET csv-task/{taskId}: a CSV task's progress and its first 1,000 row errors."""
+
+    allowed_roles = EVENTS
+
+    @extend_schema(responses=answers({200: CsvTaskAnswer}))
+    def get(self, request: Request, env: str, task_id: str) -> Response:
+        task = selectors.csv_task_get(environment=self.environment, task_id=task_id)
+        return Response(envelope(csv_tasks.csv_task_as_json(task)))
+
+
+@extend_schema(tags=[ACTION_FLOWS])
+class CsvTaskCancelApi(EnvironmentAPIView):
+    """POST csv-task/{taskId}/cancel: rows not started yet never start; a finished task stays as it is."""
+
+    allowed_roles = EVENTS
+
+    @extend_schema(request=None, responses=answers({200: CsvTaskAnswer}))
+    def post(self, request: Request, env: str, task_id: str) -> Response:
+        task = selectors.csv_task_get(environment=self.environment, task_id=task_id)
+        task = csv_tasks.csv_task_cancel(task=task)
+        return Response(envelope(csv_tasks.csv_task_as_json(task)))
 
 
 def _masked_security(security: dict[str, Any]) -> dict[str, Any]:

@@ -302,6 +302,7 @@ SPECTACULAR_SETTINGS = {
         "StartStatusEnum": ["accepted", "duplicate"],
         "StepTypeEnum": ["send_card", "wait"],
         "WebhookTypeEnum": ["webhook"],
+        "CsvTaskStatusEnum": "triggers.models.CsvTaskStatus",
     },
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
