@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import Trigger, TriggerModeChange, WebhookRequest
+from .models import CsvTask, Trigger, TriggerModeChange, WebhookRequest
 
 
 class ModeChangeInline(admin.TabularInline):
@@ -51,6 +51,33 @@ class WebhookRequestAdmin(admin.ModelAdmin):
     list_select_related = ("trigger__flow",)
     date_hierarchy = "received_at"
     readonly_fields = [field.name for field in WebhookRequest._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(CsvTask)
+class CsvTaskAdmin(admin.ModelAdmin):
+    """Read-only: a task changes through its services (confirm, cancel) and its worker only."""
+
+    list_display = (
+        "id",
+        "flow",
+        "mode",
+        "status",
+        "rows_total",
+        "rows_done",
+        "rows_failed",
+        "created_by",
+        "created_at",
+    )
+    list_filter = ("status", "mode", "environment")
+    search_fields = ("file_name", "flow__name")
+    list_select_related = ("flow", "created_by")
+    exclude = ("lease_token",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
