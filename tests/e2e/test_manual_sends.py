@@ -81,9 +81,9 @@ def test_a_marketer_sends_a_flow_to_filtered_customers_and_watches_it_run(e2e_lo
     expect(page).to_have_url(re.compile(r"/e/acme/triggers/sends/\d+/$"))
     send = ManualSend.objects.get()
     assert send.user_ids == ["ada", "carl"]
-    expect(page.locator("#send-status")).to_have_text("Queued")
-    shot(page, "03-progress-queued")
-    # No broker here: run the send as the worker would; the page's polling picks it up.
+    shot(page, "03-progress")
+    # Until triggers.tasks wraps the service, eager mode cannot run it: run it as the worker
+    # would (a send already done is not claimed again); the page's polling picks it up.
     manual_sends.manual_send_run(send_id=send.pk)
     expect(page.locator("#send-status")).to_have_text("Completed")
     expect(page.locator("#send-handled")).to_have_text("2")
