@@ -31,6 +31,9 @@ class Segment(models.Model):
     # worker that dies leaves a lease that runs out, and the sweep starts the evaluation again.
     lease_token = models.CharField(max_length=64, blank=True)
     lease_until = models.DateTimeField(null=True, blank=True)
+    # The rules the ledger was last brought fully in line with (a full evaluation, or an edit's
+    # shortcut): an edit that only narrows or only widens them re-evaluates part of the customers.
+    evaluated_rules = models.JSONField(null=True, blank=True)
     # Time-relative rules: the moment up to which boundary crossings have been re-checked.
     time_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=now)

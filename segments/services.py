@@ -236,6 +236,9 @@ def segment_evaluate(*, segment_id: int, previous: PreviousRules | None = None) 
             return Outcome.BUSY
         version = segment.rules_version
         ref = SegmentRef(segment.pk, segment.environment_id, segment.name, segment.rules)
+        if previous is None and segment.evaluated_rules is not None:
+            # The ledger is in line with the rules last evaluated, whatever edits came between.
+            previous = PreviousRules(rules=segment.evaluated_rules, version=version)
         plan = None
         if previous is not None and previous.version == version and segment.time_checked_at is not None:
             plan = edit_plan(previous.rules, segment.rules)
@@ -315,6 +318,7 @@ def _finish(
             lease_token="",
             lease_until=None,
             time_checked_at=current.time_checked_at if partial else started,
+            evaluated_rules=segment.rules,
         )
         SegmentSize.objects.create(segment_id=segment.id, measured_at=finished, member_count=count)
     return Outcome.READY

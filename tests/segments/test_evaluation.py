@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from customers.models import Customer
 from flows.models import AnalyticsEvent
 from segments import ledger, services
 from segments.models import Segment, SegmentMembership, SegmentSize, SegmentStatus
@@ -425,3 +426,19 @@ def test_a_shortcut_over_too_many_customers_falls_back_to_the_full_computation(
     segment.refresh_from_db()
     assert segment.time_checked_at is not None
     assert segment.time_checked_at >= segment.updated_at
+
+
+def test_an_edit_saved_by_a_member_takes_the_shortcut_from_the_rules_last_evaluated(
+    customers, create, update, full_diffs
+) -> None:
+    Customer.objects.filter(user_id="ana").update(city="Berlin")
+    Customer.objects.filter(user_id="ben").update(city="Hamburg")
+    segment = create(germans_with())
+    assert full_diffs == [segment.pk]  # the first evaluation is a full one
+
+    narrowed = update(segment, rules=germans_with({"field": "city", "op": "eq", "value": "Berlin"}))
+
+    assert full_diffs == [segment.pk]  # the edit looked at the members only
+    assert narrowed.status == "ready"
+    assert narrowed.evaluated_rules == narrowed.rules
+    assert members(segment) == ["ana"]
