@@ -18,6 +18,7 @@ Every request runs in a savepoint that is rolled back, so each one sees the same
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -48,7 +49,7 @@ from customers import services as customer_services
 from flows import services as flow_services
 from segments import services as segment_services
 from tests.conftest import in_test_transaction
-from triggers import event_triggers, segment_triggers
+from triggers import csv_tasks, event_triggers, segment_triggers
 from triggers import services as trigger_services
 from triggers.apis import NOT_THIS_TYPES_FIELD, TYPE_CANNOT_CHANGE
 from workbench.models import Environment
@@ -64,7 +65,15 @@ ROLES = ("events", "workbench", "auth")
 SHAPE_CODES = frozenset({"invalid_request", "invalid_json"})
 # Rules a schema cannot state: a refusal whose every field error is one of these is no lie.
 # Fields checked by code (a script must compile, a JSONPath parse, an address be one) ...
-UNDECLARABLE_FIELDS = ("mapping.script", "mapping.structured", "security.allowedIps", "security.signature.template")
+UNDECLARABLE_FIELDS = (
+    "mapping.script",
+    "mapping.structured",
+    "security.allowedIps",
+    "security.signature.template",
+    # A CSV upload's content (its header's columns, UTF-8, rows) is no shape OpenAPI can state.
+    "file",
+    "columns",
+)
 # ... and messages of rules across fields or values.
 UNDECLARABLE_MESSAGES = (
     "is defined twice",
@@ -161,6 +170,9 @@ def world(api_client: Callable[..., Any], env_a: Environment) -> World:
     event_trigger = event_triggers.event_trigger_create(
         flow=flow, event_name="upgraded", where=[{"property": "plan", "op": "eq", "value": "pro"}]
     )
+    csv_task = csv_tasks.csv_task_stage(
+        flow=flow, mode="live", upload=io.BytesIO(b"target.usersById\nc-1\n"), file_name="a.csv", by=None, confirm=False
+    )
     spare = credential_create(environment=env_a, role="events", label="spare").credential
     path_values = {
         "env": env_a.slug,
@@ -173,6 +185,7 @@ def world(api_client: Callable[..., Any], env_a: Environment) -> World:
         "flow_invocation_id": logged.flow_invocation_id,
         "token": webhook.token,
         "segment_id": segment.pk,
+        "task_id": csv_task.pk,
     }
     kinds = {"trigger_id": (webhook.pk, segment_trigger.pk, event_trigger.pk)}
     return World(path_values=path_values, kinds=kinds, tokens=tokens)

@@ -6,7 +6,7 @@ from celery import shared_task
 
 from workbench.celery import enqueue
 
-from . import csv_tasks, segment_triggers, services
+from . import csv_tasks, manual_sends, segment_triggers, services
 
 
 @shared_task(name="triggers.prune_request_log")
@@ -39,3 +39,15 @@ def resend_csv_tasks() -> None:
     # Beat: a task whose worker died (its lease expired) or whose message was lost is sent again.
     for task_id in csv_tasks.csv_tasks_to_resend():
         enqueue("triggers.run_csv_task", task_id)
+
+
+@shared_task(name="triggers.run_manual_send")
+def run_manual_send(send_id: int) -> int:
+    """A customers-dashboard send (idempotent: each customer starts under its send's key)."""
+    return manual_sends.manual_send_run(send_id=send_id)
+
+
+@shared_task(name="triggers.resend_manual_sends")
+def resend_manual_sends() -> None:
+    # Beat: sends never picked up, or whose worker died (lease expired), are sent again.
+    manual_sends.manual_sends_resend()

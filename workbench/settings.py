@@ -337,6 +337,7 @@ CELERY_BEAT_SCHEDULE = {
     "triggers-prune-request-log": {"task": "triggers.prune_request_log", "schedule": 3600.0},
     "triggers-resend-member-backfills": {"task": "triggers.resend_member_backfills", "schedule": 30.0},
     "triggers-resend-csv-tasks": {"task": "triggers.resend_csv_tasks", "schedule": 30.0},
+    "triggers-resend-manual-sends": {"task": "triggers.resend_manual_sends", "schedule": 30.0},
     "customers-prune-message-keys": {"task": "customers.prune_message_keys", "schedule": 3600.0},
     # Segments: evaluations and marks nobody picked up are sent again; time-relative rules are
     # re-checked every minute (SPEC section 5: "at least every minute").
