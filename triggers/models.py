@@ -287,6 +287,8 @@ class ManualSend(models.Model):
     segment_id = models.BigIntegerField(null=True, blank=True)
     description = models.CharField(max_length=500, blank=True)
     user_ids = models.JSONField(default=list)
+    # The values the member gave the flow's variables for this send (defaults fill the rest).
+    variables = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=ManualSendStatus.choices, default=ManualSendStatus.QUEUED)
     started_count = models.PositiveIntegerField(default=0)  # customers handled so far
     failed_count = models.PositiveIntegerField(default=0)
