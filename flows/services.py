@@ -2,7 +2,7 @@
 
 Every trigger ends in `invocations_accept`: it validates a start request, makes the accepted
 starts durable in one transaction, and only then lets the caller answer 2xx. Execution is
-asynchronous and idempotent: `invocation_fan_out` creates one run per target user (a unique
+asynchronous and idempotent: `invocations_fan_out` creates one run per target user (a unique
 constraint makes a second impossible), `runs_execute` claims runs with row locks and executes
 their steps, and `flows_sweep` resends whatever was committed but never picked up.
 """
@@ -559,26 +559,47 @@ def _create_missing_profiles(environment_id: int, user_ids: list[str], now: Any)
     Customer.objects.bulk_create(profiles, ignore_conflicts=True, batch_size=1000)
 
 
-def invocation_fan_out(*, invocation_id: int) -> list[list[int]]:
-    """Take up an accepted invocation, at most once whatever happens, and return run chunks.
+def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
+    """Take up accepted invocations, each at most once whatever happens, and return run chunks.
 
-    1. Lock the invocation; only one in status accepted is taken up.
-    2. Record its `flow-invocation-accepted` event (at the time it was accepted) and, for a
-       live one, the minimal profiles of target users who have none. They are written here
-       rather than with the acceptance so that a start's answer waits for one row only.
-    3. Create one run per target user and mark the invocation running (or completed, with
+    One transaction for the whole batch (a fan-out message holds up to 100 invocations: a
+    CSV task's or a busy API's starts of one target each would otherwise cost a transaction
+    and a message per customer):
+    1. Lock the batch's invocations still in status accepted, in id order (concurrent
+       fan-outs of overlapping batches lock in the same order; one that waited re-reads the
+       status and skips what the other took up).
+    2. Record their `flow-invocation-accepted` events (at the time each was accepted) and,
+       for live ones, the minimal profiles of target users who have none. They are written
+       here rather than with the acceptance so that a start's answer waits for one row only.
+    3. Create one run per target user and mark each invocation running (or completed, with
        no targets).
 
-    Idempotent: a second call finds the invocation already running and only returns the
-    chunks of runs still queued, so a redelivered message resends their execution.
+    Idempotent: a second call finds the invocations already running and only returns the
+    chunks of their runs still queued, so a redelivered message resends their execution.
     """
     with transaction.atomic():
-        invocation = Invocation.objects.select_for_update().filter(pk=invocation_id).first()
-        if invocation is None:
-            return []
-        if invocation.status == InvocationStatus.ACCEPTED:
-            now = timezone.now()
-            AnalyticsEvent.objects.create(
+        invocations = list(
+            Invocation.objects.select_for_update()
+            .filter(pk__in=list(invocation_ids), status=InvocationStatus.ACCEPTED)
+            .order_by("pk")
+            .defer("request")
+        )
+        if invocations:
+            _take_up(invocations, timezone.now())
+    run_ids = list(
+        FlowRun.objects.filter(invocation_id__in=list(invocation_ids), status=RunStatus.QUEUED)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return [run_ids[i : i + RUN_CHUNK_SIZE] for i in range(0, len(run_ids), RUN_CHUNK_SIZE)]
+
+
+def _take_up(invocations: list[Invocation], now: Any) -> None:
+    """Steps 2 and 3 of invocations_fan_out, for locked invocations in status accepted (so
+    none of their runs exists yet)."""
+    insert_new_rows(
+        [
+            AnalyticsEvent(
                 environment_id=invocation.environment_id,
                 name="flow-invocation-accepted",
                 flow_id=invocation.flow_id,
@@ -587,33 +608,38 @@ def invocation_fan_out(*, invocation_id: int) -> list[list[int]]:
                 properties={"source": invocation.source, "targetCount": len(invocation.target_user_ids)},
                 occurred_at=invocation.created_at,
             )
-            if not invocation.is_test:
-                _create_missing_profiles(invocation.environment_id, invocation.target_user_ids, now)
-            # Under the invocation's lock, in status accepted, none of its runs exists yet.
-            insert_new_rows(
-                [
-                    FlowRun(
-                        environment_id=invocation.environment_id,
-                        invocation=invocation,
-                        flow_id=invocation.flow_id,
-                        user_id=user_id,
-                        test=invocation.is_test,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                    for user_id in invocation.target_user_ids
-                ],
-            )
-            invocation.status = InvocationStatus.RUNNING if invocation.target_user_ids else InvocationStatus.COMPLETED
-            invocation.fanned_out_at = now
-            invocation.completed_at = None if invocation.target_user_ids else now
-            invocation.save(update_fields=["status", "fanned_out_at", "completed_at"])
-    run_ids = list(
-        FlowRun.objects.filter(invocation_id=invocation_id, status=RunStatus.QUEUED)
-        .order_by("pk")
-        .values_list("pk", flat=True)
+            for invocation in invocations
+        ]
     )
-    return [run_ids[i : i + RUN_CHUNK_SIZE] for i in range(0, len(run_ids), RUN_CHUNK_SIZE)]
+    live_targets: dict[int, list[str]] = defaultdict(list)
+    for invocation in invocations:
+        if not invocation.is_test:
+            live_targets[invocation.environment_id].extend(invocation.target_user_ids)
+    for environment_id, user_ids in live_targets.items():
+        _create_missing_profiles(environment_id, user_ids, now)
+    insert_new_rows(
+        [
+            FlowRun(
+                environment_id=invocation.environment_id,
+                invocation=invocation,
+                flow_id=invocation.flow_id,
+                user_id=user_id,
+                test=invocation.is_test,
+                created_at=now,
+                updated_at=now,
+            )
+            for invocation in invocations
+            for user_id in invocation.target_user_ids
+        ]
+    )
+    with_targets = [invocation.pk for invocation in invocations if invocation.target_user_ids]
+    without_targets = [invocation.pk for invocation in invocations if not invocation.target_user_ids]
+    if with_targets:
+        Invocation.objects.filter(pk__in=with_targets).update(status=InvocationStatus.RUNNING, fanned_out_at=now)
+    if without_targets:
+        Invocation.objects.filter(pk__in=without_targets).update(
+            status=InvocationStatus.COMPLETED, fanned_out_at=now, completed_at=now
+        )
 
 
 @dataclass

@@ -26,9 +26,8 @@ FAN_OUT_BATCH = 100
 
 @shared_task(name="flows.fan_out_invocations")
 def fan_out_invocations(invocation_ids: list[int]) -> None:
-    for invocation_id in invocation_ids:
-        for chunk in services.invocation_fan_out(invocation_id=invocation_id):
-            enqueue("flows.execute_runs", chunk)
+    for chunk in services.invocations_fan_out(invocation_ids=invocation_ids):
+        enqueue("flows.execute_runs", chunk)
 
 
 @shared_task(name="flows.execute_runs")

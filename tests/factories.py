@@ -108,6 +108,6 @@ def flow_started_at(
             mock.patch("django.utils.timezone.now", return_value=moment),
             mock.patch.object(services, "_card_for", card_for),
         ):
-            for chunk in services.invocation_fan_out(invocation_id=invocation_id):
+            for chunk in services.invocations_fan_out(invocation_ids=[invocation_id]):
                 services.runs_execute(run_ids=chunk)
     return Invocation.objects.get(pk=invocation_id)

@@ -37,7 +37,7 @@ def accept(flow: Flow, targets: list[str], mode: str = Mode.LIVE, **start: Any) 
 
 
 def run_all(invocation: Invocation) -> None:
-    for chunk in services.invocation_fan_out(invocation_id=invocation.pk):
+    for chunk in services.invocations_fan_out(invocation_ids=[invocation.pk]):
         services.runs_execute(run_ids=chunk)
 
 
@@ -61,8 +61,8 @@ def frozen_now():
 def test_fan_out_creates_exactly_one_run_per_target_even_when_called_twice(flow):
     invocation = accept(flow, ["u1", "u2", "u3"])
 
-    first = services.invocation_fan_out(invocation_id=invocation.pk)
-    second = services.invocation_fan_out(invocation_id=invocation.pk)
+    first = services.invocations_fan_out(invocation_ids=[invocation.pk])
+    second = services.invocations_fan_out(invocation_ids=[invocation.pk])
 
     runs = FlowRun.objects.filter(invocation=invocation)
     assert sorted(runs.values_list("user_id", flat=True)) == ["u1", "u2", "u3"]
@@ -78,8 +78,8 @@ def test_the_fan_out_records_the_acceptance_and_the_missing_profiles_once(flow, 
     assert not Customer.objects.filter(user_id="brand-new").exists()
 
     with frozen_now(invocation.created_at + timedelta(minutes=5)):  # a worker that was down
-        services.invocation_fan_out(invocation_id=invocation.pk)
-        services.invocation_fan_out(invocation_id=invocation.pk)  # a redelivered message
+        services.invocations_fan_out(invocation_ids=[invocation.pk])
+        services.invocations_fan_out(invocation_ids=[invocation.pk])  # a redelivered message
 
     event = AnalyticsEvent.objects.get(name="flow-invocation-accepted")
     assert (event.flow_invocation_id, event.test) == (invocation.flow_invocation_id, False)
@@ -90,17 +90,39 @@ def test_the_fan_out_records_the_acceptance_and_the_missing_profiles_once(flow, 
     assert Customer.objects.count() == 2
 
 
+def test_one_fan_out_takes_up_a_batch_of_invocations_in_one_go(flow, django_assert_max_num_queries):
+    TestUserFactory(environment=flow.environment, user_id="tester")
+    live = [accept(flow, [f"u{number}"]) for number in range(20)]
+    test_with_target = accept(flow, ["tester", "stranger"], mode=Mode.TEST)
+    test_without_target = accept(flow, ["stranger"], mode=Mode.TEST)
+    ids = [invocation.pk for invocation in [*live, test_with_target, test_without_target]]
+
+    # A fixed number of statements for the batch, not a transaction per invocation.
+    with django_assert_max_num_queries(12):
+        [chunk] = services.invocations_fan_out(invocation_ids=ids)
+
+    assert sorted(FlowRun.objects.filter(pk__in=chunk).values_list("user_id", flat=True)) == sorted(
+        [f"u{number}" for number in range(20)] + ["tester"]
+    )
+    assert AnalyticsEvent.objects.filter(name="flow-invocation-accepted").count() == 22
+    assert Customer.objects.filter(user_id__startswith="u").count() == 20  # live targets only
+    statuses = dict(Invocation.objects.filter(pk__in=ids).values_list("pk", "status"))
+    assert statuses[test_without_target.pk] == InvocationStatus.COMPLETED
+    assert {statuses[invocation.pk] for invocation in [*live, test_with_target]} == {InvocationStatus.RUNNING}
+    assert services.invocations_fan_out(invocation_ids=ids) == [chunk]  # a redelivered message
+
+
 def test_fan_out_after_the_runs_executed_sends_nothing_again(flow):
     invocation = accept(flow, ["u1"])
     run_all(invocation)
 
-    assert services.invocation_fan_out(invocation_id=invocation.pk) == []
+    assert services.invocations_fan_out(invocation_ids=[invocation.pk]) == []
     assert FlowRun.objects.filter(invocation=invocation).count() == 1
 
 
 def test_executing_the_same_runs_twice_publishes_each_card_once(flow):
     invocation = accept(flow, ["u1", "u2"])
-    [chunk] = services.invocation_fan_out(invocation_id=invocation.pk)
+    [chunk] = services.invocations_fan_out(invocation_ids=[invocation.pk])
 
     services.runs_execute(run_ids=chunk)
     services.runs_execute(run_ids=chunk)
@@ -115,7 +137,7 @@ def test_executing_the_same_runs_twice_publishes_each_card_once(flow):
 def test_a_start_with_no_test_user_among_its_targets_completes_at_once(flow):
     invocation = accept(flow, ["stranger"], mode=Mode.TEST)
 
-    assert services.invocation_fan_out(invocation_id=invocation.pk) == []
+    assert services.invocations_fan_out(invocation_ids=[invocation.pk]) == []
 
     invocation.refresh_from_db()
     assert (invocation.status, invocation.ignored_user_ids) == (InvocationStatus.COMPLETED, ["stranger"])
@@ -197,7 +219,7 @@ def test_the_sweep_given_a_later_now_queues_the_due_waits(waiting_flow):
 
 def test_runs_execute_reports_the_waits_it_left(waiting_flow):
     invocation = accept(waiting_flow, ["u1"])
-    [chunk] = services.invocation_fan_out(invocation_id=invocation.pk)
+    [chunk] = services.invocations_fan_out(invocation_ids=[invocation.pk])
 
     waits = services.runs_execute(run_ids=chunk)
 

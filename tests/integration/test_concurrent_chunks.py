@@ -12,7 +12,7 @@ import pytest
 from django.db import connection
 
 from flows.models import Card, FlowRun
-from flows.services import flow_create, flow_publish, invocation_fan_out, runs_execute
+from flows.services import flow_create, flow_publish, invocations_fan_out, runs_execute
 from tests.flows.conftest import accept_start
 from workbench.services import environment_create
 
@@ -27,7 +27,7 @@ def test_two_workers_executing_chunks_of_one_invocation_complete_every_run() -> 
     flow_publish(flow=flow)
     body = {"targetUserIds": [f"user-{number}" for number in range(1000)]}
     invocation_id = accept_start(flow=flow, mode="live", body=body, source="api").outcomes[0].invocation_id
-    chunks = invocation_fan_out(invocation_id=invocation_id)
+    chunks = invocations_fan_out(invocation_ids=[invocation_id])
     start = threading.Barrier(2)
 
     def worker(assigned: list[list[int]]) -> None:
