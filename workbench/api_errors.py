@@ -22,7 +22,8 @@ from .errors import Invalid, Refused
 
 logger = logging.getLogger(__name__)
 
-API_PREFIXES = ("/api/", "/hooks/")
+# /integrations/: the Marketing Cloud and Marketo endpoints, JSON like webhooks (SPEC section 7).
+API_PREFIXES = ("/api/", "/hooks/", "/integrations/")
 OAUTH_PREFIX = "/oauth/"
 # How long a sender is asked to wait when the database cannot be reached: long enough not to
 # hammer a recovering server, short enough that a failover is barely noticed.

@@ -35,7 +35,7 @@ logger = logging.getLogger("django.request")
 ENVIRONMENT_PATH = re.compile(r"^/e/(?P<env>[^/]+)/")
 # Paths whose errors belong to someone else: JSON for the API and webhooks, OAuth2's own shape
 # for the token endpoint (workbench.api_errors); static files are served before any view.
-NOT_PAGES = ("/api/", "/hooks/", "/oauth/", "/static/")
+NOT_PAGES = ("/api/", "/hooks/", "/integrations/", "/oauth/", "/static/")
 # What Django itself answers with 400 or 403 rather than 500; left to Django.
 NOT_SERVER_ERRORS = (Http404, PermissionDenied, SuspiciousOperation, BadRequest, MultiPartParserError)
 

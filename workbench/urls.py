@@ -71,4 +71,6 @@ urlpatterns = [
     ),
     path("api/v1/<slug:env>/", include(api_urlpatterns)),
     path("hooks/", include("triggers.hook_urls")),
+    path("integrations/sfmc/", include("triggers.sfmc_urls")),
+    path("integrations/marketo/", include("triggers.marketo_urls")),
 ]
