@@ -176,9 +176,9 @@ def _unsigned(payload: dict[str, Any]) -> bytes:
 def test_execute_calls_that_are_not_signed_hs256_with_the_secret_are_refused(
     sfmc_trigger,
     execute,
-    test_user,
+    test_user,  # noqa: F811
     body: bytes,
-    content_type: str,  # noqa: F811
+    content_type: str,
 ) -> None:
     trigger = sfmc_trigger()
 
@@ -363,8 +363,8 @@ def test_lifecycle_calls_with_json_or_a_signed_jwt_are_answered_200(sfmc_trigger
 def test_validate_and_publish_say_why_the_activity_cannot_run(
     sfmc_trigger,
     client: Client,
-    draft_flow,
-    call: str,  # noqa: F811
+    draft_flow,  # noqa: F811
+    call: str,
 ) -> None:
     disabled = sfmc_trigger(mode="disabled")
     live_unpublished = sfmc_trigger(on_flow=draft_flow)
