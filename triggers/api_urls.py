@@ -21,6 +21,7 @@ urlpatterns: list[URLPattern] = [
     path("triggers/<int:trigger_id>/mappable-properties", apis.MappablePropertiesApi.as_view()),
     path("triggers/<int:trigger_id>/send-test", apis.SendTestApi.as_view()),
     path("triggers/<int:trigger_id>/reactivate", apis.ReactivateApi.as_view()),
+    path("triggers/<int:trigger_id>/rotate-key", apis.RotateKeyApi.as_view()),
     path("triggers/<int:trigger_id>/requests", apis.RequestLogApi.as_view()),
     path("triggers/<int:trigger_id>/requests/<int:request_id>", apis.RequestDetailApi.as_view()),
     path("triggers/<int:trigger_id>/requests/<int:request_id>/replay", apis.RequestReplayApi.as_view()),

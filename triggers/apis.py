@@ -22,7 +22,17 @@ from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSeri
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 from workbench.shapes import Text
 
-from . import csv_tasks, event_triggers, intake, segment_triggers, selectors, services, start_reads, webhook_actions
+from . import (
+    csv_tasks,
+    event_triggers,
+    intake,
+    marketo,
+    segment_triggers,
+    selectors,
+    services,
+    start_reads,
+    webhook_actions,
+)
 from .mapping import MAPPING_SERIALIZERS, mappable_properties
 from .models import (
     CsvTaskStatus,
@@ -215,7 +225,23 @@ def trigger_json(trigger: Trigger, request: Request) -> dict[str, Any]:
     elif trigger.type == TriggerType.EVENT:
         event = trigger.event_config
         data.update(eventName=event.get("eventName"), where=event.get("where", []), mapping=event.get("mapping"))
+    elif trigger.type == TriggerType.MARKETO:
+        data.update(_marketo_json(trigger, request))
     return data
+
+
+def _marketo_json(trigger: Trigger, request: Request) -> dict[str, Any]:
+    """A Marketo trigger's fields (never its API key: only its last characters)."""
+    config = marketo.marketo_config(trigger)
+    base = request.build_absolute_uri(marketo.base_path(trigger))
+    return {
+        "url": base,
+        "openapiUrl": f"{base}openapi.json",
+        "apiKeyHint": config["apiKeyHint"],
+        "leadUserIdField": config["leadUserIdField"],
+        "flowFields": config["flowFields"],
+        "mapping": config["mapping"],
+    }
 
 
 # The mapping and security shapes are the serializers that validate them (triggers.mapping,
@@ -370,12 +396,64 @@ class EventTriggerCreateSerializer(EventTriggerSerializer):
     eventName = EventNameField(help_text="The name of the events that start the flow.")
 
 
+# What triggers.marketo checks: a Marketo lead field's API name (not "id", Marketo's own).
+@extend_schema_field({"type": "string", "pattern": marketo.LEAD_FIELD_NAME.pattern, "maxLength": 100})
+class LeadUserIdField(serializers.JSONField):
+    """Checked by the service (JSON's string only)."""
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "maxItems": marketo.MAX_FLOW_FIELDS,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "pattern": marketo.FIELD_NAME.pattern, "maxLength": 50},
+                "label": {"type": "string", "maxLength": marketo.MAX_LABEL},
+                "type": {"type": "string", "enum": list(marketo.FIELD_TYPES)},
+                "required": {"type": "boolean"},
+                "description": {"type": "string", "maxLength": marketo.MAX_DESCRIPTION},
+            },
+        },
+    }
+)
+class FlowFieldsField(serializers.JSONField):
+    """The flow step's fields offered to Marketo users (checked by the service: names are unique)."""
+
+
+class MarketoTriggerSerializer(StrictSerializer):
+    """A Marketo trigger's writable fields (SPEC section 7); its API key is generated, never written."""
+
+    type = _type_is(TriggerType.MARKETO.value, required=False)
+    name = _name_field()
+    mode = _mode_field()
+    leadUserIdField = LeadUserIdField(
+        required=False, help_text="marketo triggers: the lead field holding the customer's userId. Default userId."
+    )
+    flowFields = FlowFieldsField(
+        required=False,
+        help_text="marketo triggers: the flow step's fields Marketo users fill in; each lead's values are in "
+        "$.fields of what the mapping reads.",
+    )
+    mapping = MappingField(
+        required=False, help_text="Default: structured, targetUserIds from $.userId and variables from $.fields."
+    )
+
+
+class MarketoTriggerCreateSerializer(MarketoTriggerSerializer):
+    type = _type_is(TriggerType.MARKETO.value, required=True)
+
+
 TriggerCreateSchema = PolymorphicProxySerializer(
     component_name="TriggerCreate",
     serializers={
         TriggerType.WEBHOOK.value: WebhookTriggerCreateSerializer,
         TriggerType.SEGMENT.value: SegmentTriggerCreateSerializer,
         TriggerType.EVENT.value: EventTriggerCreateSerializer,
+        TriggerType.MARKETO.value: MarketoTriggerCreateSerializer,
     },
     resource_type_field_name="type",
 )
@@ -396,13 +474,14 @@ class AnyOfProxySerializerExtension(PolymorphicProxySerializerExtension):
 # A PATCH of the name or mode alone (or of nothing) fits every type's body: anyOf.
 TriggerUpdateSchema = AnyOfProxySerializer(
     component_name="TriggerUpdate",
-    serializers=[WebhookTriggerSerializer, SegmentTriggerSerializer, EventTriggerSerializer],
+    serializers=[WebhookTriggerSerializer, SegmentTriggerSerializer, EventTriggerSerializer, MarketoTriggerSerializer],
     resource_type_field_name=None,
 )
 CREATE_SERIALIZERS: dict[str, type[StrictSerializer]] = {
     TriggerType.WEBHOOK.value: WebhookTriggerCreateSerializer,
     TriggerType.SEGMENT.value: SegmentTriggerCreateSerializer,
     TriggerType.EVENT.value: EventTriggerCreateSerializer,
+    TriggerType.MARKETO.value: MarketoTriggerCreateSerializer,
 }
 
 
@@ -429,6 +508,17 @@ class TriggerSchema(serializers.Serializer):
     reentry = serializers.ChoiceField(choices=Reentry.values, required=False, help_text="segment triggers.")
     eventName = serializers.CharField(required=False, help_text="event triggers.")
     where = WhereField(required=False, help_text="event triggers.")
+    openapiUrl = serializers.URLField(
+        required=False, help_text="marketo triggers: the service URL to install in Marketo (its OpenAPI document)."
+    )
+    apiKey = serializers.CharField(
+        required=False,
+        help_text="marketo triggers: the API key Marketo sends as x-api-key; only in the answer that creates the "
+        "trigger and in that of rotate-key.",
+    )
+    apiKeyHint = serializers.CharField(required=False, help_text="marketo triggers: the API key's last characters.")
+    leadUserIdField = serializers.CharField(required=False, help_text="marketo triggers.")
+    flowFields = FlowFieldsField(required=False, help_text="marketo triggers.")
 
 
 def _webhook_changes(data: dict[str, Any]) -> dict[str, Any]:
@@ -462,7 +552,7 @@ class FlowTriggerListApi(EnvironmentAPIView):
         flow = flow_selectors.flow_get(environment=self.environment, flow_id=flow_id)
         kind = request.data.get("type") if isinstance(request.data, dict) else None
         if kind not in CREATE_SERIALIZERS:
-            raise serializers.ValidationError({"type": ["Create webhook, segment or event triggers here."]})
+            raise serializers.ValidationError({"type": ["Create webhook, segment, event or marketo triggers here."]})
         serializer = CREATE_SERIALIZERS[kind](data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -471,6 +561,10 @@ class FlowTriggerListApi(EnvironmentAPIView):
             trigger = segment_triggers.segment_trigger_create(flow=flow, name=name, mode=mode, **_segment_changes(data))
         elif kind == TriggerType.EVENT:
             trigger = event_triggers.event_trigger_create(flow=flow, name=name, mode=mode, **_event_changes(data))
+        elif kind == TriggerType.MARKETO:
+            created = marketo.marketo_trigger_create(flow=flow, name=name, mode=mode, **_marketo_changes(data))
+            answer = {**trigger_json(created.trigger, request), "apiKey": created.api_key}
+            return Response(answer, status=status.HTTP_201_CREATED)
         else:
             trigger = services.webhook_trigger_create(
                 flow=flow, name=name, sample=data.get("sample"), mode=mode, **_webhook_changes(data)
@@ -483,6 +577,17 @@ def _segment_changes(data: dict[str, Any]) -> dict[str, Any]:
     if "segmentId" in data and data["segmentId"] is None:
         raise serializers.ValidationError({"segmentId": ["Choose the segment whose members start the flow."]})
     return {"segment_id": data.get("segmentId"), "on": data.get("on"), "reentry": data.get("reentry")}
+
+
+def _marketo_changes(data: dict[str, Any]) -> dict[str, Any]:
+    for key in ("leadUserIdField", "flowFields", "mapping"):
+        if key in data and data[key] is None:
+            raise serializers.ValidationError({key: ["Expected a value, not null."]})
+    return {
+        "lead_user_id_field": data.get("leadUserIdField"),
+        "flow_fields": data.get("flowFields"),
+        "mapping": data.get("mapping"),
+    }
 
 
 def _event_changes(data: dict[str, Any]) -> dict[str, Any]:
@@ -500,6 +605,7 @@ UPDATE_FIELDS: dict[str, frozenset[str]] = {
     TriggerType.WEBHOOK.value: frozenset(WebhookTriggerSerializer().fields),
     TriggerType.SEGMENT.value: frozenset(SegmentTriggerSerializer().fields),
     TriggerType.EVENT.value: frozenset(EventTriggerSerializer().fields),
+    TriggerType.MARKETO.value: frozenset(MarketoTriggerSerializer().fields),
 }
 TYPE_CANNOT_CHANGE = "A trigger's type cannot change"
 NOT_THIS_TYPES_FIELD = "triggers, not of this trigger"
@@ -546,6 +652,16 @@ class TriggerDetailApi(EnvironmentAPIView):
     def patch(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
         _refuse_another_types_fields(trigger, request.data)
+        if trigger.type == TriggerType.MARKETO:
+            shape = MarketoTriggerSerializer(data=request.data, partial=True)
+            shape.is_valid(raise_exception=True)
+            fields = shape.validated_data
+            marketo.marketo_trigger_update(
+                trigger=trigger, name=fields.get("name"), mode=fields.get("mode"), **_marketo_changes(fields)
+            )
+            return Response(
+                trigger_json(selectors.trigger_get(environment=self.environment, trigger_id=trigger_id), request)
+            )
         if trigger.type in (TriggerType.SEGMENT, TriggerType.EVENT):
             self._patch_segment_or_event(trigger, request)
             return Response(
@@ -665,6 +781,20 @@ class WebhookActionApi(EnvironmentAPIView):
             raise services.TriggerRefused(409, "not_a_webhook", "Only webhook and event triggers have this action.")
         return trigger
 
+    def previewed(self, trigger_id: int) -> Trigger:
+        """A trigger with a mapping to preview: a webhook, an event or a Marketo trigger."""
+        trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
+        if trigger.type == TriggerType.MARKETO:
+            return trigger
+        return self.mapped(trigger_id)
+
+    def logged(self, trigger_id: int) -> Trigger:
+        """A trigger with a request log: a webhook, or a Marketo trigger (its calls and callbacks)."""
+        trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
+        if trigger.type == TriggerType.MARKETO:
+            return trigger
+        return self.webhook(trigger_id)
+
 
 def _body_or_empty(request: Request) -> Any:
     """The body, or {} when there is none: a body that is no object is refused, not ignored."""
@@ -720,10 +850,19 @@ class PreviewApi(WebhookActionApi):
         ),
     )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
-        trigger = self.mapped(trigger_id)
+        trigger = self.previewed(trigger_id)
         serializer = PreviewSerializer(data=_body_or_empty(request))
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if trigger.type == TriggerType.MARKETO:
+            return Response(
+                marketo.marketo_mapping_preview(
+                    trigger=trigger,
+                    payload=data.get("payload"),
+                    payload_given="payload" in data,
+                    mapping=data.get("mapping"),
+                )
+            )
         if trigger.type == TriggerType.EVENT:
             return Response(
                 event_triggers.event_mapping_preview(
@@ -751,8 +890,13 @@ class MappablePropertiesApi(WebhookActionApi):
         )
     )
     def get(self, request: Request, env: str, trigger_id: int) -> Response:
-        trigger = self.mapped(trigger_id)
-        sample = trigger.sample if trigger.type == TriggerType.WEBHOOK else event_triggers.sample_body(trigger=trigger)
+        trigger = self.previewed(trigger_id)
+        if trigger.type == TriggerType.MARKETO:
+            sample = marketo.sample_body(trigger=trigger) or marketo.example_lead(marketo.marketo_config(trigger))
+        elif trigger.type == TriggerType.WEBHOOK:
+            sample = trigger.sample
+        else:
+            sample = event_triggers.sample_body(trigger=trigger)
         return Response({"properties": mappable_properties(sample) if sample is not None else []})
 
 
@@ -806,7 +950,7 @@ class RequestLogApi(WebhookActionApi):
         responses=answers({200: RequestLogSchema(many=True)}, {409: NOT_A_WEBHOOK}),
     )
     def get(self, request: Request, env: str, trigger_id: int) -> Response:
-        trigger = self.webhook(trigger_id)
+        trigger = self.logged(trigger_id)
         entries = selectors.webhook_request_list(trigger=trigger)[:200]
         return Response([request_log_json(logged) for logged in entries])
 
@@ -814,7 +958,7 @@ class RequestLogApi(WebhookActionApi):
 class RequestDetailApi(WebhookActionApi):
     @extend_schema(responses=answers({200: RequestDetailSchema}, {409: NOT_A_WEBHOOK}))
     def get(self, request: Request, env: str, trigger_id: int, request_id: int) -> Response:
-        logged = selectors.webhook_request_get(trigger=self.webhook(trigger_id), request_id=request_id)
+        logged = selectors.webhook_request_get(trigger=self.logged(trigger_id), request_id=request_id)
         detail = request_log_json(logged)
         detail.update(headers=logged.headers, query=logged.query, body=logged.body, errors=logged.errors)
         return Response(detail)
@@ -869,3 +1013,17 @@ class HeldDiscardApi(WebhookActionApi):
     )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
         return Response({"discarded": webhook_actions.held_requests_discard(trigger=self.webhook(trigger_id))})
+
+
+class RotateKeyApi(WebhookActionApi):
+    """POST triggers/{id}/rotate-key: a Marketo trigger's new API key, shown in this answer only;
+    the old key stops working at once (install the new one in Marketo)."""
+
+    @extend_schema(
+        request=None,
+        responses=answers({200: TriggerSchema}, {409: "not_marketo: only Marketo triggers have an API key."}),
+    )
+    def post(self, request: Request, env: str, trigger_id: int) -> Response:
+        trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
+        key = marketo.marketo_key_rotate(trigger=trigger)
+        return Response({**trigger_json(trigger, request), "apiKey": key})

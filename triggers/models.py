@@ -396,3 +396,107 @@ class CsvRowError(models.Model):
 
     def __str__(self) -> str:
         return f"Row {self.row} of CSV task {self.task_id}: {self.message}"
+
+
+# --- Marketo Self-Service Flow Step (SPEC section 7) -----------------------------------------
+
+
+class MarketoFlowField(TypedDict, total=False):
+    """A variable offered to Marketo users in the flow step (a flow attribute)."""
+
+    name: str  # the attribute's apiName; the key in each lead's flowStepContext
+    label: str
+    type: str  # one of Marketo's field types (triggers.marketo.FIELD_TYPES)
+    required: bool
+    description: str
+
+
+class MarketoTriggerConfig(TypedDict):
+    """A Marketo trigger's `config`, as `triggers.marketo` stores it. The API key is kept only
+    as its SHA-256 (`apiKeyHash`) and its last characters (`apiKeyHint`, to recognise it)."""
+
+    apiKeyHash: str
+    apiKeyHint: str
+    leadUserIdField: str
+    flowFields: list[MarketoFlowField]
+    mapping: MappingConfig
+
+
+class MarketoBatch(models.Model):
+    """One `submitAsyncAction` call: made durable with ONE insert before Marketo gets its 201.
+
+    The request is kept as it came (`body`, its raw text); a worker claims the batch (a lease),
+    starts one flow per lead and writes the callbacks in one transaction that also sets
+    `processed_at`. The sweep resends a batch nobody processed or whose worker died.
+    """
+
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="+", db_index=False)
+    received_at = models.DateTimeField(default=timezone.now)
+    source_ip = models.CharField(max_length=64, blank=True)
+    headers = models.JSONField(default=dict)  # selected request headers (never the API key)
+    token = models.TextField()  # Marketo's callback token (x-callback-token)
+    callback_url = models.TextField()
+    api_callback_key = models.TextField(blank=True)  # Marketo's key for the callback (x-api-key)
+    munchkin_id = models.CharField(max_length=100, blank=True)
+    campaign_id = models.CharField(max_length=100, blank=True)
+    lead_count = models.PositiveIntegerField(default=0)
+    body = models.TextField()  # the request body as text
+    lease_until = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        indexes = [
+            models.Index(fields=["trigger", "-received_at"], name="marketo_batch_trigger"),
+            # The sweep's scan: batches not processed yet.
+            models.Index(fields=["received_at"], name="marketo_batch_unprocessed", condition=Q(processed_at=None)),
+        ]
+
+    def __str__(self) -> str:
+        return f"Marketo batch {self.pk} of trigger {self.trigger_id} ({self.lead_count} leads)"
+
+
+class MarketoCallbackStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    DELIVERED = "delivered", "Delivered"
+    REFUSED = "refused", "Refused"  # the URL is not allowed (http, private address): never retried
+    GAVE_UP = "gave_up", "Gave up"  # failed for longer than the retry window
+
+
+class MarketoCallback(models.Model):
+    """The results of up to 1,000 leads of a batch, to POST back to Marketo: an outbox row.
+
+    Written in the transaction that started the leads' flows, so a restart loses none. A
+    worker claims a due row with a lease (`lease_until`) before it sends; a worker killed
+    mid-send leaves the lease to expire and the sweep sends it again. Every attempt is a row of
+    the trigger's request log (method CALLBACK).
+    """
+
+    batch = models.ForeignKey(MarketoBatch, on_delete=models.CASCADE, related_name="callbacks")
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="+", db_index=False)
+    part = models.PositiveIntegerField(default=0)  # 0, 1, ... for batches of more than 1,000 leads
+    object_data = models.JSONField(default=list)  # [{"leadData": {"id"}, "activityData": {...}}]
+    lead_count = models.PositiveIntegerField(default=0)
+    failed_count = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        max_length=10, choices=MarketoCallbackStatus.choices, default=MarketoCallbackStatus.PENDING
+    )
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    lease_until = models.DateTimeField(null=True, blank=True)
+    last_status = models.PositiveSmallIntegerField(null=True, blank=True)  # the receiver's HTTP status
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["batch", "part"]
+        constraints = [models.UniqueConstraint(fields=["batch", "part"], name="one_marketo_callback_per_part")]
+        indexes = [
+            models.Index(fields=["trigger", "-created_at"], name="marketo_callback_trigger"),
+            # The sweep's scan: callbacks still to send.
+            models.Index(fields=["next_attempt_at"], name="marketo_callback_due", condition=Q(status="pending")),
+        ]
+
+    def __str__(self) -> str:
+        return f"Callback {self.part} of Marketo batch {self.batch_id} ({self.status})"

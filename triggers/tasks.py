@@ -6,7 +6,7 @@ from celery import shared_task
 
 from workbench.celery import enqueue
 
-from . import csv_tasks, manual_sends, segment_triggers, services
+from . import csv_tasks, manual_sends, marketo, segment_triggers, services
 
 
 @shared_task(name="triggers.prune_request_log")
@@ -51,3 +51,25 @@ def run_manual_send(send_id: int) -> int:
 def resend_manual_sends() -> None:
     # Beat: sends never picked up, or whose worker died (lease expired), are sent again.
     manual_sends.manual_sends_resend()
+
+
+@shared_task(name="triggers.marketo_process_batch")
+def marketo_process_batch(batch_id: int) -> str:
+    """Start a Marketo batch's leads and write their callbacks (a second delivery finds it done)."""
+    return marketo.marketo_batch_process(batch_id=batch_id)
+
+
+@shared_task(name="triggers.marketo_deliver_callback")
+def marketo_deliver_callback(callback_id: int) -> str:
+    """Post one callback to Marketo if it is due and nobody holds it (its lease)."""
+    return marketo.marketo_callback_deliver(callback_id=callback_id)
+
+
+@shared_task(name="triggers.marketo_sweep")
+def marketo_sweep() -> None:
+    # Beat: batches nobody processed, and callbacks due (retries, or a dead worker's lease expired).
+    due = marketo.marketo_sweep()
+    for batch_id in due.batches:
+        enqueue("triggers.marketo_process_batch", batch_id)
+    for callback_id in due.callbacks:
+        enqueue("triggers.marketo_deliver_callback", callback_id)

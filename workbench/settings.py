@@ -70,6 +70,9 @@ ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost" if DEBUG e
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS")
 # Proxies whose X-Forwarded-For hops are honoured (addresses or CIDR ranges).
 TRUSTED_PROXIES = envnetworks("TRUSTED_PROXIES")
+# Outbound calls (Marketo callbacks) go only to https URLs whose host resolves to a public
+# address; 1 lifts both rules (tests with a local receiver, on-premises callback targets).
+OUTBOUND_ALLOW_PRIVATE = envbool("OUTBOUND_ALLOW_PRIVATE", False)
 
 # Cookies are secure unless we are debugging on this machine over plain HTTP.
 SECURE_COOKIES = envbool("DJANGO_SECURE_COOKIES", not DEBUG)
@@ -338,6 +341,8 @@ CELERY_BEAT_SCHEDULE = {
     "triggers-resend-member-backfills": {"task": "triggers.resend_member_backfills", "schedule": 30.0},
     "triggers-resend-csv-tasks": {"task": "triggers.resend_csv_tasks", "schedule": 30.0},
     "triggers-resend-manual-sends": {"task": "triggers.resend_manual_sends", "schedule": 30.0},
+    # Marketo: batches nobody processed and callbacks that are due (retries with backoff).
+    "triggers-marketo-sweep": {"task": "triggers.marketo_sweep", "schedule": 5.0},
     "customers-prune-message-keys": {"task": "customers.prune_message_keys", "schedule": 3600.0},
     # Segments: evaluations and marks nobody picked up are sent again; time-relative rules are
     # re-checked every minute (SPEC section 5: "at least every minute").
