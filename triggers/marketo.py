@@ -497,7 +497,12 @@ def openapi_document(trigger: Trigger, base_url: str, support_url: str) -> dict[
                             "{$request.body#/callbackUrl}": {
                                 "post": {
                                     "parameters": [
-                                        {"in": "header", "name": "x-api-key", "required": True, "schema": {"type": "string"}},
+                                        {
+                                            "in": "header",
+                                            "name": "x-api-key",
+                                            "required": True,
+                                            "schema": {"type": "string"},
+                                        },
                                         {
                                             "in": "header",
                                             "name": "x-callback-token",
@@ -506,7 +511,11 @@ def openapi_document(trigger: Trigger, base_url: str, support_url: str) -> dict[
                                         },
                                     ],
                                     "requestBody": _json_content({"type": "object"}),
-                                    "responses": {"200": {"description": "Received"}, "404": {"description": "Not Found"}, "405": {"description": "Invalid input"}},
+                                    "responses": {
+                                        "200": {"description": "Received"},
+                                        "404": {"description": "Not Found"},
+                                        "405": {"description": "Invalid input"},
+                                    },
                                 }
                             }
                         }
@@ -524,7 +533,12 @@ def openapi_document(trigger: Trigger, base_url: str, support_url: str) -> dict[
             "/serviceIcon": {
                 "get": {
                     "summary": "The flow step's icon.",
-                    "responses": {"200": {"description": "Icon", "content": {"image/svg+xml": {"schema": {"type": "string", "format": "binary"}}}}},
+                    "responses": {
+                        "200": {
+                            "description": "Icon",
+                            "content": {"image/svg+xml": {"schema": {"type": "string", "format": "binary"}}},
+                        }
+                    },
                 }
             },
         },
@@ -744,7 +758,8 @@ def _lead_starts(config: MarketoTriggerConfig, body: dict[str, Any], key: str) -
     except (MappingError, Invalid, UnstorableJSON) as failed:
         if no_user:
             return _failure(
-                "missing_user_id", f"The lead has no value in {config['leadUserIdField']}, the field that holds its userId."
+                "missing_user_id",
+                f"The lead has no value in {config['leadUserIdField']}, the field that holds its userId.",
             )
         return _failure("mapping_failed", f"The mapping failed: {failed}")
     count = len(starts)
@@ -789,7 +804,9 @@ def _accept(trigger: Trigger, flow: FlowForStart, mode: str, leads: list[_Lead])
 def _accept_alone(trigger: Trigger, flow: FlowForStart, mode: str, lead: _Lead) -> None:
     try:
         with transaction.atomic():
-            invocations_accept(flow=flow, mode=mode, starts=lead.starts, source=TriggerType.MARKETO, trigger_id=trigger.pk)
+            invocations_accept(
+                flow=flow, mode=mode, starts=lead.starts, source=TriggerType.MARKETO, trigger_id=trigger.pk
+            )
     except FlowRefused as refused:
         lead.result = _failure(refused.code, refused.detail)
     else:
@@ -891,7 +908,9 @@ def marketo_batch_process(*, batch_id: int, now: datetime | None = None) -> str:
                 part=part,
                 object_data=entries[start : start + CALLBACK_LEADS],
                 lead_count=len(entries[start : start + CALLBACK_LEADS]),
-                failed_count=sum(1 for e in entries[start : start + CALLBACK_LEADS] if not e["activityData"]["success"]),
+                failed_count=sum(
+                    1 for e in entries[start : start + CALLBACK_LEADS] if not e["activityData"]["success"]
+                ),
                 next_attempt_at=now,
                 created_at=now,
             )
@@ -1012,7 +1031,11 @@ def _attempt_log(
         received_at=now,
         source_ip=address[:64],
         method="CALLBACK",
-        headers={":url": batch.callback_url[:MAX_LOGGED_HEADER], "x-callback-token": "********", "content-type": "application/json"},
+        headers={
+            ":url": batch.callback_url[:MAX_LOGGED_HEADER],
+            "x-callback-token": "********",
+            "content-type": "application/json",
+        },
         body=body.decode("utf-8"),
         outcome=RequestOutcome.ACCEPTED if code == "callback_delivered" else RequestOutcome.REFUSED,
         status_code=status,

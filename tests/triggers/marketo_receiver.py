@@ -54,7 +54,7 @@ def marketo_receiver(statuses: list[int] | None = None, hold_seconds: float = 0.
     receiver = Receiver(statuses=list(statuses or []), hold_seconds=hold_seconds)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             if receiver.hold_seconds:

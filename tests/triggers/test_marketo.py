@@ -53,7 +53,7 @@ def lead(lead_id: int, user_id: str | None = "tester-1", first_name: str = "Lars
     }
 
 
-def batch(callback_url: str, leads: list[dict[str, Any]], token: str = "tok-1") -> dict[str, Any]:
+def batch(callback_url: str, leads: list[dict[str, Any]], token: str = "tok-1") -> dict[str, Any]:  # noqa: S107
     return {
         "token": token,
         "callbackUrl": callback_url,
@@ -96,7 +96,8 @@ def test_the_openapi_document_is_public_and_names_the_service(created: marketo.C
     document = response.json()
     assert document["openapi"].startswith("3.")
     assert document["info"]["x-schemaVersion"] == "1.0.0"
-    assert document["info"]["x-providerName"] and document["info"]["x-supportContact"].startswith("http")
+    assert document["info"]["x-providerName"]
+    assert document["info"]["x-supportContact"].startswith("http")
     assert document["servers"][0]["url"] == f"http://testserver{base(trigger)}"
     assert set(document["paths"]) == {
         "/getServiceDefinition",
@@ -105,7 +106,11 @@ def test_the_openapi_document_is_public_and_names_the_service(created: marketo.C
         "/getPicklist",
         "/serviceIcon",
     }
-    assert document["components"]["securitySchemes"]["apiKey"] == {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    assert document["components"]["securitySchemes"]["apiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-api-key",
+    }
     assert document["security"] == [{"apiKey": []}]
 
 
@@ -140,12 +145,16 @@ def test_the_service_definition_offers_the_flow_fields_and_the_lead_field(create
     callback_names = [a["apiName"] for a in definition["callbackPayloadDef"]["attributes"]]
     assert "flowInvocationId" in callback_names
     # The picklist of the primary attribute names the flow.
-    choices = Client().post(
-        base(trigger) + "getPicklist",
-        data=json.dumps({"name": "actionFlow", "type": "flow"}),
-        content_type="application/json",
-        HTTP_X_API_KEY=created.api_key,
-    ).json()
+    choices = (
+        Client()
+        .post(
+            base(trigger) + "getPicklist",
+            data=json.dumps({"name": "actionFlow", "type": "flow"}),
+            content_type="application/json",
+            HTTP_X_API_KEY=created.api_key,
+        )
+        .json()
+    )
     assert choices["choices"][0]["displayValue"]["en_US"] == trigger.flow.name
 
 
@@ -154,7 +163,8 @@ def test_the_status_reports_a_disabled_trigger_and_an_unpublished_live_flow(
 ) -> None:
     trigger = created.trigger
     ok = Client().get(base(trigger) + "status", HTTP_X_API_KEY=created.api_key).json()
-    assert set(ok) == {"info", "warnings", "errors"} and ok["errors"] == []
+    assert set(ok) == {"info", "warnings", "errors"}
+    assert ok["errors"] == []
     assert any("test mode" in warning for warning in ok["warnings"])
 
     trigger_mode_set(trigger=trigger, mode="disabled")
@@ -194,13 +204,14 @@ def test_each_lead_starts_the_flow_and_its_result_is_called_back(
 
     assert response.status_code == 201
     invocation = Invocation.objects.get()
-    assert invocation.mode == "test" and invocation.source == "marketo" and invocation.trigger_id == trigger.pk
+    assert (invocation.mode, invocation.source, invocation.trigger_id) == ("test", "marketo", trigger.pk)
     assert invocation.variables["firstName"] == "Lars"
     assert invocation.flow_invocation_id == marketo.lead_key("tok-1", 1)
     [callback] = receiver.requests
     assert callback.headers["x-api-key"] == "cb-key-123"
     assert callback.headers["x-callback-token"] == "tok-1"
-    assert callback.body["munchkinId"] == "123-ABC-456" and callback.body["token"] == "tok-1"
+    assert callback.body["munchkinId"] == "123-ABC-456"
+    assert callback.body["token"] == "tok-1"
     assert callback.body["time"]
     assert callback.body["objectData"] == [
         {"leadData": {"id": 1}, "activityData": {"success": True, "flowInvocationId": invocation.flow_invocation_id}}
@@ -208,12 +219,14 @@ def test_each_lead_starts_the_flow_and_its_result_is_called_back(
     # The request log has the batch (without Marketo's callback key) and the callback attempt.
     submitted, attempt = log_rows(trigger)
     assert (submitted.method, submitted.status_code, submitted.outcome) == ("POST", 201, "accepted")
-    assert "cb-key-123" not in submitted.body and "x-api-key" not in submitted.headers
+    assert "cb-key-123" not in submitted.body
+    assert "x-api-key" not in submitted.headers
     assert "1 started" in submitted.detail
     assert (attempt.method, attempt.status_code, attempt.code) == ("CALLBACK", 200, "callback_delivered")
     # The last lead is the mapping's sample.
     trigger.refresh_from_db()
-    assert trigger.sample["userId"] == "tester-1" and trigger.sample["fields"] == {"firstName": "Lars"}
+    assert trigger.sample["userId"] == "tester-1"
+    assert trigger.sample["fields"] == {"firstName": "Lars"}
 
 
 def test_a_lead_without_a_user_id_fails_alone_with_its_error_in_the_callback(
@@ -222,7 +235,8 @@ def test_a_lead_without_a_user_id_fails_alone_with_its_error_in_the_callback(
     submit(created.trigger, created.api_key, batch(receiver.url, [lead(1), lead(2, user_id=None), lead(3)]))
 
     results = receiver.results()
-    assert results[1]["success"] and results[3]["success"]
+    assert results[1]["success"]
+    assert results[3]["success"]
     assert results[2] == {"success": False, "errorCode": "missing_user_id", "reason": results[2]["reason"]}
     assert "userId" in results[2]["reason"]
     started = set(Invocation.objects.values_list("flow_invocation_id", flat=True))
@@ -269,7 +283,8 @@ def test_a_callback_is_retried_with_backoff_until_marketo_is_back(
     with marketo_receiver(statuses=[503, 503, 503]) as down:
         submit(created.trigger, created.api_key, batch(down.url, [lead(1), lead(2)]))
         callback = MarketoCallback.objects.get()
-        assert callback.status == MarketoCallbackStatus.PENDING and callback.attempts == 1
+        assert callback.status == MarketoCallbackStatus.PENDING
+        assert callback.attempts == 1
         now = timezone.now()
         delays = []
         for _ in range(3):
@@ -281,7 +296,8 @@ def test_a_callback_is_retried_with_backoff_until_marketo_is_back(
             marketo_callback_deliver(callback_id=callback.pk, now=now)
 
         callback.refresh_from_db()
-        assert callback.status == MarketoCallbackStatus.DELIVERED and callback.attempts == 4
+        assert callback.status == MarketoCallbackStatus.DELIVERED
+        assert callback.attempts == 4
         assert delays[1] > delays[0] * 1.5  # exponential
         assert set(down.results()) == {1, 2}
         assert [r.status for r in down.requests] == [503, 503, 503, 200]
@@ -383,7 +399,8 @@ def test_a_batch_without_or_with_a_wrong_key_is_refused(
     for key in (None, "mkto_wrong"):
         response = submit(created.trigger, key, batch(receiver.url, [lead(1)]))
         assert (response.status_code, response.json()["code"]) == (401, "api_key_invalid")
-    assert MarketoBatch.objects.count() == 0 and Invocation.objects.count() == 0
+    assert MarketoBatch.objects.count() == 0
+    assert Invocation.objects.count() == 0
     assert [row.status_code for row in log_rows(created.trigger)] == [401, 401]
 
 
@@ -422,16 +439,19 @@ def test_the_api_creates_a_marketo_trigger_and_shows_its_key_once(workbench_a: A
     assert response.status_code == 201, response.content
     data = response.json()
     assert data["apiKey"].startswith("mkto_")
-    assert data["url"].startswith("http://testserver/integrations/marketo/") and data["url"].endswith("/")
+    assert data["url"].startswith("http://testserver/integrations/marketo/")
+    assert data["url"].endswith("/")
     assert data["openapiUrl"] == data["url"] + "openapi.json"
-    assert data["leadUserIdField"] == "externalId" and data["flowFields"][0]["name"] == "firstName"
+    assert data["leadUserIdField"] == "externalId"
+    assert data["flowFields"][0]["name"] == "firstName"
     assert data["mode"] == "test"
     assert data["mapping"] == marketo.DEFAULT_MARKETO_MAPPING
     trigger = Trigger.objects.get(pk=data["id"])
     assert data["apiKey"] not in json.dumps(trigger.config)  # only its hash is kept
 
     read = workbench_a.client.get(f"/api/v1/acme/triggers/{data['id']}").json()
-    assert "apiKey" not in read and read["apiKeyHint"] == data["apiKey"][-4:]
+    assert "apiKey" not in read
+    assert read["apiKeyHint"] == data["apiKey"][-4:]
 
 
 def test_the_api_rotates_the_key_and_the_old_one_stops_working(
@@ -491,7 +511,8 @@ def test_the_request_log_and_preview_work_for_marketo_triggers(
 ) -> None:
     trigger = created.trigger
     preview = workbench_a.client.post(f"/api/v1/acme/triggers/{trigger.pk}/preview", {}, format="json").json()
-    assert preview["errors"] == [] and preview["output"]["targetUserIds"] == ["tester-1"]  # the example lead
+    assert preview["errors"] == []
+    assert preview["output"]["targetUserIds"] == ["tester-1"]  # the example lead
 
     submit(trigger, created.api_key, batch(receiver.url, [lead(5, first_name="Ada")]))
     log = workbench_a.client.get(f"/api/v1/acme/triggers/{trigger.pk}/requests").json()
