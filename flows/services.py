@@ -30,7 +30,7 @@ from customers.models import Customer, TestUser
 from workbench.celery import enqueue_items
 from workbench.errors import Invalid, Refused
 from workbench.models import Environment
-from workbench.raw_rows import insert_new_rows, insert_rows_together, rows_insert
+from workbench.raw_rows import insert_new_rows, insert_rows_like, insert_rows_together, rows_insert
 
 from . import hooks
 from .definitions import Definition, definition_clean, render_card, resolve_variables
@@ -552,11 +552,13 @@ def _send_fan_outs(invocation_ids: Iterable[int]) -> None:
 def _create_missing_profiles(environment_id: int, user_ids: list[str], now: Any) -> None:
     """A live start to a userId with no profile creates a minimal one (existing ones are
     left alone). In userId order, so that concurrent fan-outs lock rows in the same order."""
-    profiles = [
-        Customer(environment_id=environment_id, user_id=user_id, created_at=now, updated_at=now)
-        for user_id in sorted(set(user_ids))
-    ]
-    Customer.objects.bulk_create(profiles, ignore_conflicts=True, batch_size=1000)
+    unique = sorted(set(user_ids))
+    for start in range(0, len(unique), 1000):
+        insert_rows_like(
+            Customer(environment_id=environment_id, user_id="", created_at=now, updated_at=now),
+            [{"user_id": user_id} for user_id in unique[start : start + 1000]],
+            ignore_conflicts=True,
+        )
 
 
 def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
@@ -578,38 +580,44 @@ def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
     chunks of their runs still queued, so a redelivered message resends their execution.
     """
     with transaction.atomic():
-        invocations = list(
-            Invocation.objects.select_for_update()
-            .filter(pk__in=list(invocation_ids), status=InvocationStatus.ACCEPTED)
-            .order_by("pk")
-            .defer("request")
-        )
+        # The status is tested here, not in SQL: by primary key alone the plan stays an
+        # index lookup whatever the table's statistics say about statuses.
+        locked = Invocation.objects.select_for_update().filter(pk__in=list(invocation_ids)).order_by("pk")
+        invocations = [
+            invocation
+            for invocation in locked.only("status", *FAN_OUT_FIELDS)
+            if invocation.status == InvocationStatus.ACCEPTED
+        ]
         if invocations:
             _take_up(invocations, timezone.now())
-    run_ids = list(
-        FlowRun.objects.filter(invocation_id__in=list(invocation_ids), status=RunStatus.QUEUED)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    runs = FlowRun.objects.filter(invocation_id__in=list(invocation_ids)).values_list("pk", "status")
+    run_ids = sorted(pk for pk, status in runs if status == RunStatus.QUEUED)
     return [run_ids[i : i + RUN_CHUNK_SIZE] for i in range(0, len(run_ids), RUN_CHUNK_SIZE)]
+
+
+# What a fan-out reads of an invocation (the definition and the request stay in the table).
+FAN_OUT_FIELDS = ("environment_id", "flow_id", "flow_invocation_id", "mode", "source", "target_user_ids", "created_at")
 
 
 def _take_up(invocations: list[Invocation], now: Any) -> None:
     """Steps 2 and 3 of invocations_fan_out, for locked invocations in status accepted (so
-    none of their runs exists yet)."""
-    insert_new_rows(
+    none of their runs exists yet): one statement per kind of row."""
+    first = invocations[0]
+    insert_rows_like(
+        AnalyticsEvent(
+            environment_id=first.environment_id, name="flow-invocation-accepted", flow_id=first.flow_id, occurred_at=now
+        ),
         [
-            AnalyticsEvent(
-                environment_id=invocation.environment_id,
-                name="flow-invocation-accepted",
-                flow_id=invocation.flow_id,
-                flow_invocation_id=invocation.flow_invocation_id,
-                test=invocation.is_test,
-                properties={"source": invocation.source, "targetCount": len(invocation.target_user_ids)},
-                occurred_at=invocation.created_at,
-            )
+            {
+                "environment_id": invocation.environment_id,
+                "flow_id": invocation.flow_id,
+                "flow_invocation_id": invocation.flow_invocation_id,
+                "test": invocation.is_test,
+                "properties": {"source": invocation.source, "targetCount": len(invocation.target_user_ids)},
+                "occurred_at": invocation.created_at,
+            }
             for invocation in invocations
-        ]
+        ],
     )
     live_targets: dict[int, list[str]] = defaultdict(list)
     for invocation in invocations:
@@ -617,20 +625,21 @@ def _take_up(invocations: list[Invocation], now: Any) -> None:
             live_targets[invocation.environment_id].extend(invocation.target_user_ids)
     for environment_id, user_ids in live_targets.items():
         _create_missing_profiles(environment_id, user_ids, now)
-    insert_new_rows(
+    insert_rows_like(
+        FlowRun(
+            environment_id=first.environment_id, invocation=first, flow_id=first.flow_id, created_at=now, updated_at=now
+        ),
         [
-            FlowRun(
-                environment_id=invocation.environment_id,
-                invocation=invocation,
-                flow_id=invocation.flow_id,
-                user_id=user_id,
-                test=invocation.is_test,
-                created_at=now,
-                updated_at=now,
-            )
+            {
+                "environment_id": invocation.environment_id,
+                "invocation_id": invocation.pk,
+                "flow_id": invocation.flow_id,
+                "user_id": user_id,
+                "test": invocation.is_test,
+            }
             for invocation in invocations
             for user_id in invocation.target_user_ids
-        ]
+        ],
     )
     with_targets = [invocation.pk for invocation in invocations if invocation.target_user_ids]
     without_targets = [invocation.pk for invocation in invocations if not invocation.target_user_ids]

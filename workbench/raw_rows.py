@@ -9,13 +9,15 @@ turns the values read back into what the ORM would have given, with the ORM's ow
 Writing many rows: `rows_insert` (unsaved instances) and `records_insert` (JSON objects by
 column, with ON CONFLICT DO NOTHING or DO UPDATE) make an INSERT whose rows travel as ONE
 jsonb parameter; `insert_rows_together` runs one or several as one prepared statement, and
-`insert_new_rows` is the plain case. PostgreSQL only: elsewhere (SQLite, the embedded
+`insert_new_rows` is the plain case, `insert_rows_like` the case of many rows that differ from one
+template in a few columns. PostgreSQL only: elsewhere (SQLite, the embedded
 default) callers use bulk_create, which is fast enough there.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import json
 from collections.abc import Iterator, Sequence
@@ -204,6 +206,39 @@ def insert_new_rows(objs: Sequence[Model]) -> None:
     insert = rows_insert(objs)
     with prepared_cursor() as cursor:
         cursor.execute(insert.sql(), [json.dumps(insert.records)])
+
+
+def insert_rows_like(template: Model, changes: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False) -> None:
+    """Insert one row per item of `changes`: the unsaved `template` with the fields each item
+    names (by attname; str, int, bool, dict, list or datetime values) changed.
+
+    For many rows that differ in a few columns (a fan-out's runs, events and profiles): the
+    template is prepared once, as rows_insert prepares an instance, and each row is a copy of
+    its record; no model instance per row. Elsewhere than PostgreSQL: bulk_create of copies.
+    """
+    if not changes:
+        return
+    model = type(template)
+    if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
+        objs = []
+        for change in changes:
+            obj = copy.copy(template)
+            for attname, value in change.items():
+                setattr(obj, attname, value)
+            objs.append(obj)
+        model._default_manager.bulk_create(objs, ignore_conflicts=ignore_conflicts)
+        return
+    prepared = rows_insert([template], ignore_conflicts=ignore_conflicts)
+    base = prepared.records[0]
+    column_of = {field.attname: field.column for field in model._meta.concrete_fields}
+    records = []
+    for change in changes:
+        record = dict(base)
+        for attname, value in change.items():
+            record[column_of[attname]] = value.isoformat() if isinstance(value, datetime.datetime) else value
+        records.append(record)
+    with prepared_cursor() as cursor:
+        cursor.execute(prepared.sql(), [json.dumps(records)])
 
 
 def insert_rows_together(parts: Sequence[RowsInsert], *, only_if_first_inserts: bool = False) -> list[tuple[Any, ...]]:

@@ -3,19 +3,22 @@ that costs no round trip, but still replaces a connection the server has closed.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from customers.models import Customer
 from flows.models import AnalyticsEvent
 from flows.services import flow_create
 from tests.factories import EnvironmentFactory
 from tests.integration.conftest import wait_for
 from triggers.models import RequestOutcome, WebhookRequest
 from triggers.services import webhook_trigger_create
-from workbench.raw_rows import insert_rows_together, prepared_cursor, rows_insert
+from workbench.raw_rows import insert_rows_like, insert_rows_together, prepared_cursor, rows_insert
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -115,6 +118,30 @@ def test_rows_inserted_from_json_read_back_as_the_orm_wrote_them() -> None:
     stored_log = WebhookRequest.objects.get(pk=logged.pk)
     assert (stored_log.headers, stored_log.body, stored_log.errors) == (logged.headers, '{"a": 1}', None)
     assert (stored_log.status_code, stored_log.query) == (202, {})
+
+
+def test_rows_inserted_like_a_template_differ_from_it_only_where_told() -> None:
+    environment = EnvironmentFactory()
+    earlier, now = timezone.now() - timedelta(hours=1), timezone.now()
+    template = AnalyticsEvent(environment=environment, name="flow-invocation-accepted", occurred_at=now)
+
+    insert_rows_like(
+        template,
+        [
+            {"flow_invocation_id": "a", "test": True, "properties": {"n": 1}},
+            {"flow_invocation_id": "b", "occurred_at": earlier, "properties": {"n": [2, None]}},
+        ],
+    )
+    insert_rows_like(Customer(environment=environment, user_id=""), [{"user_id": "u1"}], ignore_conflicts=True)
+    insert_rows_like(Customer(environment=environment, user_id=""), [{"user_id": "u1"}], ignore_conflicts=True)
+
+    rows = AnalyticsEvent.objects.order_by("flow_invocation_id")
+    assert [(row.flow_invocation_id, row.test, row.properties, row.occurred_at) for row in rows] == [
+        ("a", True, {"n": 1}, now),
+        ("b", False, {"n": [2, None]}, earlier),
+    ]
+    assert {row.name for row in rows} == {"flow-invocation-accepted"}
+    assert list(Customer.objects.values_list("user_id", flat=True)) == ["u1"]
 
 
 def test_with_prepared_statements_off_nothing_is_prepared(settings) -> None:
