@@ -13,6 +13,7 @@ urlpatterns: list[URLPattern] = [
     path("new/webhook", views.flow_trigger_new_webhook, name="flow_trigger_new_webhook"),
     path("new/segment", views.flow_trigger_new_segment, name="flow_trigger_new_segment"),
     path("new/event", views.flow_trigger_new_event, name="flow_trigger_new_event"),
+    path("new/marketo", views.flow_trigger_new_marketo, name="flow_trigger_new_marketo"),
     # Manual starts of this flow (SPEC section 6).
     path("csv/", views.flow_csv_new, name="flow_csv_new"),
     path("test-sender", views.flow_test_sender, name="flow_test_sender"),

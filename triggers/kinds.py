@@ -54,6 +54,13 @@ TRIGGER_KINDS: tuple[TriggerKind, ...] = (
         "Starts the flow for each event your app sends (POST events) with that name, such as a purchase.",
         new_url_name="flow_trigger_new_event",
     ),
+    TriggerKind(
+        TriggerType.MARKETO,
+        "Marketo",
+        "A flow step for Marketo smart campaigns: each lead the campaign reaches starts the flow, "
+        "and its result is written back to the lead's activity.",
+        new_url_name="flow_trigger_new_marketo",
+    ),
 )
 
 KINDS_BY_TYPE: dict[str, TriggerKind] = {kind.type.value: kind for kind in TRIGGER_KINDS}

@@ -59,7 +59,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from flows.models import Flow, FlowStatus, Mode
@@ -1100,3 +1100,12 @@ def marketo_mapping_preview(
 
 def callback_list(*, trigger: Trigger) -> Sequence[MarketoCallback]:
     return MarketoCallback.objects.filter(trigger=trigger).select_related("batch").order_by("-created_at", "-id")
+
+
+def callback_counts(*, trigger: Trigger) -> dict[str, int]:
+    """The trigger's callbacks by status (pending, delivered, refused, gave_up), for its page."""
+    counts = dict.fromkeys(MarketoCallbackStatus.values, 0)
+    rows = MarketoCallback.objects.filter(trigger=trigger).values("status").annotate(n=Count("id")).order_by()
+    for row in rows:
+        counts[row["status"]] = row["n"]
+    return counts

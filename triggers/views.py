@@ -37,7 +37,17 @@ from workbench.errors import Invalid, Refused
 from workbench.models import Environment, Role
 from workbench.shell import WorkbenchRequest, can_edit, current_membership, environment_page
 
-from . import csv_tasks, event_triggers, intake, manual_sends, segment_triggers, selectors, services, webhook_actions
+from . import (
+    csv_tasks,
+    event_triggers,
+    intake,
+    manual_sends,
+    marketo,
+    segment_triggers,
+    selectors,
+    services,
+    webhook_actions,
+)
 from .forms import (
     MAPPING_TYPES,
     CsvUploadForm,
@@ -95,8 +105,9 @@ def _webhook(request: WorkbenchRequest, trigger_id: int) -> Trigger:
 
 
 # Triggers a member adds (every kind but the built-in API trigger), and those with a mapping.
-ADDED_TYPES = (TriggerType.WEBHOOK, TriggerType.SEGMENT, TriggerType.EVENT)
-MAPPED_TYPES = (TriggerType.WEBHOOK, TriggerType.EVENT)
+ADDED_TYPES = (TriggerType.WEBHOOK, TriggerType.SEGMENT, TriggerType.EVENT, TriggerType.MARKETO)
+MAPPED_TYPES = (TriggerType.WEBHOOK, TriggerType.EVENT, TriggerType.MARKETO)
+LOGGED_TYPES = (TriggerType.WEBHOOK, TriggerType.MARKETO)
 
 
 def _trigger_of(request: WorkbenchRequest, trigger_id: int, types: tuple[str, ...]) -> Trigger:
@@ -110,6 +121,8 @@ def _sample_of(trigger: Trigger) -> Any:
     """What the mapping is tried on: a webhook's sample, or the newest event of an event trigger's name."""
     if trigger.type == TriggerType.EVENT:
         return event_triggers.sample_body(trigger=trigger)
+    if trigger.type == TriggerType.MARKETO:  # the last lead, else an example lead of its fields
+        return marketo.sample_body(trigger=trigger) or marketo.example_lead(marketo.marketo_config(trigger))
     return trigger.sample
 
 
@@ -263,6 +276,8 @@ def _sample_value(value: Any) -> str:
 def _mapping_preview(trigger: Trigger, mapping: dict[str, Any]) -> dict[str, Any]:
     if trigger.type == TriggerType.EVENT:
         return event_triggers.event_mapping_preview(trigger=trigger, mapping=mapping)
+    if trigger.type == TriggerType.MARKETO:
+        return marketo.marketo_mapping_preview(trigger=trigger, mapping=mapping)
     return webhook_actions.mapping_preview(trigger=trigger, mapping=mapping)
 
 
@@ -392,6 +407,8 @@ def trigger_detail(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _trigger_of(request, trigger_id, ADDED_TYPES)
     if trigger.type in (TriggerType.SEGMENT, TriggerType.EVENT):
         return _automatic_detail(request, trigger)
+    if trigger.type == TriggerType.MARKETO:
+        return _marketo_detail(request, trigger)
     if request.method == "GET":
         return _render_setup(request, trigger)
     if not can_edit(request):
@@ -737,7 +754,7 @@ def _log_rows(request: WorkbenchRequest, trigger: Trigger, entries: list[Webhook
 @require_GET
 @environment_page()
 def request_list(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
-    trigger = _webhook(request, trigger_id)
+    trigger = _trigger_of(request, trigger_id, LOGGED_TYPES)
     paginator = Paginator(selectors.webhook_request_list(trigger=trigger), REQUESTS_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
     rows = _log_rows(request, trigger, list(page.object_list))
@@ -749,7 +766,7 @@ def request_list(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
 @environment_page()
 def request_detail(request: WorkbenchRequest, trigger_id: int, request_id: int) -> HttpResponse:
     """One logged request. A POST (editors) replays it through the current mapping."""
-    trigger = _webhook(request, trigger_id)
+    trigger = _trigger_of(request, trigger_id, LOGGED_TYPES)
     logged = selectors.webhook_request_get(trigger=trigger, request_id=request_id)
     replay = None
     status = 200
@@ -1478,3 +1495,205 @@ def flow_test_sender(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
         refused=sum(1 for result in results if result.errors),
     )
     return render(request, "triggers/test_sender.html", context)
+
+
+# --- Marketo ---------------------------------------------------------------------------------
+# A Marketo Self-Service Flow Step trigger (SPEC section 7): its "new" page, and its page (the
+# service URL and API key to install in Marketo, the lead field, the flow step's fields, the
+# mapping with its preview on the last lead, modes, the request log with callback attempts).
+
+MARKETO_KEY_SESSION = "marketo-api-key-{}"
+MARKETO_FIELD_ROWS = 3  # empty rows offered below the flow step's fields
+
+
+def _marketo_field_rows(fields: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = [{"name": f.get("name", ""), "label": f.get("label", ""), "type": f.get("type", "string")} for f in fields]
+    return rows + [{"name": "", "label": "", "type": "string"} for _ in range(MARKETO_FIELD_ROWS)]
+
+
+def _marketo_posted_fields(request: WorkbenchRequest) -> list[dict[str, Any]]:
+    """The flow step's fields of the form's rows (rows without a name are left out)."""
+    names = request.POST.getlist("field_name")
+    labels = request.POST.getlist("field_label")
+    types = request.POST.getlist("field_type")
+    fields = []
+    for index, name in enumerate(names):
+        if not name.strip():
+            continue
+        field: dict[str, Any] = {"name": name.strip()}
+        if index < len(labels) and labels[index].strip():
+            field["label"] = labels[index].strip()
+        if index < len(types) and types[index]:
+            field["type"] = types[index]
+        fields.append(field)
+    return fields
+
+
+def _marketo_show_key(request: WorkbenchRequest, trigger: Trigger, key: str) -> None:
+    """Keep a new key for the next page only: it is shown once, never stored in clear."""
+    request.session[MARKETO_KEY_SESSION.format(trigger.pk)] = key
+
+
+def _marketo_errors(refusal: services.TriggerRefused) -> dict[str, list[str]]:
+    errors: dict[str, list[str]] = {}
+    for key, problems in (refusal.errors or {"": [refusal.detail]}).items():
+        own = key in ("leadUserIdField", "mapping") or key.startswith("flowFields")
+        field = key.split(".", 1)[0] if own else "other"
+        errors.setdefault(field, []).extend(f"{key}: {p}" if "." in key else p for p in problems)
+    return errors
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.EDITOR)
+def flow_trigger_new_marketo(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """Add a Marketo trigger: its name, the lead field and the flow step's fields (the flow's
+    variables to start with). The API key is shown once, on the trigger's page."""
+    flow = _flow(request, flow_id)
+    if flow.status == FlowStatus.ARCHIVED:
+        messages.error(request, "Archived flows start nothing; they cannot get new triggers.")
+        return redirect(_triggers_url(flow))
+    variables = flow.draft.get("variables", [])
+    fields = [{"name": v["name"], "label": v["name"], "type": "string"} for v in variables if "name" in v]
+    values = {"name": "", "lead_user_id_field": marketo.DEFAULT_LEAD_USER_ID_FIELD}
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST":
+        values = {
+            "name": request.POST.get("name", ""),
+            "lead_user_id_field": request.POST.get("lead_user_id_field", "").strip(),
+        }
+        fields = _marketo_posted_fields(request)
+        try:
+            created = marketo.marketo_trigger_create(
+                flow=flow,
+                by=_user(request),
+                name=values["name"],
+                lead_user_id_field=values["lead_user_id_field"] or None,
+                flow_fields=fields,
+            )
+        except services.TriggerRefused as refusal:
+            errors = _marketo_errors(refusal)
+        else:
+            _marketo_show_key(request, created.trigger, created.api_key)
+            messages.success(request, f"{created.trigger.display_name} added, in test mode. Install it in Marketo now.")
+            return redirect(_setup_url(created.trigger))
+    context = {
+        **flow_tab_context(request, flow, tab="triggers"),
+        "kind": kind_of(TriggerType.MARKETO),
+        "values": values,
+        "field_rows": _marketo_field_rows(fields),
+        "field_types": marketo.FIELD_TYPES,
+        "errors": errors,
+    }
+    return render(request, "triggers/marketo_new.html", context, status=400 if errors else 200)
+
+
+def _marketo_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse:
+    """A Marketo trigger's page. A POST (editors) saves its settings (`op=config`), rotates its
+    key (`op=rotate`), fills in a script preset (`op=preset`) or saves the mapping."""
+    if request.method == "GET":
+        return _render_marketo(request, trigger)
+    if not can_edit(request):
+        raise PermissionDenied("Viewers cannot change triggers.")
+    op = request.POST.get("op")
+    if op == "rotate":
+        key = marketo.marketo_key_rotate(trigger=trigger)
+        _marketo_show_key(request, trigger, key)
+        messages.success(request, "New API key made. The old key stops working now: enter the new one in Marketo.")
+        return redirect(_setup_url(trigger) + "#install")
+    refused = _refuse_live_edit(request, trigger)
+    if refused:
+        return refused
+    if op == "config":
+        fields = _marketo_posted_fields(request)
+        lead_field = request.POST.get("lead_user_id_field", "").strip()
+        try:
+            marketo.marketo_trigger_update(
+                trigger=trigger, by=_user(request), lead_user_id_field=lead_field or None, flow_fields=fields
+            )
+        except services.TriggerRefused as refusal:
+            settings_form = {"lead_user_id_field": lead_field, "fields": fields, "errors": _marketo_errors(refusal)}
+            return _render_marketo(request, trigger, settings_form=settings_form, status=400)
+        messages.success(request, "Saved. Marketo reads the new fields the next time its admin refreshes the service.")
+        return redirect(_setup_url(trigger) + "#settings")
+    state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
+    if op == "preset":
+        state.apply_preset(request.POST.get("script_preset", ""))
+        return _render_marketo_mapping(request, trigger, state)
+    if state.check_rows():
+        try:
+            marketo.marketo_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping())
+        except services.TriggerRefused as refusal:
+            state.attach_errors(refusal.errors or {"mapping": [refusal.detail]})
+        else:
+            messages.success(request, "Mapping saved. The next batch from Marketo uses it.")
+            return redirect(_setup_url(trigger) + "#mapping")
+    return _render_marketo_mapping(request, trigger, state, status=400 if state.error_count else 200)
+
+
+def _render_marketo_mapping(
+    request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
+) -> HttpResponse:
+    if _htmx(request):
+        context = _marketo_context(request, trigger, state=state, mapping_acted=True)
+        return render(request, "triggers/_mapping.html", context, status=status)
+    return _render_marketo(request, trigger, state=state, mapping_acted=True, status=status)
+
+
+def _marketo_context(
+    request: WorkbenchRequest,
+    trigger: Trigger,
+    *,
+    state: MappingState | None = None,
+    mapping_acted: bool = False,
+    settings_form: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    config = marketo.marketo_config(trigger)
+    editable = _editable(request, trigger)
+    base = request.build_absolute_uri(marketo.base_path(trigger))
+    if state is None:
+        state = MappingState.from_config(trigger.config, _flow_variables(trigger))
+    settings_form = settings_form or {
+        "lead_user_id_field": config["leadUserIdField"],
+        "fields": config["flowFields"],
+        "errors": {},
+    }
+    entries = list(selectors.webhook_request_list(trigger=trigger)[:10])
+    sample = marketo.sample_body(trigger=trigger)
+    return {
+        "trigger": trigger,
+        "flow": trigger.flow,
+        "editable": editable,
+        "edit_live": editable and trigger.mode == TriggerMode.LIVE,
+        "modes": [(mode, label) for mode, label in TriggerMode.choices if mode in services.MEMBER_MODES],
+        "go_live_blocker": _go_live_blocker(trigger.flow),
+        "history": selectors.mode_change_list(trigger=trigger)[:20],
+        "service_url": f"{base}openapi.json",
+        "install_url": "https://app.marketo.com/custAdmin/addServiceProvider?url=" + f"{base}openapi.json",
+        "api_key": request.session.pop(MARKETO_KEY_SESSION.format(trigger.pk), None),
+        "api_key_hint": config["apiKeyHint"],
+        "config": config,
+        "settings_form": settings_form,
+        "field_rows": _marketo_field_rows(settings_form["fields"]),
+        "field_types": marketo.FIELD_TYPES,
+        "sample_json": pretty_json(sample) if sample is not None else None,
+        "example_json": pretty_json(marketo.example_lead(config)),
+        "recent_rows": _log_rows(request, trigger, entries),
+        "callbacks": marketo.callback_counts(trigger=trigger),
+        "mapping_step": 3,
+        **_mapping_context(trigger, state, acted=mapping_acted),
+        **extra,
+    }
+
+
+def _render_marketo(request: WorkbenchRequest, trigger: Trigger, *, status: int = 200, **parts: Any) -> HttpResponse:
+    context = {
+        **flow_tab_context(request, trigger.flow, tab="triggers"),
+        "name_form": TriggerNameForm(initial={"name": trigger.name}),
+        "kind": kind_of(trigger.type),
+        **_marketo_context(request, trigger, **parts),
+    }
+    return render(request, "triggers/marketo_detail.html", context, status=status)
+
+
+# --- end of Marketo ---

@@ -6,75 +6,113 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('triggers', '0010_manual_send_variables'),
+        ("triggers", "0010_manual_send_variables"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='MarketoBatch',
+            name="MarketoBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('received_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('source_ip', models.CharField(blank=True, max_length=64)),
-                ('headers', models.JSONField(default=dict)),
-                ('token', models.TextField()),
-                ('callback_url', models.TextField()),
-                ('api_callback_key', models.TextField(blank=True)),
-                ('munchkin_id', models.CharField(blank=True, max_length=100)),
-                ('campaign_id', models.CharField(blank=True, max_length=100)),
-                ('lead_count', models.PositiveIntegerField(default=0)),
-                ('body', models.TextField()),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
-                ('trigger', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='triggers.trigger')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("received_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("source_ip", models.CharField(blank=True, max_length=64)),
+                ("headers", models.JSONField(default=dict)),
+                ("token", models.TextField()),
+                ("callback_url", models.TextField()),
+                ("api_callback_key", models.TextField(blank=True)),
+                ("munchkin_id", models.CharField(blank=True, max_length=100)),
+                ("campaign_id", models.CharField(blank=True, max_length=100)),
+                ("lead_count", models.PositiveIntegerField(default=0)),
+                ("body", models.TextField()),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "trigger",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="triggers.trigger",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-received_at', '-id'],
+                "ordering": ["-received_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='MarketoCallback',
+            name="MarketoCallback",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('part', models.PositiveIntegerField(default=0)),
-                ('object_data', models.JSONField(default=list)),
-                ('lead_count', models.PositiveIntegerField(default=0)),
-                ('failed_count', models.PositiveIntegerField(default=0)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('delivered', 'Delivered'), ('refused', 'Refused'), ('gave_up', 'Gave up')], default='pending', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('next_attempt_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('lease_until', models.DateTimeField(blank=True, null=True)),
-                ('last_status', models.PositiveSmallIntegerField(blank=True, null=True)),
-                ('last_error', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('batch', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='callbacks', to='triggers.marketobatch')),
-                ('trigger', models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='triggers.trigger')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("part", models.PositiveIntegerField(default=0)),
+                ("object_data", models.JSONField(default=list)),
+                ("lead_count", models.PositiveIntegerField(default=0)),
+                ("failed_count", models.PositiveIntegerField(default=0)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("delivered", "Delivered"),
+                            ("refused", "Refused"),
+                            ("gave_up", "Gave up"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("next_attempt_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("lease_until", models.DateTimeField(blank=True, null=True)),
+                ("last_status", models.PositiveSmallIntegerField(blank=True, null=True)),
+                ("last_error", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "batch",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="callbacks",
+                        to="triggers.marketobatch",
+                    ),
+                ),
+                (
+                    "trigger",
+                    models.ForeignKey(
+                        db_index=False,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="+",
+                        to="triggers.trigger",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['batch', 'part'],
+                "ordering": ["batch", "part"],
             },
         ),
         migrations.AddIndex(
-            model_name='marketobatch',
-            index=models.Index(fields=['trigger', '-received_at'], name='marketo_batch_trigger'),
+            model_name="marketobatch",
+            index=models.Index(fields=["trigger", "-received_at"], name="marketo_batch_trigger"),
         ),
         migrations.AddIndex(
-            model_name='marketobatch',
-            index=models.Index(condition=models.Q(('processed_at', None)), fields=['received_at'], name='marketo_batch_unprocessed'),
+            model_name="marketobatch",
+            index=models.Index(
+                condition=models.Q(("processed_at", None)), fields=["received_at"], name="marketo_batch_unprocessed"
+            ),
         ),
         migrations.AddIndex(
-            model_name='marketocallback',
-            index=models.Index(fields=['trigger', '-created_at'], name='marketo_callback_trigger'),
+            model_name="marketocallback",
+            index=models.Index(fields=["trigger", "-created_at"], name="marketo_callback_trigger"),
         ),
         migrations.AddIndex(
-            model_name='marketocallback',
-            index=models.Index(condition=models.Q(('status', 'pending')), fields=['next_attempt_at'], name='marketo_callback_due'),
+            model_name="marketocallback",
+            index=models.Index(
+                condition=models.Q(("status", "pending")), fields=["next_attempt_at"], name="marketo_callback_due"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='marketocallback',
-            constraint=models.UniqueConstraint(fields=('batch', 'part'), name='one_marketo_callback_per_part'),
+            model_name="marketocallback",
+            constraint=models.UniqueConstraint(fields=("batch", "part"), name="one_marketo_callback_per_part"),
         ),
     ]
