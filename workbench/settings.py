@@ -327,6 +327,11 @@ CELERY_TASK_SOFT_TIME_LIMIT = envint("CELERY_TASK_SOFT_TIME_LIMIT", 300)
 CELERY_TASK_TIME_LIMIT = envint("CELERY_TASK_TIME_LIMIT", 330)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT}
 CELERY_TASK_DEFAULT_QUEUE = envstr("CELERY_QUEUE", "workbench")
+# Executing runs (publishing cards) may have workers of its own: with CELERY_RUNS_QUEUE set,
+# `flows.execute_runs` goes to that queue (`celery -A workbench worker -Q <it>`) and a burst of
+# cards never delays intake (fan-outs, CSV tasks, segment work) on the default queue.
+CELERY_RUNS_QUEUE = envstr("CELERY_RUNS_QUEUE", "")
+CELERY_TASK_ROUTES = {"flows.execute_runs": {"queue": CELERY_RUNS_QUEUE}} if CELERY_RUNS_QUEUE else {}
 # Without a broker there is no `celery beat`: `make run` runs the same schedule in-process.
 INPROCESS_BEAT = envbool("WORKBENCH_INPROCESS_BEAT", False)
 # The sweep resends committed work nobody picked up and is the only thing that resumes `wait`
