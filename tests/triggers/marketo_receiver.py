@@ -32,6 +32,7 @@ class Receiver:
     statuses: list[int] = field(default_factory=list)
     hold_seconds: float = 0.0
     requests: list[Received] = field(default_factory=list)
+    arrived: int = 0  # requests received, counted before `hold_seconds` (a sender may die meanwhile)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def results(self) -> dict[Any, dict[str, Any]]:
@@ -57,6 +58,8 @@ def marketo_receiver(statuses: list[int] | None = None, hold_seconds: float = 0.
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
+            with receiver.lock:
+                receiver.arrived += 1
             if receiver.hold_seconds:
                 time.sleep(receiver.hold_seconds)
             with receiver.lock:
