@@ -45,6 +45,15 @@ from .models import (
     TriggerType,
     WebhookRequest,
 )
+from .sfmc import (
+    InArgumentsField,
+    JwtSecretField,
+    sfmc_api_json,
+    sfmc_mapping_preview,
+    sfmc_sample_send_test,
+    sfmc_trigger_create,
+    sfmc_trigger_update,
+)
 
 
 class StartOutcomeSchema(serializers.Serializer):
@@ -225,6 +234,8 @@ def trigger_json(trigger: Trigger, request: Request) -> dict[str, Any]:
     elif trigger.type == TriggerType.EVENT:
         event = trigger.event_config
         data.update(eventName=event.get("eventName"), where=event.get("where", []), mapping=event.get("mapping"))
+    elif trigger.type == TriggerType.SFMC:
+        data.update(sfmc_api_json(trigger, request.build_absolute_uri(f"/integrations/sfmc/{trigger.token}/")))
     elif trigger.type == TriggerType.MARKETO:
         data.update(_marketo_json(trigger, request))
     return data
@@ -396,6 +407,28 @@ class EventTriggerCreateSerializer(EventTriggerSerializer):
     eventName = EventNameField(help_text="The name of the events that start the flow.")
 
 
+class SfmcTriggerSerializer(StrictSerializer):
+    """A Salesforce Marketing Cloud (Journey Builder activity) trigger's writable fields (SPEC section 7)."""
+
+    type = _type_is(TriggerType.SFMC.value, required=False)
+    name = _name_field()
+    mode = _mode_field()
+    jwtSecret = JwtSecretField(required=False)
+    inArguments = InArgumentsField(
+        required=False,
+        help_text='sfmc triggers: the bindings config.json requests. Default [{"userId": "{{Contact.Key}}"}].',
+    )
+    mapping = MappingField(
+        required=False,
+        help_text="sfmc triggers: default structured, targetUserIds from $.userId (the userId in-argument, else "
+        "keyValue) and variables from $.inArguments.",
+    )
+
+
+class SfmcTriggerCreateSerializer(SfmcTriggerSerializer):
+    type = _type_is(TriggerType.SFMC.value, required=True)
+
+
 # What triggers.marketo checks: a Marketo lead field's API name (not "id", Marketo's own).
 @extend_schema_field({"type": "string", "pattern": marketo.LEAD_FIELD_NAME.pattern, "maxLength": 100})
 class LeadUserIdField(serializers.JSONField):
@@ -453,6 +486,7 @@ TriggerCreateSchema = PolymorphicProxySerializer(
         TriggerType.WEBHOOK.value: WebhookTriggerCreateSerializer,
         TriggerType.SEGMENT.value: SegmentTriggerCreateSerializer,
         TriggerType.EVENT.value: EventTriggerCreateSerializer,
+        TriggerType.SFMC.value: SfmcTriggerCreateSerializer,
         TriggerType.MARKETO.value: MarketoTriggerCreateSerializer,
     },
     resource_type_field_name="type",
@@ -474,13 +508,20 @@ class AnyOfProxySerializerExtension(PolymorphicProxySerializerExtension):
 # A PATCH of the name or mode alone (or of nothing) fits every type's body: anyOf.
 TriggerUpdateSchema = AnyOfProxySerializer(
     component_name="TriggerUpdate",
-    serializers=[WebhookTriggerSerializer, SegmentTriggerSerializer, EventTriggerSerializer, MarketoTriggerSerializer],
+    serializers=[
+        WebhookTriggerSerializer,
+        SegmentTriggerSerializer,
+        EventTriggerSerializer,
+        SfmcTriggerSerializer,
+        MarketoTriggerSerializer,
+    ],
     resource_type_field_name=None,
 )
 CREATE_SERIALIZERS: dict[str, type[StrictSerializer]] = {
     TriggerType.WEBHOOK.value: WebhookTriggerCreateSerializer,
     TriggerType.SEGMENT.value: SegmentTriggerCreateSerializer,
     TriggerType.EVENT.value: EventTriggerCreateSerializer,
+    TriggerType.SFMC.value: SfmcTriggerCreateSerializer,
     TriggerType.MARKETO.value: MarketoTriggerCreateSerializer,
 }
 
@@ -508,6 +549,13 @@ class TriggerSchema(serializers.Serializer):
     reentry = serializers.ChoiceField(choices=Reentry.values, required=False, help_text="segment triggers.")
     eventName = serializers.CharField(required=False, help_text="event triggers.")
     where = WhereField(required=False, help_text="event triggers.")
+    configJsonUrl = serializers.URLField(
+        required=False, help_text="sfmc triggers: the activity's config.json (url is the Journey Builder endpoint URL)."
+    )
+    jwtSecret = serializers.CharField(
+        required=False, allow_null=True, help_text="sfmc triggers: always masked; null while none is set."
+    )
+    inArguments = InArgumentsField(required=False, help_text="sfmc triggers.")
     openapiUrl = serializers.URLField(
         required=False, help_text="marketo triggers: the service URL to install in Marketo (its OpenAPI document)."
     )
@@ -561,6 +609,8 @@ class FlowTriggerListApi(EnvironmentAPIView):
             trigger = segment_triggers.segment_trigger_create(flow=flow, name=name, mode=mode, **_segment_changes(data))
         elif kind == TriggerType.EVENT:
             trigger = event_triggers.event_trigger_create(flow=flow, name=name, mode=mode, **_event_changes(data))
+        elif kind == TriggerType.SFMC:
+            trigger = sfmc_trigger_create(flow=flow, name=name, mode=mode, **_sfmc_changes(data))
         elif kind == TriggerType.MARKETO:
             created = marketo.marketo_trigger_create(flow=flow, name=name, mode=mode, **_marketo_changes(data))
             answer = {**trigger_json(created.trigger, request), "apiKey": created.api_key}
@@ -597,6 +647,17 @@ def _event_changes(data: dict[str, Any]) -> dict[str, Any]:
     return {"event_name": data.get("eventName"), "where": data.get("where"), "mapping": data.get("mapping")}
 
 
+def _sfmc_changes(data: dict[str, Any]) -> dict[str, Any]:
+    for key in ("inArguments", "mapping"):
+        if key in data and data[key] is None:
+            raise serializers.ValidationError({key: ["Expected a value, not null."]})
+    return {
+        "jwt_secret": data.get("jwtSecret"),
+        "in_arguments": data.get("inArguments"),
+        "mapping": data.get("mapping"),
+    }
+
+
 # PATCH takes the body of the trigger's own type. The schema documents the three bodies (an
 # anyOf) but cannot tie one to the trigger a path names, so the fields of another type's body
 # are refused as such, not as unknown fields (the API trigger is patched with the webhook's
@@ -605,6 +666,7 @@ UPDATE_FIELDS: dict[str, frozenset[str]] = {
     TriggerType.WEBHOOK.value: frozenset(WebhookTriggerSerializer().fields),
     TriggerType.SEGMENT.value: frozenset(SegmentTriggerSerializer().fields),
     TriggerType.EVENT.value: frozenset(EventTriggerSerializer().fields),
+    TriggerType.SFMC.value: frozenset(SfmcTriggerSerializer().fields),
     TriggerType.MARKETO.value: frozenset(MarketoTriggerSerializer().fields),
 }
 TYPE_CANNOT_CHANGE = "A trigger's type cannot change"
@@ -652,6 +714,14 @@ class TriggerDetailApi(EnvironmentAPIView):
     def patch(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
         _refuse_another_types_fields(trigger, request.data)
+        if trigger.type == TriggerType.SFMC:
+            sfmc_fields = SfmcTriggerSerializer(data=request.data, partial=True)
+            sfmc_fields.is_valid(raise_exception=True)
+            given = sfmc_fields.validated_data
+            sfmc_trigger_update(trigger=trigger, name=given.get("name"), mode=given.get("mode"), **_sfmc_changes(given))
+            return Response(
+                trigger_json(selectors.trigger_get(environment=self.environment, trigger_id=trigger_id), request)
+            )
         if trigger.type == TriggerType.MARKETO:
             shape = MarketoTriggerSerializer(data=request.data, partial=True)
             shape.is_valid(raise_exception=True)
@@ -777,8 +847,10 @@ class WebhookActionApi(EnvironmentAPIView):
     def mapped(self, trigger_id: int) -> Trigger:
         """A trigger with a mapping: a webhook, or an event trigger (its sample: the newest event)."""
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
-        if trigger.type not in (TriggerType.WEBHOOK, TriggerType.EVENT):
-            raise services.TriggerRefused(409, "not_a_webhook", "Only webhook and event triggers have this action.")
+        if trigger.type not in (TriggerType.WEBHOOK, TriggerType.EVENT, TriggerType.SFMC):
+            raise services.TriggerRefused(
+                409, "not_a_webhook", "Only webhook, event and Marketing Cloud triggers have this action."
+            )
         return trigger
 
     def previewed(self, trigger_id: int) -> Trigger:
@@ -791,7 +863,7 @@ class WebhookActionApi(EnvironmentAPIView):
     def logged(self, trigger_id: int) -> Trigger:
         """A trigger with a request log: a webhook, or a Marketo trigger (its calls and callbacks)."""
         trigger = selectors.trigger_get(environment=self.environment, trigger_id=trigger_id)
-        if trigger.type == TriggerType.MARKETO:
+        if trigger.type in (TriggerType.MARKETO, TriggerType.SFMC):
             return trigger
         return self.webhook(trigger_id)
 
@@ -863,6 +935,15 @@ class PreviewApi(WebhookActionApi):
                     mapping=data.get("mapping"),
                 )
             )
+        if trigger.type == TriggerType.SFMC:
+            return Response(
+                sfmc_mapping_preview(
+                    trigger=trigger,
+                    payload=data.get("payload"),
+                    payload_given="payload" in data,
+                    mapping=data.get("mapping"),
+                )
+            )
         if trigger.type == TriggerType.EVENT:
             return Response(
                 event_triggers.event_mapping_preview(
@@ -893,7 +974,7 @@ class MappablePropertiesApi(WebhookActionApi):
         trigger = self.previewed(trigger_id)
         if trigger.type == TriggerType.MARKETO:
             sample = marketo.sample_body(trigger=trigger) or marketo.example_lead(marketo.marketo_config(trigger))
-        elif trigger.type == TriggerType.WEBHOOK:
+        elif trigger.type in (TriggerType.WEBHOOK, TriggerType.SFMC):  # SFMC: the last execute call
             sample = trigger.sample
         else:
             sample = event_triggers.sample_body(trigger=trigger)
@@ -913,6 +994,8 @@ class SendTestApi(WebhookActionApi):
     )
     def post(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = self.mapped(trigger_id)
+        if trigger.type == TriggerType.SFMC:
+            return _answer(sfmc_sample_send_test(trigger=trigger))
         if trigger.type == TriggerType.EVENT:
             return _answer(event_triggers.event_sample_send_test(trigger=trigger))
         return _answer(webhook_actions.sample_send_test(trigger=trigger))

@@ -14,6 +14,7 @@ urlpatterns: list[URLPattern] = [
     path("new/segment", views.flow_trigger_new_segment, name="flow_trigger_new_segment"),
     path("new/event", views.flow_trigger_new_event, name="flow_trigger_new_event"),
     path("new/marketo", views.flow_trigger_new_marketo, name="flow_trigger_new_marketo"),
+    path("new/sfmc", views.flow_trigger_new_sfmc, name="flow_trigger_new_sfmc"),
     # Manual starts of this flow (SPEC section 6).
     path("csv/", views.flow_csv_new, name="flow_csv_new"),
     path("test-sender", views.flow_test_sender, name="flow_test_sender"),

@@ -55,6 +55,13 @@ TRIGGER_KINDS: tuple[TriggerKind, ...] = (
         new_url_name="flow_trigger_new_event",
     ),
     TriggerKind(
+        TriggerType.SFMC,
+        "Salesforce Marketing Cloud",
+        "A Journey Builder activity: each contact that reaches it in a journey starts the flow, "
+        "once, even when Journey Builder retries.",
+        new_url_name="flow_trigger_new_sfmc",
+    ),
+    TriggerKind(
         TriggerType.MARKETO,
         "Marketo",
         "A flow step for Marketo smart campaigns: each lead the campaign reaches starts the flow, "

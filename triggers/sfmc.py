@@ -112,8 +112,26 @@ def sfmc_config(trigger: Trigger) -> SfmcConfig:
 # --- Configuration --------------------------------------------------------------------------
 
 
+@extend_schema_field(
+    {
+        "anyOf": [
+            {"type": "string", "enum": [services.SECRET_MASK]},
+            {
+                "type": "string",
+                "minLength": MIN_SECRET_LENGTH,
+                "maxLength": MAX_SECRET_LENGTH,
+                "pattern": NOT_ONLY_WHITE_SPACE.regex.pattern,
+            },
+        ]
+    }
+)
 class JwtSecretField(Text):
-    """The Installed Package's JWT signing secret; the mask keeps the saved one."""
+    """The Installed Package's JWT signing secret; the mask keeps the saved one (if any)."""
+
+    def run_validation(self, data: Any = serializers.empty) -> Any:
+        if data == services.SECRET_MASK:
+            return data
+        return super().run_validation(data)
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault(
@@ -182,20 +200,16 @@ def sfmc_config_clean(
 ) -> SfmcConfig:
     """The configuration from what was given over what it had; 400 invalid_request with every problem.
 
-    A `jwt_secret` equal to `SECRET_MASK` keeps the saved secret (there must be one)."""
+    A `jwt_secret` equal to `SECRET_MASK` keeps the saved secret, as the API shows it masked."""
     config: dict[str, Any] = {"jwtSecret": "", "inArguments": DEFAULT_IN_ARGUMENTS, "mapping": DEFAULT_SFMC_MAPPING}
     if current:
         config.update(current)
     errors: FieldErrors = {}
-    if jwt_secret is not None:
-        if jwt_secret == services.SECRET_MASK:
-            if not config["jwtSecret"]:
-                errors["jwtSecret"] = ["There is no saved secret to keep: paste the JWT signing secret."]
-        else:
-            try:
-                config["jwtSecret"] = validate_shape(JwtSecretField(), jwt_secret, root="jwtSecret")
-            except Invalid as invalid:
-                errors.update({"jwtSecret": [m for messages in invalid.errors.values() for m in messages]})
+    if jwt_secret is not None and jwt_secret != services.SECRET_MASK:  # the mask keeps what is saved
+        try:
+            config["jwtSecret"] = validate_shape(JwtSecretField(), jwt_secret, root="jwtSecret")
+        except Invalid as invalid:
+            errors.update({"jwtSecret": [m for messages in invalid.errors.values() for m in messages]})
     if in_arguments is not None:
         problems = in_arguments_problems(in_arguments)
         if problems:
@@ -215,6 +229,35 @@ def sfmc_config_clean(
     if errors:
         raise services.TriggerRefused(400, "invalid_request", "The Marketing Cloud trigger is not valid.", errors)
     return {"jwtSecret": config["jwtSecret"], "inArguments": config["inArguments"], "mapping": config["mapping"]}
+
+
+def in_arguments_text(in_arguments: list[dict[str, str]]) -> str:
+    """In-arguments as the setup page edits them: one "name: binding" per line."""
+    return "\n".join(f"{key}: {value}" for item in in_arguments for key, value in item.items())
+
+
+def in_arguments_from_text(text: str) -> list[dict[str, str]]:
+    """The page's "name: binding" lines as in-arguments; Invalid saying which line is wrong."""
+    in_arguments: list[dict[str, str]] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, colon, binding = line.partition(":")
+        name = name.strip()
+        if not colon or not name:
+            problems.append(f"Line {number}: write a name, a colon and the binding (userId: {{{{Contact.Key}}}}).")
+        elif name in seen:
+            problems.append(f"Line {number}: {name} is named twice.")
+        else:
+            seen.add(name)
+            in_arguments.append({name: binding.strip()})
+    if not in_arguments and not problems:
+        problems.append("Add at least one in-argument, such as userId: {{Contact.Key}}.")
+    if problems:
+        raise Invalid({"inArguments": problems})
+    return in_arguments
 
 
 def sfmc_trigger_create(
@@ -272,6 +315,19 @@ def sfmc_trigger_update(
 def masked_secret(trigger: Trigger) -> str | None:
     """The secret as the API and the pages show it: the mask when one is saved, else None."""
     return services.SECRET_MASK if trigger.config.get("jwtSecret") else None
+
+
+def sfmc_api_json(trigger: Trigger, base_url: str) -> dict[str, Any]:
+    """The trigger's own fields in the configuration API (`url`: the absolute base URL)."""
+    config = sfmc_config(trigger)
+    return {
+        "url": base_url,
+        "configJsonUrl": f"{base_url}config.json",
+        "jwtSecret": masked_secret(trigger),
+        "inArguments": config.get("inArguments") or DEFAULT_IN_ARGUMENTS,
+        "mapping": config.get("mapping") or DEFAULT_SFMC_MAPPING,
+        "sample": trigger.sample,
+    }
 
 
 # --- config.json ----------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from . import (
     segment_triggers,
     selectors,
     services,
+    sfmc,
     webhook_actions,
 )
 from .forms import (
@@ -104,10 +105,11 @@ def _webhook(request: WorkbenchRequest, trigger_id: int) -> Trigger:
     return trigger
 
 
-# Triggers a member adds (every kind but the built-in API trigger), and those with a mapping.
-ADDED_TYPES = (TriggerType.WEBHOOK, TriggerType.SEGMENT, TriggerType.EVENT, TriggerType.MARKETO)
-MAPPED_TYPES = (TriggerType.WEBHOOK, TriggerType.EVENT, TriggerType.MARKETO)
-LOGGED_TYPES = (TriggerType.WEBHOOK, TriggerType.MARKETO)
+# Triggers a member adds (every kind but the built-in API trigger), those with a mapping, and
+# those with a request log.
+ADDED_TYPES = (TriggerType.WEBHOOK, TriggerType.SEGMENT, TriggerType.EVENT, TriggerType.SFMC, TriggerType.MARKETO)
+MAPPED_TYPES = (TriggerType.WEBHOOK, TriggerType.EVENT, TriggerType.SFMC, TriggerType.MARKETO)
+LOGGED_TYPES = (TriggerType.WEBHOOK, TriggerType.SFMC, TriggerType.MARKETO)
 
 
 def _trigger_of(request: WorkbenchRequest, trigger_id: int, types: tuple[str, ...]) -> Trigger:
@@ -276,6 +278,8 @@ def _sample_value(value: Any) -> str:
 def _mapping_preview(trigger: Trigger, mapping: dict[str, Any]) -> dict[str, Any]:
     if trigger.type == TriggerType.EVENT:
         return event_triggers.event_mapping_preview(trigger=trigger, mapping=mapping)
+    if trigger.type == TriggerType.SFMC:
+        return sfmc.sfmc_mapping_preview(trigger=trigger, mapping=mapping)
     if trigger.type == TriggerType.MARKETO:
         return marketo.marketo_mapping_preview(trigger=trigger, mapping=mapping)
     return webhook_actions.mapping_preview(trigger=trigger, mapping=mapping)
@@ -407,6 +411,8 @@ def trigger_detail(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     trigger = _trigger_of(request, trigger_id, ADDED_TYPES)
     if trigger.type in (TriggerType.SEGMENT, TriggerType.EVENT):
         return _automatic_detail(request, trigger)
+    if trigger.type == TriggerType.SFMC:
+        return _sfmc_detail(request, trigger)
     if trigger.type == TriggerType.MARKETO:
         return _marketo_detail(request, trigger)
     if request.method == "GET":
@@ -631,6 +637,8 @@ def trigger_send_test(request: WorkbenchRequest, trigger_id: int) -> HttpRespons
     trigger = _trigger_of(request, trigger_id, MAPPED_TYPES)
     if trigger.type == TriggerType.EVENT:
         answer = event_triggers.event_sample_send_test(trigger=trigger)
+    elif trigger.type == TriggerType.SFMC:
+        answer = sfmc.sfmc_sample_send_test(trigger=trigger)
     else:
         answer = webhook_actions.sample_send_test(trigger=trigger)
     result = _test_result(request, trigger, answer)
@@ -640,6 +648,8 @@ def trigger_send_test(request: WorkbenchRequest, trigger_id: int) -> HttpRespons
     status = 200 if result["ok"] else 400
     if trigger.type == TriggerType.EVENT:
         return _render_automatic(request, trigger, test_result=result, status=status)
+    if trigger.type == TriggerType.SFMC:
+        return _render_sfmc(request, trigger, test_result=result, status=status)
     return _render_setup(request, trigger, test_result=result, status=status)
 
 
@@ -758,6 +768,8 @@ def request_list(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     paginator = Paginator(selectors.webhook_request_list(trigger=trigger), REQUESTS_PER_PAGE)
     page = paginator.get_page(request.GET.get("page"))
     rows = _log_rows(request, trigger, list(page.object_list))
+    if trigger.type == TriggerType.SFMC:
+        rows = [{**row, "call": sfmc.logged_call(row["entry"])} for row in rows]
     context = {"trigger": trigger, "flow": trigger.flow, "page": page, "rows": rows}
     return render(request, "triggers/request_list.html", context)
 
@@ -765,8 +777,10 @@ def request_list(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 @environment_page()
 def request_detail(request: WorkbenchRequest, trigger_id: int, request_id: int) -> HttpResponse:
-    """One logged request. A POST (editors) replays it through the current mapping."""
+    """One logged request. A POST (editors) replays it through the current mapping (not SFMC calls)."""
     trigger = _trigger_of(request, trigger_id, LOGGED_TYPES)
+    if request.method == "POST" and trigger.type == TriggerType.SFMC:
+        raise Http404("Journey Builder's calls are not replayed")
     logged = selectors.webhook_request_get(trigger=trigger, request_id=request_id)
     replay = None
     status = 200
@@ -1496,6 +1510,167 @@ def flow_test_sender(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
     )
     return render(request, "triggers/test_sender.html", context)
 
+
+# --- SFMC ---------------------------------------------------------------------------------------
+# Salesforce Marketing Cloud (Journey Builder activity) triggers: the "new" page and the setup
+# page (templates/triggers/sfmc_detail.html and its _sfmc_* partials); the service is triggers.sfmc.
+
+
+@require_http_methods(["GET", "POST"])
+@environment_page(Role.EDITOR)
+def flow_trigger_new_sfmc(request: WorkbenchRequest, flow_id: int) -> HttpResponse:
+    """Add a Marketing Cloud trigger: name it (the secret may come now or on its page)."""
+    flow = _flow(request, flow_id)
+    if flow.status == FlowStatus.ARCHIVED:
+        messages.error(request, "Archived flows start nothing; they cannot get new triggers.")
+        return redirect(_triggers_url(flow))
+    form = TriggerNameForm(request.POST or None)
+    errors: dict[str, list[str]] = {}
+    if request.method == "POST" and form.is_valid():
+        secret = request.POST.get("jwt_secret", "")
+        try:
+            trigger = sfmc.sfmc_trigger_create(
+                flow=flow, by=_user(request), name=form.cleaned_data["name"], jwt_secret=secret or None
+            )
+        except services.TriggerRefused as refusal:
+            errors = refusal.errors or {"": [refusal.detail]}
+        else:
+            messages.success(
+                request,
+                f"{trigger.display_name} added, in test mode. Paste its URL into a Journey Builder activity of an "
+                "Installed Package, then the package's JWT signing secret here.",
+            )
+            return redirect(_setup_url(trigger))
+    context = {
+        **flow_tab_context(request, flow, tab="triggers"),
+        "form": form,
+        "secret_errors": errors.get("jwtSecret", []),
+        "other_errors": [message for key, messages in errors.items() if key != "jwtSecret" for message in messages],
+        "kind": kind_of(TriggerType.SFMC),
+    }
+    return render(request, "triggers/sfmc_new.html", context, status=400 if form.errors or errors else 200)
+
+
+def _sfmc_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse:
+    """The setup page. A POST (editors) saves the secret (`op=secret`), the in-arguments
+    (`op=in_arguments`) or the mapping (or fills in a script preset, `op=preset`)."""
+    if request.method == "GET":
+        return _render_sfmc(request, trigger)
+    if not can_edit(request):
+        raise PermissionDenied("Viewers cannot change triggers.")
+    op = request.POST.get("op", "")
+    if op == "secret":
+        return _sfmc_save(request, trigger, "secret", jwt_secret=request.POST.get("jwt_secret", ""))
+    refused = _refuse_live_edit(request, trigger)
+    if refused:
+        return refused
+    if op == "in_arguments":
+        text = request.POST.get("in_arguments", "")
+        try:
+            in_arguments = sfmc.in_arguments_from_text(text)
+        except Invalid as invalid:
+            return _render_sfmc(request, trigger, in_arguments_text=text, errors=invalid.errors, status=400)
+        return _sfmc_save(request, trigger, "in-arguments", in_arguments=in_arguments, text=text)
+    state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
+    if op == "preset":
+        state.apply_preset(request.POST.get("script_preset", ""))
+        return _render_sfmc_mapping(request, trigger, state)
+    if state.check_rows():
+        try:
+            sfmc.sfmc_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping())
+        except services.TriggerRefused as refusal:
+            state.attach_errors(refusal.errors or {"mapping": [refusal.detail]})
+        else:
+            messages.success(request, "Mapping saved. Send a test card to see it end to end.")
+            return redirect(_setup_url(trigger) + "#mapping")
+    return _render_sfmc_mapping(request, trigger, state, status=400 if state.error_count else 200)
+
+
+def _sfmc_save(request: WorkbenchRequest, trigger: Trigger, what: str, text: str = "", **changes: Any) -> HttpResponse:
+    if what == "secret" and not changes.get("jwt_secret"):
+        errors = {"jwtSecret": ["Paste the JWT signing secret of the Installed Package."]}
+        return _render_sfmc(request, trigger, errors=errors, status=400)
+    try:
+        sfmc.sfmc_trigger_update(trigger=trigger, by=_user(request), **changes)
+    except services.TriggerRefused as refusal:
+        errors = refusal.errors or {"": [refusal.detail]}
+        return _render_sfmc(request, trigger, in_arguments_text=text or None, errors=errors, status=400)
+    if what == "secret":
+        messages.success(request, "Secret saved. Journey Builder's calls signed with it are accepted from now on.")
+        return redirect(_setup_url(trigger) + "#connect")
+    messages.success(
+        request, "In-arguments saved. Journey Builder reads them from config.json for newly added activities."
+    )
+    return redirect(_setup_url(trigger) + "#in-arguments")
+
+
+def _render_sfmc_mapping(
+    request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
+) -> HttpResponse:
+    if _htmx(request):
+        context = _sfmc_context(request, trigger, state=state, mapping_acted=True)
+        return render(request, "triggers/_mapping.html", context, status=status)
+    return _render_sfmc(request, trigger, state=state, mapping_acted=True, status=status)
+
+
+def _sfmc_context(
+    request: WorkbenchRequest,
+    trigger: Trigger,
+    *,
+    state: MappingState | None = None,
+    mapping_acted: bool = False,
+    in_arguments_text: str | None = None,
+    errors: dict[str, list[str]] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    editable = _editable(request, trigger)
+    config = sfmc.sfmc_config(trigger)
+    base_url = request.build_absolute_uri(sfmc.base_path(trigger))
+    entries = list(selectors.webhook_request_list(trigger=trigger)[:10])
+    if state is None:
+        state = MappingState.from_config(trigger.config, _flow_variables(trigger))
+    return {
+        "trigger": trigger,
+        "flow": trigger.flow,
+        "base_url": base_url,
+        "config_json_url": base_url + "config.json",
+        "editable": editable,
+        "edit_live": editable and trigger.mode == TriggerMode.LIVE,
+        "modes": [(mode, label) for mode, label in TriggerMode.choices if mode in services.MEMBER_MODES],
+        "go_live_blocker": _go_live_blocker(trigger.flow),
+        "history": selectors.mode_change_list(trigger=trigger)[:20],
+        "secret_saved": bool(config.get("jwtSecret")),
+        "secret_mask": services.SECRET_MASK,
+        "in_arguments_text": in_arguments_text
+        if in_arguments_text is not None
+        else sfmc.in_arguments_text(config.get("inArguments") or sfmc.DEFAULT_IN_ARGUMENTS),
+        "errors": errors or {},
+        "secret_errors": (errors or {}).get("jwtSecret", []),
+        "in_arguments_errors": (errors or {}).get("inArguments", []),
+        "other_errors": (errors or {}).get("", []),
+        "sample_json": pretty_json(trigger.sample) if trigger.sample is not None else None,
+        "no_sample": trigger.sample is None,
+        "mapping_step": 3,
+        "test_step": 4,
+        "recent_calls": [
+            {**row, "call": sfmc.logged_call(row["entry"])} for row in _log_rows(request, trigger, entries)
+        ],
+        **_mapping_context(trigger, state, acted=mapping_acted),
+        **extra,
+    }
+
+
+def _render_sfmc(request: WorkbenchRequest, trigger: Trigger, *, status: int = 200, **parts: Any) -> HttpResponse:
+    context = {
+        **flow_tab_context(request, trigger.flow, tab="triggers"),
+        "name_form": TriggerNameForm(initial={"name": trigger.name}),
+        "kind": kind_of(trigger.type),
+        **_sfmc_context(request, trigger, **parts),
+    }
+    return render(request, "triggers/sfmc_detail.html", context, status=status)
+
+
+# --- end of SFMC ---
 
 # --- Marketo ---------------------------------------------------------------------------------
 # A Marketo Self-Service Flow Step trigger (SPEC section 7): its "new" page, and its page (the

@@ -109,6 +109,7 @@ def test_add_trigger_offers_every_kind_of_the_registry(login, editor, flow):
     assert "built in" in menu
     assert "Segment" in menu
     assert "Event" in menu
+    assert "Salesforce Marketing Cloud" in menu
     assert "Marketo" in menu
     assert len(TRIGGER_KINDS) == len({kind.type for kind in TRIGGER_KINDS}) >= 5
 

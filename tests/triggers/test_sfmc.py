@@ -382,3 +382,240 @@ def test_validate_and_publish_say_why_the_activity_cannot_run(
     assert unpublished.status_code == 400
     assert unpublished.json()["code"] == "flow_not_published"
     assert saved.status_code == 200
+
+
+# --- The configuration API --------------------------------------------------------------------
+
+
+def test_the_api_creates_an_sfmc_trigger_and_never_shows_its_secret(workbench_a, flow) -> None:  # noqa: F811
+    response = workbench_a.post(
+        f"/api/v1/acme/flows/{flow.pk}/triggers",
+        {"type": "sfmc", "name": "Welcome", "jwtSecret": SECRET, "inArguments": [{"userId": "{{Contact.Key}}"}]},
+        format="json",
+    )
+
+    assert response.status_code == 201, response.content
+    created = response.json()
+    trigger = Trigger.objects.get(pk=created["id"])
+    assert created["type"] == "sfmc"
+    assert created["mode"] == "test"
+    assert created["url"] == f"http://testserver/integrations/sfmc/{trigger.token}/"
+    assert created["configJsonUrl"] == created["url"] + "config.json"
+    assert created["jwtSecret"] == services.SECRET_MASK
+    assert created["mapping"] == sfmc.DEFAULT_SFMC_MAPPING
+    assert SECRET not in json.dumps(workbench_a.get(f"/api/v1/acme/triggers/{trigger.pk}").json())
+    assert trigger.config["jwtSecret"] == SECRET
+
+
+def test_patching_with_the_mask_keeps_the_secret_and_a_new_one_replaces_it(workbench_a, sfmc_trigger) -> None:
+    trigger = sfmc_trigger()
+    url = f"/api/v1/acme/triggers/{trigger.pk}"
+
+    kept = workbench_a.patch(url, {"jwtSecret": services.SECRET_MASK, "inArguments": [{"userId": "x"}]}, format="json")
+    assert kept.status_code == 200, kept.content
+    assert Trigger.objects.get(pk=trigger.pk).config["jwtSecret"] == SECRET
+    assert kept.json()["inArguments"] == [{"userId": "x"}]
+
+    replaced = workbench_a.patch(url, {"jwtSecret": OTHER_SECRET}, format="json")
+    assert replaced.status_code == 200
+    assert Trigger.objects.get(pk=trigger.pk).config["jwtSecret"] == OTHER_SECRET
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"jwtSecret": "short"},
+        {"jwtSecret": "   " * 20},
+        {"inArguments": []},
+        {"inArguments": [{}]},
+        {"inArguments": [{"userId": 12}]},
+        {"inArguments": {"userId": "x"}},
+        {"mapping": {"type": "structured", "structured": {"targetUserIds": "$[?"}}},
+        {"eventName": "x"},
+    ],
+)
+def test_invalid_configuration_is_refused_and_nothing_changes(workbench_a, sfmc_trigger, body: dict[str, Any]) -> None:
+    trigger = sfmc_trigger()
+
+    response = workbench_a.patch(f"/api/v1/acme/triggers/{trigger.pk}", body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_request"
+    assert Trigger.objects.get(pk=trigger.pk).config == trigger.config
+
+
+def test_the_mask_never_becomes_the_secret(workbench_a, flow) -> None:  # noqa: F811
+    response = workbench_a.post(
+        f"/api/v1/acme/flows/{flow.pk}/triggers", {"type": "sfmc", "jwtSecret": services.SECRET_MASK}, format="json"
+    )
+
+    assert response.status_code == 201
+    assert response.json()["jwtSecret"] is None
+    assert Trigger.objects.get(type="sfmc").config["jwtSecret"] == ""
+
+
+def test_the_request_log_preview_and_test_send_work_for_sfmc_triggers(
+    workbench_a,
+    sfmc_trigger,
+    execute,
+    test_user,  # noqa: F811
+    django_capture_on_commit_callbacks,
+) -> None:
+    trigger = sfmc_trigger()
+    url = f"/api/v1/acme/triggers/{trigger.pk}"
+    execute(trigger, signed(claims("tester-1", firstName="Lars")))
+    execute(trigger, b"garbage")
+
+    log = workbench_a.get(f"{url}/requests").json()
+    preview = workbench_a.post(f"{url}/preview", {}, format="json").json()
+    tried = workbench_a.post(
+        f"{url}/preview",
+        {"mapping": {"type": "structured", "structured": {"targetUserIds": "$.inArguments.firstName"}}},
+        format="json",
+    ).json()
+    properties = workbench_a.get(f"{url}/mappable-properties").json()["properties"]
+    started_key = Invocation.objects.get().flow_invocation_id
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = workbench_a.post(f"{url}/send-test")
+
+    assert [entry["statusCode"] for entry in log] == [401, 200]
+    assert preview["errors"] == []
+    assert preview["output"]["targetUserIds"] in ("tester-1", ["tester-1"])
+    assert preview["output"]["flowInvocationId"] == started_key
+    assert tried["output"]["targetUserIds"] in ("Lars", ["Lars"])
+    assert "$.inArguments.firstName" in properties
+    assert sent.status_code == 202, sent.content
+    assert Invocation.objects.count() == 2
+
+
+def test_an_outsider_gets_nothing(api_client, env_b, sfmc_trigger, flow) -> None:  # noqa: F811
+    outsider = api_client(env_b, "workbench")
+    trigger = sfmc_trigger()
+
+    created = outsider.post(f"/api/v1/globex/flows/{flow.pk}/triggers", {"type": "sfmc"}, format="json")
+    assert created.status_code == 404
+    assert outsider.get(f"/api/v1/globex/triggers/{trigger.pk}").status_code == 404
+    assert outsider.get(f"/api/v1/globex/triggers/{trigger.pk}/requests").status_code == 404
+    patched = outsider.patch(f"/api/v1/globex/triggers/{trigger.pk}", {"jwtSecret": OTHER_SECRET}, format="json")
+    assert patched.status_code == 404
+    assert Trigger.objects.get(pk=trigger.pk).config["jwtSecret"] == SECRET
+
+
+def test_an_events_credential_may_not_configure_triggers(api_client, env_a, sfmc_trigger) -> None:
+    events = api_client(env_a, "events")
+    trigger = sfmc_trigger()
+
+    assert events.get(f"/api/v1/acme/triggers/{trigger.pk}").status_code == 403
+    assert events.patch(f"/api/v1/acme/triggers/{trigger.pk}", {"mode": "disabled"}, format="json").status_code == 403
+
+
+# --- The Workbench ------------------------------------------------------------------------------
+
+
+def test_an_editor_adds_an_sfmc_trigger_from_the_triggers_tab(login, editor, flow) -> None:  # noqa: F811
+    client = login(editor)
+    tab = client.get(f"/e/acme/flows/{flow.pk}/triggers/").content.decode()
+    assert f"/e/acme/flows/{flow.pk}/triggers/new/sfmc" in tab
+
+    response = client.post(f"/e/acme/flows/{flow.pk}/triggers/new/sfmc", {"name": "Welcome journey"})
+
+    trigger = Trigger.objects.get(type="sfmc")
+    assert response.status_code == 302
+    assert response["Location"] == f"/e/acme/triggers/{trigger.pk}/"
+    page = client.get(response["Location"]).content.decode()
+    assert f"http://testserver/integrations/sfmc/{trigger.token}/" in page
+    assert "No secret yet" in page
+    assert "Journey Builder has not called yet" in page
+
+
+def test_a_viewer_cannot_add_or_change_an_sfmc_trigger(login, viewer, flow, sfmc_trigger) -> None:  # noqa: F811
+    client = login(viewer)
+    trigger = sfmc_trigger()
+
+    assert client.post(f"/e/acme/flows/{flow.pk}/triggers/new/sfmc", {"name": "x"}).status_code == 403
+    secret = client.post(f"/e/acme/triggers/{trigger.pk}/", {"op": "secret", "jwt_secret": OTHER_SECRET})
+    assert secret.status_code == 403
+    page = client.get(f"/e/acme/triggers/{trigger.pk}/").content.decode()
+    assert "Save secret" not in page
+    assert Trigger.objects.get(pk=trigger.pk).config["jwtSecret"] == SECRET
+
+
+def test_an_outsider_member_gets_a_404_page(login, outsider, sfmc_trigger) -> None:
+    trigger = sfmc_trigger()
+
+    assert login(outsider).get(f"/e/acme/triggers/{trigger.pk}/").status_code == 404
+
+
+def test_the_setup_page_saves_the_secret_write_only(login, editor, sfmc_trigger) -> None:
+    trigger = sfmc_trigger(secret=None)
+    client = login(editor)
+
+    blank = client.post(f"/e/acme/triggers/{trigger.pk}/", {"op": "secret", "jwt_secret": ""})
+    short = client.post(f"/e/acme/triggers/{trigger.pk}/", {"op": "secret", "jwt_secret": "short"})
+    saved = client.post(f"/e/acme/triggers/{trigger.pk}/", {"op": "secret", "jwt_secret": SECRET})
+
+    assert blank.status_code == 400
+    assert short.status_code == 400
+    assert "at least 32" in short.content.decode() or "Ensure this field has at least" in short.content.decode()
+    assert saved.status_code == 302
+    assert Trigger.objects.get(pk=trigger.pk).config["jwtSecret"] == SECRET
+    page = client.get(f"/e/acme/triggers/{trigger.pk}/").content.decode()
+    assert SECRET not in page
+    assert "A secret is saved" in page
+
+
+def test_the_setup_page_saves_in_arguments_as_lines(login, editor, sfmc_trigger, client: Client) -> None:
+    trigger = sfmc_trigger()
+    editor_client = login(editor)
+
+    wrong = editor_client.post(f"/e/acme/triggers/{trigger.pk}/", {"op": "in_arguments", "in_arguments": "no colon"})
+    saved = editor_client.post(
+        f"/e/acme/triggers/{trigger.pk}/",
+        {"op": "in_arguments", "in_arguments": "userId: {{Contact.Key}}\nfirstName: {{Contact.Attribute.P.First}}"},
+    )
+
+    assert wrong.status_code == 400
+    assert "Line 1" in wrong.content.decode()
+    assert saved.status_code == 302
+    config = client.get(f"/integrations/sfmc/{trigger.token}/config.json").json()
+    assert config["arguments"]["execute"]["inArguments"] == [
+        {"userId": "{{Contact.Key}}"},
+        {"firstName": "{{Contact.Attribute.P.First}}"},
+    ]
+
+
+def test_the_request_log_pages_show_journey_builders_calls_without_replay(
+    login,
+    editor,
+    sfmc_trigger,
+    execute,
+    test_user,  # noqa: F811
+) -> None:
+    trigger = sfmc_trigger()
+    execute(trigger, signed(claims("tester-1")))
+    client = login(editor)
+
+    listing = client.get(f"/e/acme/triggers/{trigger.pk}/requests/").content.decode()
+    entry = WebhookRequest.objects.get()
+    detail = client.get(f"/e/acme/triggers/{trigger.pk}/requests/{entry.pk}/").content.decode()
+    replay = client.post(f"/e/acme/triggers/{trigger.pk}/requests/{entry.pk}/")
+    setup = client.get(f"/e/acme/triggers/{trigger.pk}/").content.decode()
+
+    assert "<code>execute</code>" in listing
+    assert "Replay through the current mapping" not in detail
+    assert replay.status_code == 404
+    assert "<code>execute</code>" in setup
+    assert "Sample: the last execute call" in setup
+    assert Invocation.objects.count() == 1
+
+
+def test_the_mapping_is_saved_from_the_setup_page(login, editor, sfmc_trigger) -> None:
+    trigger = sfmc_trigger()
+
+    response = login(editor).post(
+        f"/e/acme/triggers/{trigger.pk}/", {"mapping_type": "structured", "target-value": "$.keyValue"}
+    )
+
+    assert response.status_code == 302, response.content.decode()[:500]
+    saved = Trigger.objects.get(pk=trigger.pk).config["mapping"]
+    assert saved["structured"]["targetUserIds"] == "$.keyValue"
