@@ -170,8 +170,8 @@ def _cell(row: list[str], position: int | None) -> str:
     return row[position]
 
 
-def _typed(value: str, default: Any) -> Any:
-    """A variable's cell as the type of its default (a CSV cell is text)."""
+def typed_text(value: str, default: Any) -> Any:
+    """A variable's value given as text (a CSV cell, a form field) as the type of its default."""
     if isinstance(default, bool):
         lowered = value.strip().lower()
         if lowered not in ("true", "false"):
@@ -216,7 +216,7 @@ def _row_of(number: int, cells: list[str], columns: Columns, defaults: dict[str,
             continue
         if section == "variables" and key in defaults:
             try:
-                payload[section][key] = _typed(value, defaults[key])
+                payload[section][key] = typed_text(value, defaults[key])
             except ValueError as error:
                 return RowError(number, f"payload.variables.{key}: {value!r} is malformed ({error}).")
         else:

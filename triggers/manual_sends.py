@@ -101,24 +101,62 @@ def dashboard_flow_list(*, environment: Environment) -> QuerySet[Flow]:
     return Flow.objects.filter(environment=environment, status=FlowStatus.PUBLISHED).order_by("name", "id")
 
 
-def send_refusal(*, flow: Flow) -> Refused | None:
-    """Why a dashboard send of `flow` would start nobody, or None. Dashboard sends give no
-    variables, so a required variable without a default refuses the flow up front."""
+def send_refusal(*, flow: Flow, variables: dict[str, Any] | None = None) -> Refused | None:
+    """Why a dashboard send of `flow` with these variable values would start nobody, or None:
+    archived, unpublished, or a required variable with neither a value nor a default."""
     if flow.status == FlowStatus.ARCHIVED:
         return Refused(409, "flow_archived", f"“{flow.name}” is archived; it starts nothing.")
     start_flow = flow_for_start(flow=flow)
     if start_flow.latest_version_definition is None:
         return Refused(409, "flow_not_published", f"“{flow.name}” is not published; publish it before sending.")
-    _resolved, missing = resolve_variables(start_flow.latest_version_definition, {})
+    _resolved, missing = resolve_variables(start_flow.latest_version_definition, variables or {})
     if missing:
         names = ", ".join(missing)
-        return Refused(
-            400,
-            "missing_variables",
-            f"“{flow.name}” needs a value for {names}, and a send from the dashboard gives none: "
-            "give the variable a default, or send with a CSV that has a column for it.",
-        )
+        return Refused(400, "missing_variables", f"“{flow.name}” needs a value for {names}: give one for this send.")
     return None
+
+
+@dataclass(frozen=True)
+class SendVariable:
+    """One of a flow's variables as the send form offers it: its value for this send, if given."""
+
+    name: str
+    default: Any
+    required: bool
+    value: str
+
+
+def send_variables(*, flow: Flow, given: dict[str, str]) -> list[SendVariable]:
+    """The variables of the flow's live version, with the values given so far."""
+    definition = flow_for_start(flow=flow).latest_version_definition or {}
+    return [
+        SendVariable(
+            name=variable["name"],
+            default=variable.get("default"),
+            required=bool(variable.get("required")),
+            value=given.get(variable["name"], ""),
+        )
+        for variable in definition.get("variables", [])
+    ]
+
+
+def send_variables_clean(*, flow: Flow, given: dict[str, str]) -> dict[str, Any]:
+    """The values given as text (blank: not given), typed like each variable's default;
+    400 invalid_request for a value of the wrong type or a variable the flow does not have."""
+    declared = {variable.name: variable for variable in send_variables(flow=flow, given={})}
+    values: dict[str, Any] = {}
+    errors: dict[str, list[str]] = {}
+    for name, text in given.items():
+        if name not in declared:
+            errors[f"variables.{name}"] = [f"“{flow.name}” has no variable {name}."]
+        elif text.strip():
+            try:
+                values[name] = csv_tasks.typed_text(text.strip(), declared[name].default)
+            except ValueError as error:
+                errors[f"variables.{name}"] = [f"{name}: {error}."]
+    if errors:
+        raise Invalid(errors)
+    return values
 
 
 def over_limit_refusal(*, environment: Environment, count: int) -> Refused | None:
@@ -145,10 +183,12 @@ def manual_send_create(
     segment: Segment | None = None,
     chosen_user_ids: Sequence[str] | None = None,
     description: str = "",
+    variables: dict[str, Any] | None = None,
 ) -> ManualSend:
     """Fix the audience and record the send; its task is sent after the commit.
 
-    1. The flow must start something (published, not archived, no variable left without value).
+    1. The flow must start something (published, not archived, no variable left without a
+       value: `variables` are this send's values, already typed by send_variables_clean).
     2. The audience is who matches now: the rules (already cleaned) or the segment's members,
        narrowed to `chosen_user_ids` when the member picked some. More than the environment's
        manual send limit is refused with the count; an empty one is refused too.
@@ -156,7 +196,7 @@ def manual_send_create(
     """
     if flow.environment_id != environment.pk:
         raise Http404("No such flow")
-    refusal = send_refusal(flow=flow)
+    refusal = send_refusal(flow=flow, variables=variables)
     if refusal is not None:
         raise refusal
     if segment is not None and segment.status == SegmentStatus.COMPUTING:
@@ -189,6 +229,7 @@ def manual_send_create(
         segment_id=segment.pk if segment is not None else None,
         description=description[:500],
         user_ids=user_ids,
+        variables=variables or {},
     )
     send_id = send.pk
     transaction.on_commit(lambda: enqueue(RUN_TASK, send_id))
@@ -291,7 +332,8 @@ def _start_chunk(send: ManualSend, chunk: list[str]) -> tuple[int, int]:
     """(started, failed) for the chunk; raises FlowRefused when the flow refuses every start."""
     flow = flow_for_start(flow=send.flow)
     starts = [
-        StartRequest(target_user_ids=[user_id], flow_invocation_id=send_key(send.pk, user_id)) for user_id in chunk
+        StartRequest(target_user_ids=[user_id], flow_invocation_id=send_key(send.pk, user_id), variables=send.variables)
+        for user_id in chunk
     ]
     try:
         with transaction.atomic():

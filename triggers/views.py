@@ -1181,9 +1181,18 @@ def customer_send_audience(request: WorkbenchRequest) -> HttpResponse:
     return render(request, "triggers/_dashboard_audience.html", context)
 
 
-def _review(request: WorkbenchRequest, form: DashboardSendForm) -> dict[str, Any]:
-    """The preview before a send: the flow, who (how many, how chosen), the limit, and why it
-    would be refused, if it would."""
+VARIABLE_FIELD = "variable."
+
+
+def _given_variables(data: Any) -> dict[str, str]:
+    """The send's variable values from the review form (fields `variable.<name>`)."""
+    return {name.removeprefix(VARIABLE_FIELD): value for name, value in data.items() if name.startswith(VARIABLE_FIELD)}
+
+
+def _review(request: WorkbenchRequest, form: DashboardSendForm, *, final: bool = False) -> dict[str, Any]:
+    """The preview before a send: the flow, who (how many, how chosen), its variables, the
+    limit, and why it would be refused, if it would. A variable still without a value only
+    refuses the `final` step: the preview asks for it."""
     environment = _environment(request)
     review: dict[str, Any] = {"form": form, "limit": environment.manual_send_limit, "refusal": "", "status": 400}
     if not form.is_valid():
@@ -1199,17 +1208,39 @@ def _review(request: WorkbenchRequest, form: DashboardSendForm) -> dict[str, Any
     )
     chosen = form.cleaned_data["user_ids"] if form.cleaned_data.get("pick") == "some" else None
     count = len(chosen) if chosen is not None else audience.count
+    given = _given_variables(request.POST)
+    try:
+        variables = manual_sends.send_variables_clean(flow=flow, given=given)
+        variable_errors: dict[str, list[str]] = {}
+    except Invalid as invalid:
+        variables, variable_errors = {}, invalid.errors
     nobody = Refused(400, "empty_audience", "Nobody matches this filter: there is nobody to send to.")
     refusal = (
-        manual_sends.send_refusal(flow=flow)
+        manual_sends.send_refusal(flow=flow, variables=variables)
         or manual_sends.over_limit_refusal(environment=environment, count=count)
         or (nobody if count == 0 else None)
     )
+    missing = refusal is not None and refusal.code == "missing_variables"
+    if variable_errors and final:
+        refusal = Refused(
+            400, "invalid_request", " ".join(m for messages in variable_errors.values() for m in messages)
+        )
+    elif missing and not final:
+        refusal = None  # the preview asks for the values
     review.update(
         flow=flow,
         count=count,
         description=choice.description,
         chosen=chosen,
+        variables=manual_sends.send_variables(flow=flow, given=given),
+        variable_errors=variable_errors,
+        typed_variables=variables,
+        hidden=[
+            (name, item)
+            for name, items in form.data.lists()
+            if name != "csrfmiddlewaretoken" and not name.startswith(VARIABLE_FIELD)
+            for item in items
+        ],
         refusal=refusal.detail if refusal is not None else "",
         status=refusal.status if refusal is not None else 200,
     )
@@ -1236,7 +1267,7 @@ def customer_send_confirm(request: WorkbenchRequest) -> HttpResponse:
     """Make the send: its audience is fixed now, then it runs in the background."""
     environment = _environment(request)
     form = _send_form(request, request.POST)
-    review = _review(request, form)
+    review = _review(request, form, final=True)
     if review["refusal"]:
         return render(request, "triggers/dashboard_review.html", review, status=review["status"])
     choice = _audience_choice(request, form)
@@ -1249,6 +1280,7 @@ def customer_send_confirm(request: WorkbenchRequest) -> HttpResponse:
             segment=choice.segment,
             chosen_user_ids=review["chosen"],
             description=choice.description,
+            variables=review["typed_variables"],
         )
     except Refused as refused:
         review["refusal"] = refused.detail
@@ -1671,6 +1703,7 @@ def _render_sfmc(request: WorkbenchRequest, trigger: Trigger, *, status: int = 2
 
 
 # --- end of SFMC ---
+
 
 # --- Marketo ---------------------------------------------------------------------------------
 # A Marketo Self-Service Flow Step trigger (SPEC section 7): its "new" page, and its page (the

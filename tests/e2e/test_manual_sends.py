@@ -75,6 +75,8 @@ def test_a_marketer_sends_a_flow_to_filtered_customers_and_watches_it_run(e2e_lo
     dialog = page.locator("#confirm-dialog")
     expect(dialog.get_by_role("heading")).to_have_text("Send “Spring sale” to 2 customers?")
     expect(dialog.locator("#review-facts")).to_contain_text("10,000")
+    expect(dialog.get_by_label("firstName")).to_have_attribute("placeholder", "Default: there")
+    dialog.get_by_label("firstName").fill("friend")
     shot(page, "02-review-dialog")
     dialog.get_by_role("button", name="Send to 2 customers").click()
 
@@ -92,6 +94,8 @@ def test_a_marketer_sends_a_flow_to_filtered_customers_and_watches_it_run(e2e_lo
         f"dash-{send.pk}-ada",
         f"dash-{send.pk}-carl",
     ]
+    assert {invocation.variables["firstName"] for invocation in Invocation.objects.all()} == {"friend"}
+    expect(page.locator("#send-facts")).to_contain_text("firstName = friend")
 
 
 def test_an_audience_over_the_limit_is_refused_in_the_dialog(e2e_log_in, e2e_make_member, shop, shot):

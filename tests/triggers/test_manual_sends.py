@@ -226,6 +226,51 @@ def test_a_flow_needing_a_variable_is_refused_before_sending(
     assert ManualSend.objects.count() == 0
 
 
+def test_the_review_asks_for_the_flows_variables_and_the_send_gives_them_to_every_customer(
+    login, editor, make_flow, customers, django_capture_on_commit_callbacks
+) -> None:
+    needy = make_flow(
+        name="Needs a name",
+        variables=[{"name": "firstName", "required": True}, {"name": "points", "default": 10}],
+    )
+    client = login(editor)
+
+    review = client.post(f"{PAGE}review", send_data(needy), HTTP_HX_REQUEST="true").content.decode()
+    response = confirm(
+        client,
+        send_data(needy, **{"variable.firstName": "Ada", "variable.points": "25"}),
+        django_capture_on_commit_callbacks,
+    )
+
+    assert 'name="variable.firstName"' in review and "required" in review
+    assert 'placeholder="Default: 10"' in review
+    assert "This send cannot go ahead" not in review  # the preview asks for the value
+    send = ManualSend.objects.get()
+    assert response.status_code == 302
+    assert send.variables == {"firstName": "Ada", "points": 25}  # typed like the default
+    manual_sends.manual_send_run(send_id=send.pk)
+    assert {tuple(sorted(i.variables.items())) for i in Invocation.objects.all()} == {
+        (("firstName", "Ada"), ("points", 25))
+    }
+    assert "<code>firstName</code> = Ada" in client.get(f"/e/acme/triggers/sends/{send.pk}/").content.decode()
+
+
+def test_a_variable_of_the_wrong_type_is_refused_with_its_name(
+    login, editor, make_flow, customers, django_capture_on_commit_callbacks
+) -> None:
+    flow = make_flow(
+        name="Points", variables=[{"name": "firstName", "default": "there"}, {"name": "points", "default": 10}]
+    )
+
+    response = confirm(
+        login(editor), send_data(flow, **{"variable.points": "many"}), django_capture_on_commit_callbacks
+    )
+
+    assert response.status_code == 400
+    assert "points: expected a number." in response.content.decode()
+    assert ManualSend.objects.count() == 0
+
+
 def test_nobody_matching_is_refused(login, editor, flow, customers, django_capture_on_commit_callbacks) -> None:
     nobody = {"match": "all", "conditions": [{"field": "country", "op": "eq", "value": "JP"}]}
 
