@@ -1237,7 +1237,7 @@ def _review(request: WorkbenchRequest, form: DashboardSendForm, *, final: bool =
         typed_variables=variables,
         hidden=[
             (name, item)
-            for name, items in form.data.lists()
+            for name, items in request.POST.lists()
             if name != "csrfmiddlewaretoken" and not name.startswith(VARIABLE_FIELD)
             for item in items
         ],
