@@ -171,6 +171,11 @@ def empty_scratch_environment(environment: Any) -> None:
     with transaction.atomic(), connection.cursor() as cursor:
         for table in tables:
             cursor.execute(f"DELETE FROM {table} WHERE environment_id = %s", [environment.pk])
+        for table in ("triggers_marketocallback", "triggers_marketobatch"):  # before their triggers
+            cursor.execute(
+                f"DELETE FROM {table} WHERE trigger_id IN (SELECT id FROM triggers_trigger WHERE environment_id = %s)",
+                [environment.pk],
+            )
         cursor.execute(
             "DELETE FROM triggers_triggermodechange WHERE trigger_id IN "
             "(SELECT id FROM triggers_trigger WHERE environment_id = %s)",

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import CsvTask, Trigger, TriggerModeChange, WebhookRequest
+from .models import CsvTask, MarketoBatch, MarketoCallback, Trigger, TriggerModeChange, WebhookRequest
 
 
 class ModeChangeInline(admin.TabularInline):
@@ -78,6 +78,40 @@ class CsvTaskAdmin(admin.ModelAdmin):
     search_fields = ("file_name", "flow__name")
     list_select_related = ("flow", "created_by")
     exclude = ("lease_token",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(MarketoBatch)
+class MarketoBatchAdmin(admin.ModelAdmin):
+    """Read-only: a batch is Marketo's, processed by its worker. Marketo's callback key is not shown."""
+
+    list_display = ("id", "trigger", "received_at", "lead_count", "munchkin_id", "campaign_id", "processed_at")
+    list_filter = ("processed_at",)
+    search_fields = ("munchkin_id", "campaign_id")
+    list_select_related = ("trigger__flow",)
+    date_hierarchy = "received_at"
+    exclude = ("api_callback_key", "token")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(MarketoCallback)
+class MarketoCallbackAdmin(admin.ModelAdmin):
+    """Read-only: a callback changes through its worker only (attempts, backoff, lease)."""
+
+    list_display = ("id", "trigger", "batch", "part", "status", "attempts", "lead_count", "failed_count", "last_status")
+    list_filter = ("status",)
+    list_select_related = ("trigger__flow", "batch")
+    readonly_fields = [field.name for field in MarketoCallback._meta.fields]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

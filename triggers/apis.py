@@ -972,6 +972,7 @@ class MappablePropertiesApi(WebhookActionApi):
     )
     def get(self, request: Request, env: str, trigger_id: int) -> Response:
         trigger = self.previewed(trigger_id)
+        sample: Any
         if trigger.type == TriggerType.MARKETO:
             sample = marketo.sample_body(trigger=trigger) or marketo.example_lead(marketo.marketo_config(trigger))
         elif trigger.type in (TriggerType.WEBHOOK, TriggerType.SFMC):  # SFMC: the last execute call

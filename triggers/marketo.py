@@ -34,10 +34,11 @@ The life of a batch:
    (lease), maps each lead, starts them through the start pipeline, and in the same
    transaction writes the callbacks (`MarketoCallback`, at most 1,000 leads each), the
    request-log entry of the batch and the trigger's sample.
-3. `marketo_callback_deliver` (a worker, `triggers.marketo_deliver_callback`): claims a due
-   callback (lease), POSTs it through the SSRF guard (`triggers.outbound`) and records the
-   attempt in the request log; a failure is retried with exponential backoff for
-   CALLBACK_RETRY_WINDOW; a URL the guard refuses is never retried.
+3. `marketo_callback_deliver` (the same worker right after that commit, `marketo_batch_run`;
+   later ones `triggers.marketo_deliver_callback`): claims a due callback (lease), POSTs it
+   through the SSRF guard (`triggers.outbound`) and records the attempt in the request log; a
+   failure is retried with exponential backoff for CALLBACK_RETRY_WINDOW; a URL the guard
+   refuses is never retried.
 4. `marketo_sweep` (beat): sends again batches nobody processed and callbacks that are due,
    including those whose worker died holding the lease.
 """
@@ -51,7 +52,6 @@ import json
 import logging
 import re
 import secrets
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,7 +59,7 @@ from typing import Any
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Count, F, Q
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
 from flows.models import Flow, FlowStatus, Mode
@@ -404,7 +404,8 @@ def service_definition(trigger: Trigger, base_url: str) -> dict[str, Any]:
 
 def service_status(trigger: Trigger) -> dict[str, list[str]]:
     """`status`: what Marketo logs about the service (polled nightly and on install)."""
-    flow = Flow.objects.filter(pk=trigger.flow_id).values("name", "status", "published_version").first() or {}
+    found = Flow.objects.filter(pk=trigger.flow_id).values("name", "status", "published_version").first()
+    flow: dict[str, Any] = dict(found) if found else {}
     info: list[str] = [f"Starts the Action Flow “{flow.get('name', '')}” in {trigger.mode} mode."]
     warnings: list[str] = []
     errors: list[str] = []
@@ -703,8 +704,8 @@ def _as_user_id(value: Any) -> str | None:
 
 def lead_body(item: dict[str, Any], batch_body: dict[str, Any], config: MarketoTriggerConfig) -> dict[str, Any]:
     """What the mapping reads for one lead (see the module docstring)."""
-    lead = item.get("objectContext") if isinstance(item.get("objectContext"), dict) else {}
-    step = item.get("flowStepContext") if isinstance(item.get("flowStepContext"), dict) else {}
+    lead: dict[str, Any] = item["objectContext"] if isinstance(item.get("objectContext"), dict) else {}
+    step: dict[str, Any] = item["flowStepContext"] if isinstance(item.get("flowStepContext"), dict) else {}
     names = [field["name"] for field in config["flowFields"]]
     body: dict[str, Any] = {
         "userId": _as_user_id(lead.get(config["leadUserIdField"])),
@@ -882,8 +883,9 @@ def _redacted_body(body: dict[str, Any]) -> str:
     return json.dumps(shown, ensure_ascii=False)
 
 
-def marketo_batch_process(*, batch_id: int, now: datetime | None = None) -> str:
-    """Start a batch's leads and write their callbacks (see the module docstring, step 2).
+def marketo_batch_process(*, batch_id: int, now: datetime | None = None) -> list[int]:
+    """Start a batch's leads and write their callbacks (see the module docstring, step 2); the
+    ids of the callbacks written (none when the batch was not claimed).
 
     Idempotent: a processed batch is not claimed again, and a batch whose worker died before
     its commit is processed again from scratch (its leads' keys make repeated starts duplicates).
@@ -895,7 +897,7 @@ def marketo_batch_process(*, batch_id: int, now: datetime | None = None) -> str:
         .update(lease_until=now + BATCH_LEASE)
     )
     if claimed != 1:
-        return "not claimed"
+        return []
     batch = MarketoBatch.objects.select_related("trigger", "trigger__flow").get(pk=batch_id)
     trigger = batch.trigger
     body = json.loads(batch.body)
@@ -936,8 +938,18 @@ def marketo_batch_process(*, batch_id: int, now: datetime | None = None) -> str:
             Trigger.objects.filter(pk=trigger.pk).update(sample=sample)
         MarketoBatch.objects.filter(pk=batch.pk).update(processed_at=now, lease_until=None)
         ids = [callback.pk for callback in MarketoCallback.objects.filter(batch=batch).order_by("part")]
-        transaction.on_commit(lambda: [enqueue("triggers.marketo_deliver_callback", pk) for pk in ids])
-    return f"{len(entries)} leads"
+    return ids
+
+
+def marketo_batch_run(*, batch_id: int) -> int:
+    """The worker's whole job for a batch: start its leads, then post their callbacks at once,
+    from this worker, rather than queueing them behind the runs the starts just fanned out.
+    A callback this misses (the worker dies between the commit and the post) is due already:
+    the sweep sends it. Returns the number of callbacks delivered."""
+    delivered = 0
+    for callback_id in marketo_batch_process(batch_id=batch_id):
+        delivered += marketo_callback_deliver(callback_id=callback_id) == "callback_delivered"
+    return delivered
 
 
 # --- The worker: post the results back ---------------------------------------------------------
@@ -1098,7 +1110,7 @@ def marketo_mapping_preview(
     return preview
 
 
-def callback_list(*, trigger: Trigger) -> Sequence[MarketoCallback]:
+def callback_list(*, trigger: Trigger) -> QuerySet[MarketoCallback]:
     return MarketoCallback.objects.filter(trigger=trigger).select_related("batch").order_by("-created_at", "-id")
 
 

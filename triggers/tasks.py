@@ -54,9 +54,9 @@ def resend_manual_sends() -> None:
 
 
 @shared_task(name="triggers.marketo_process_batch")
-def marketo_process_batch(batch_id: int) -> str:
-    """Start a Marketo batch's leads and write their callbacks (a second delivery finds it done)."""
-    return marketo.marketo_batch_process(batch_id=batch_id)
+def marketo_process_batch(batch_id: int) -> int:
+    """Start a Marketo batch's leads and post their callbacks (a second delivery finds it done)."""
+    return marketo.marketo_batch_run(batch_id=batch_id)
 
 
 @shared_task(name="triggers.marketo_deliver_callback")

@@ -354,7 +354,7 @@ def test_a_batch_nobody_processed_is_found_by_the_sweep(created: marketo.Created
     assert marketo_sweep(now=later).batches == [stored.pk]
     marketo.marketo_batch_process(batch_id=stored.pk, now=later)
     assert marketo_sweep(now=later).batches == []
-    assert marketo.marketo_batch_process(batch_id=stored.pk, now=later) == "not claimed"
+    assert marketo.marketo_batch_process(batch_id=stored.pk, now=later) == []
 
 
 @pytest.mark.parametrize(
