@@ -25,7 +25,7 @@ webhook mapping engine (`triggers.mapping`) applied to the execute call as this 
 
 The default mapping takes `targetUserIds` from `$.userId` and `variables` from
 `$.inArguments`. The last execute call's body, as above, is the trigger's sample
-(`Trigger.sample`): what members map and preview against.
+(`Trigger.sample`, refreshed at most once a second): what members map and preview against.
 
 An execute call (`sfmc_execute`) is checked in this order, each refusal with its own code and
 every call written to the trigger's request log (`WebhookRequest`, the path under `:path`):
@@ -43,14 +43,14 @@ import dataclasses
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
 import jwt
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Model
+from django.db.models import Model, Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -67,6 +67,7 @@ from . import services
 from .intake import UNLOGGED_HEADERS, Answer, IncomingRequest, accepted_answer, refused_start
 from .mapping import MappingConfig, MappingError, WebhookInput, apply_mapping, validate_mapping_config
 from .models import RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
+from .start_reads import WebhookTarget, webhook_target
 from .webhook_actions import fresh_test_key, mapping_output
 
 DEFAULT_IN_ARGUMENTS: list[dict[str, str]] = [{"userId": "{{Contact.Key}}"}]
@@ -94,6 +95,8 @@ EXECUTE_RETRY_COUNT = 3
 EXECUTE_RETRY_DELAY_MS = 1000
 EXECUTE_CONCURRENT_REQUESTS = 5
 LOGGED_PATH = ":path"
+# How often the sample follows the newest execute call (see `_sample_keep`).
+SAMPLE_REFRESH = timedelta(seconds=1)
 
 
 class SfmcConfig(TypedDict):
@@ -389,18 +392,10 @@ def activity_config(*, trigger: Trigger, base_url: str, icon_url: str) -> dict[s
 # --- Receiving ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SfmcTarget:
-    trigger: Trigger
-    flow: FlowForStart
-
-
-def sfmc_target(*, token: str) -> SfmcTarget | None:
-    """The Marketing Cloud trigger of a base URL token, with its flow as a start reads it."""
-    trigger = Trigger.objects.select_related("flow").filter(token=token, type=TriggerType.SFMC).first()
-    if trigger is None:
-        return None
-    return SfmcTarget(trigger=trigger, flow=flow_for_start(flow=trigger.flow))
+def sfmc_target(*, token: str) -> WebhookTarget | None:
+    """The Marketing Cloud trigger of a base URL token, with its flow as a start reads it (the
+    webhooks' one prepared statement: execute is a hot path)."""
+    return webhook_target(token=token, trigger_type=TriggerType.SFMC)
 
 
 class JwtInvalid(Exception):
@@ -536,8 +531,7 @@ def _execute(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, sou
         check_storable(body)
     except UnstorableJSON as error:
         return Answer.refused(400, "invalid_payload", f"The execute call cannot be stored: {error}")
-    if trigger.sample != body:
-        Trigger.objects.filter(pk=trigger.pk).update(sample=body)
+    _sample_keep(trigger, body, request.received_at)
     starts = _mapped_starts(trigger, body)
     if isinstance(starts, Answer):
         return starts
@@ -565,6 +559,16 @@ def _execute(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, sou
     if not result.extra_rows_written:
         _log(trigger, request, source_ip, answer)
     return answer
+
+
+def _sample_keep(trigger: Trigger, body: dict[str, Any], now: datetime) -> None:
+    """Keep the call's mapping input as the sample, at most once per SAMPLE_REFRESH: every call
+    writing the one trigger row would queue a journey's concurrent calls behind its lock."""
+    if trigger.sample is not None and trigger.updated_at > now - SAMPLE_REFRESH:
+        return
+    Trigger.objects.filter(Q(updated_at__lte=now - SAMPLE_REFRESH) | Q(sample__isnull=True), pk=trigger.pk).update(
+        sample=body, updated_at=now
+    )
 
 
 def _execute_answer(answer: Answer) -> Answer:

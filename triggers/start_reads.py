@@ -56,9 +56,10 @@ def api_start_target(*, environment_id: int, flow_id: int | str) -> ApiStartTarg
     return ApiStartTarget(flow=flow_columns.read(row), api_trigger_id=row[flow_columns.width])
 
 
-def webhook_target(*, token: str) -> WebhookTarget | None:
-    """The webhook trigger with this token and its flow as a start reads it, or None."""
-    sql, trigger_columns, flow_columns = _webhook_statement()
+def webhook_target(*, token: str, trigger_type: str = TriggerType.WEBHOOK) -> WebhookTarget | None:
+    """The webhook trigger with this token and its flow as a start reads it, or None. Triggers
+    of other types called at a token of theirs (a Marketing Cloud activity) say their type."""
+    sql, trigger_columns, flow_columns = _webhook_statement(TriggerType(trigger_type).value)
     with prepared_cursor() as cursor:
         cursor.execute(sql, [token])
         row = cursor.fetchone()
@@ -135,17 +136,18 @@ def _api_start_statement() -> tuple[str, _FlowColumns]:
 
 
 @cache
-def _webhook_statement() -> tuple[str, ModelColumns[Trigger], _FlowColumns]:
-    """The webhook trigger of a token, with its flow and the flow's latest version."""
+def _webhook_statement(trigger_type: str) -> tuple[str, ModelColumns[Trigger], _FlowColumns]:
+    """The trigger of a token and type, with its flow and the flow's latest version."""
     quote = connection.ops.quote_name
     trigger, flows, meta = ModelColumns.of(Trigger, "t"), _flow_columns(), Trigger._meta
     flow_pk = quote(Flow._meta.pk.column)
     # Only names from the models' metadata and a TriggerType value are formatted in; the token
     # is a parameter.
+    kind = TriggerType(trigger_type).value
     sql = (
         f"SELECT {trigger.sql}, {flows.sql} FROM {quote(meta.db_table)} t "  # noqa: S608
         f"JOIN {quote(Flow._meta.db_table)} f ON f.{flow_pk} = t.{quote(meta.get_field('flow').column)} "
         f"{flows.join} WHERE t.{quote(meta.get_field('token').column)} = %s "
-        f"AND t.{quote(meta.get_field('type').column)} = '{TriggerType.WEBHOOK.value}'"
+        f"AND t.{quote(meta.get_field('type').column)} = '{kind}'"
     )
     return sql, trigger, flows

@@ -11,11 +11,13 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import jwt
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from flows.models import FlowRun, Invocation
 from tests.flows.conftest import draft_flow, flow, make_flow, test_user  # noqa: F401
@@ -280,6 +282,19 @@ def test_the_last_execute_call_becomes_the_sample(sfmc_trigger, execute, test_us
         "activityInstanceId": "9e8d7c6b-cccc-4ddd-8eee-333333333333",
         "activityObjectID": "5b7c3c1e-aaaa-4bbb-8ccc-111111111111",
     }
+
+
+def test_the_sample_follows_the_calls_at_most_once_a_second(sfmc_trigger, execute, test_user) -> None:  # noqa: F811
+    trigger = sfmc_trigger()
+
+    execute(trigger, signed(claims("tester-1", firstName="Lars")))
+    execute(trigger, signed(claims("tester-2", firstName="Maja")))  # a burst: the row is not written again
+    kept = Trigger.objects.get(pk=trigger.pk).sample
+    Trigger.objects.filter(pk=trigger.pk).update(updated_at=timezone.now() - timedelta(seconds=2))
+    execute(trigger, signed(claims("tester-3", firstName="Noor")))
+
+    assert kept["inArguments"]["firstName"] == "Lars"
+    assert Trigger.objects.get(pk=trigger.pk).sample["inArguments"]["firstName"] == "Noor"
 
 
 # --- config.json, the inspector and the lifecycle calls --------------------------------------
