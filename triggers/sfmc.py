@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import secrets
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
@@ -123,7 +124,7 @@ def sfmc_config(trigger: Trigger) -> SfmcConfig:
                 "type": "string",
                 "minLength": MIN_SECRET_LENGTH,
                 "maxLength": MAX_SECRET_LENGTH,
-                "pattern": NOT_ONLY_WHITE_SPACE.regex.pattern,
+                "pattern": re.compile(NOT_ONLY_WHITE_SPACE.regex).pattern,
             },
         ]
     }
@@ -692,9 +693,9 @@ def sfmc_mapping_preview(
     preview = mapping_output(body=body, mapping=mapping, saved=sfmc_config(trigger).get("mapping"))
     output = preview["output"]
     if isinstance(output, dict) and isinstance(body, dict):
-        ids = [body.get(name) for name in ("activityId", "definitionInstanceId", "keyValue")]
-        if all(isinstance(value, str) for value in ids):
-            key = invocation_key(activity_id=ids[0], definition_instance_id=ids[1], key_value=ids[2])
+        activity, run, contact = (body.get(name) for name in ("activityId", "definitionInstanceId", "keyValue"))
+        if isinstance(activity, str) and isinstance(run, str) and isinstance(contact, str):
+            key = invocation_key(activity_id=activity, definition_instance_id=run, key_value=contact)
             preview = {**preview, "output": {**output, "flowInvocationId": key}}
     return preview
 
