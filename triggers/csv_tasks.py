@@ -27,6 +27,7 @@ import codecs
 import csv
 import io
 import logging
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
@@ -58,6 +59,8 @@ logger = logging.getLogger(__name__)
 SOURCE = "csv"
 TASK_NAME = "triggers.run_csv_task"
 CHUNK_ROWS = 2000
+# How long one task message processes chunks before sending the task on (csv_task_run).
+SLICE_SECONDS = 60.0
 CHUNK_MAX_CHARS = 4 * 1024 * 1024  # wide rows: a chunk stays a few MiB whatever its rows hold
 BATCH_SIZE = MAX_STARTS  # what one start request may hold
 MAX_ATTRIBUTE_MATCHES = 10
@@ -556,7 +559,7 @@ class _LostClaim(Exception):
     """The task was cancelled, or another worker took it over: this chunk must not commit."""
 
 
-def csv_task_run(*, task_id: int) -> str:
+def csv_task_run(*, task_id: int, slice_seconds: float = SLICE_SECONDS) -> str:
     """Process the task if it can be claimed; its status afterwards (see the module docstring).
 
     1. Claim: a conditional UPDATE takes a confirmed, unfinished task whose lease is free or
@@ -565,6 +568,9 @@ def csv_task_run(*, task_id: int) -> str:
        checked between them), its row errors, and the progress, written only while the
        task is still running under this token.
     3. After the last chunk the task is completed, whatever its rows' errors.
+    4. After `slice_seconds` the task hands itself on instead (lease released, the task sent
+       again): a file of a million rows outlasts Celery's time limit for one task, and other
+       work waiting in the queue gets its turn between slices.
     """
     now = timezone.now()
     token = uuid.uuid4().hex
@@ -589,7 +595,10 @@ def csv_task_run(*, task_id: int) -> str:
     if task.next_chunk >= chunk_count:
         _finish(task, token, CsvTaskStatus.COMPLETED)
         return CsvTaskStatus.COMPLETED
+    slice_ends = time.monotonic() + slice_seconds
     for number in range(task.next_chunk, chunk_count):
+        if number > task.next_chunk and time.monotonic() > slice_ends:
+            return _hand_on(task, token)
         try:
             with transaction.atomic():
                 _run_chunk(task, flow, columns, number, token, last=number == chunk_count - 1)
@@ -603,6 +612,15 @@ def csv_task_run(*, task_id: int) -> str:
             CsvTask.objects.filter(pk=task.pk, lease_token=token).update(last_error=repr(error)[:2000])
             raise
     return CsvTaskStatus.COMPLETED
+
+
+def _hand_on(task: CsvTask, token: str) -> str:
+    """End this slice: release the lease (the task stays running) and send the task again;
+    should the message be lost, the sweep sends it (a running task without a lease)."""
+    if CsvTask.objects.filter(pk=task.pk, status=CsvTaskStatus.RUNNING, lease_token=token).update(lease_until=None):
+        _send_after_commit(task.pk)
+        return "continues"
+    return "stopped"
 
 
 def _finish(task: CsvTask, token: str, status: str, error: str = "") -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -281,25 +282,34 @@ def send_key(send_id: int, user_id: str) -> str:
     return f"dash-{send_id}-h{hashlib.sha256(user_id.encode()).hexdigest()}"
 
 
-def manual_send_run(*, send_id: int) -> int:
+def manual_send_run(*, send_id: int, slice_seconds: float = csv_tasks.SLICE_SECONDS) -> int:
     """Start the send's customers not started yet; the number of customers handled in this run.
 
-    1. Claim the send (queued, or running under an expired lease) with a conditional update:
-       another worker holding it keeps it.
+    1. Claim the send (queued, or running with its lease released or expired) with a
+       conditional update: another worker holding it keeps it.
     2. Chunk by chunk, from where the progress says: lock the send, stop if it was cancelled,
        accept the chunk's starts and count them, in one transaction with a fresh lease.
     3. A refusal of the flow itself (archived, unpublished, a variable without value) fails the
        send with the reason; a chunk refused otherwise is retried start by start.
+    4. After `slice_seconds` the send hands itself on (lease released, its task sent again),
+       within Celery's time limit for one task however large the send.
     """
     now = timezone.now()
-    claimable = Q(status=ManualSendStatus.QUEUED) | Q(status=ManualSendStatus.RUNNING, lease_until__lt=now)
+    claimable = Q(status=ManualSendStatus.QUEUED) | Q(
+        Q(lease_until__isnull=True) | Q(lease_until__lt=now), status=ManualSendStatus.RUNNING
+    )
     claimed = ManualSend.objects.filter(claimable, pk=send_id).update(
         status=ManualSendStatus.RUNNING, lease_until=now + LEASE
     )
     if claimed != 1:
         return 0
     handled = 0
+    slice_ends = time.monotonic() + slice_seconds
     while True:
+        if handled and time.monotonic() > slice_ends:
+            if ManualSend.objects.filter(pk=send_id, status=ManualSendStatus.RUNNING).update(lease_until=None):
+                enqueue(RUN_TASK, send_id)
+            return handled
         with transaction.atomic():
             send = ManualSend.objects.select_for_update().select_related("flow").get(pk=send_id)
             if send.status != ManualSendStatus.RUNNING:
@@ -370,6 +380,8 @@ def manual_sends_resend() -> list[int]:
     stale = ManualSend.objects.filter(
         Q(status=ManualSendStatus.QUEUED, created_at__lt=now - PICKUP_GRACE)
         | Q(status=ManualSendStatus.RUNNING, lease_until__lt=now)
+        # Handed on between slices, and its message lost.
+        | Q(status=ManualSendStatus.RUNNING, lease_until__isnull=True, created_at__lt=now - PICKUP_GRACE)
     )
     ids = list(stale.values_list("pk", flat=True)[:100])
     for send_id in ids:

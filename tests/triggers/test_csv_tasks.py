@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
 from customers.models import Customer
 from flows.models import Flow, FlowRun, Invocation
@@ -280,6 +282,30 @@ def test_nothing_starts_before_the_task_is_confirmed(stage, coded_flow, django_c
         csv_tasks.csv_task_confirm(task=task, by=owner)
     task.refresh_from_db()
     assert (task.status, len(started(coded_flow))) == ("completed", 1)
+
+
+def test_a_long_task_hands_itself_on_between_slices_and_resumes_where_it_was(
+    stage, coded_flow, monkeypatch, django_capture_on_commit_callbacks
+):
+    monkeypatch.setattr(csv_tasks, "CHUNK_ROWS", 2)
+    task = stage(coded_flow, "target.usersById,payload.variables.code\n" + "u,A\n" * 6, confirm=False)
+    CsvTask.objects.filter(pk=task.pk).update(confirmed_at=task.created_at)
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr(csv_tasks, "enqueue", lambda name, task_id: sent.append((name, task_id)))
+
+    # A slice that is over after its first chunk: one chunk, then the task is sent on.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert csv_tasks.csv_task_run(task_id=task.pk, slice_seconds=0) == "continues"
+
+    task.refresh_from_db()
+    assert (task.status, task.rows_done, task.next_chunk, task.lease_until) == ("running", 2, 1, None)
+    assert sent == [("triggers.run_csv_task", task.pk)]
+    later = timezone.now() + timedelta(minutes=5)
+    assert csv_tasks.csv_tasks_to_resend(now=later) == [task.pk]  # should that message be lost
+    assert csv_tasks.csv_task_run(task_id=task.pk) == "completed"  # the next message resumes
+    task.refresh_from_db()
+    assert (task.status, task.rows_done) == ("completed", 6)
+    assert sorted(started(coded_flow)) == [f"csv-{task.pk}-{row}" for row in range(2, 8)]
 
 
 def test_a_cancelled_task_starts_no_further_row(stage, coded_flow, monkeypatch):

@@ -158,6 +158,29 @@ def test_running_a_send_again_starts_nobody_twice(login, editor, flow, customers
     assert send.status == ManualSendStatus.COMPLETED
 
 
+def test_a_long_send_hands_itself_on_between_slices_and_resumes_where_it_was(
+    login, editor, flow, customers, django_capture_on_commit_callbacks, monkeypatch
+):
+    confirm(login(editor), send_data(flow), django_capture_on_commit_callbacks)
+    send = ManualSend.objects.get()
+    monkeypatch.setattr(manual_sends, "CHUNK_SIZE", 2)
+    sent: list[tuple[str, int]] = []
+    monkeypatch.setattr(manual_sends, "enqueue", lambda name, send_id: sent.append((name, send_id)))
+
+    # A slice that is over after its first chunk: two customers, then the send is sent on.
+    assert manual_sends.manual_send_run(send_id=send.pk, slice_seconds=0) == 2
+
+    send.refresh_from_db()
+    assert (send.status, send.started_count, send.lease_until) == (ManualSendStatus.RUNNING, 2, None)
+    assert sent == [(manual_sends.RUN_TASK, send.pk)]
+    ManualSend.objects.filter(pk=send.pk).update(created_at=timezone.now() - manual_sends.PICKUP_GRACE * 2)
+    assert manual_sends.manual_sends_resend() == [send.pk]  # should that message be lost
+    assert manual_sends.manual_send_run(send_id=send.pk) == 1  # the next message resumes
+    send.refresh_from_db()
+    assert (send.status, send.started_count) == (ManualSendStatus.COMPLETED, 3)
+    assert Invocation.objects.count() == 3
+
+
 def test_a_send_held_by_a_live_worker_is_not_run_twice(
     login, editor, flow, customers, django_capture_on_commit_callbacks
 ):
