@@ -50,6 +50,7 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import re
 import secrets
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ from flows.start_requests import MAX_ID_LENGTH, StartRequest, parse_start_reques
 from workbench.celery import enqueue
 from workbench.client_address import client_address
 from workbench.errors import FieldErrors, Invalid
-from workbench.json_values import UnstorableJSON, check_storable, loads_storable
+from workbench.json_values import MAX_JSON_DEPTH, UnstorableJSON, check_storable, loads_storable
 
 from . import services
 from .auto_starts import start_mode, test_user_ids
@@ -644,6 +645,44 @@ def _munchkin_id(body: dict[str, Any]) -> str:
     return munchkin if isinstance(munchkin, str) else ""
 
 
+_SURROGATE_OR_NUL_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+_BRACKETS = re.compile(rb"[\[\]{}]")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if math.isinf(number):
+        raise UnstorableJSON(f"The number {text[:40]} is out of range.")
+    return number
+
+
+def _refuse_constant(name: str) -> Any:
+    raise UnstorableJSON(f"{name} is not JSON.")
+
+
+def _bracket_depth(raw: bytes) -> int:
+    """The deepest nesting the brackets allow (brackets inside strings count too: never less)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(raw):
+        depth += 1 if match.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def loads_batch(raw: bytes) -> Any:
+    """A batch's JSON, as strict as `loads_storable` but without walking 1,000 leads' values
+    when the text shows they hold nothing unstorable (no escaped NUL or surrogate, shallow
+    nesting; measured: the walk was two thirds of the request's time). Else the careful path."""
+    if raw[:3] == b"\xef\xbb\xbf" or _SURROGATE_OR_NUL_ESCAPE.search(raw) or _bracket_depth(raw) > MAX_JSON_DEPTH:
+        return loads_storable(raw)
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except UnstorableJSON:
+        raise
+    except ValueError:  # not UTF-8, not JSON, an integer of over 4,300 digits: the careful path says why
+        return loads_storable(raw)
+
+
 def marketo_submit(*, trigger: Trigger, call: IncomingCall) -> Answer:
     """`submitAsyncAction`, after the key check: 201 once the batch is durable (one INSERT).
 
@@ -654,7 +693,7 @@ def marketo_submit(*, trigger: Trigger, call: IncomingCall) -> Answer:
         call_log(trigger, call, answer, RequestOutcome.REFUSED)
         return answer
     try:
-        body = loads_storable(call.body)
+        body = loads_batch(call.body)
     except UnstorableJSON as error:
         answer = _refused(400, "invalid_json", str(error))
         call_log(trigger, call, answer, RequestOutcome.REFUSED)
@@ -880,7 +919,7 @@ def _summary(entries: list[dict[str, Any]]) -> str:
 
 def _redacted_body(body: dict[str, Any]) -> str:
     shown = {**body, "apiCallBackKey": "********"} if body.get("apiCallBackKey") else body
-    return json.dumps(shown, ensure_ascii=False)
+    return json.dumps(shown)  # escaped: a lone surrogate stays text PostgreSQL stores
 
 
 def marketo_batch_process(*, batch_id: int, now: datetime | None = None) -> list[int]:

@@ -378,6 +378,13 @@ def test_a_callback_url_that_is_http_or_private_is_refused_and_logged_without_re
     ("body", "code"),
     [
         (b"not json", "invalid_json"),
+        (
+            b'{"token": "t", "callbackUrl": "https://x.test/", "objectData": [{"objectContext": {"id": "a\\u0000"}}]}',
+            "invalid_json",
+        ),
+        (b'{"token": "t", "callbackUrl": "https://x.test/", "objectData": [], "campaignId": NaN}', "invalid_json"),
+        (b'{"token": "t", "callbackUrl": "https://x.test/", "objectData": [], "campaignId": 1e999}', "invalid_json"),
+        (b"[" * 200 + b"]" * 200, "invalid_json"),
         (json.dumps({"token": "t"}), "invalid_request"),
         (json.dumps([1, 2]), "invalid_request"),
         (json.dumps({"token": "t", "callbackUrl": "https://x.test/", "objectData": "nope"}), "invalid_request"),
