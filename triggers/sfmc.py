@@ -662,6 +662,23 @@ def _log(trigger: Trigger, request: IncomingRequest, source_ip: str, answer: Ans
         row.save()
 
 
+def jwt_as_sent(body: str) -> dict[str, str] | None:
+    """A logged JWT's header and claims as they were sent, as indented JSON for members reading
+    the log (NOT verified: the entry's outcome says whether it was); None for no JWT."""
+    token = body.strip()
+    if token.count(".") != 2:
+        return None
+    try:
+        header = jwt.get_unverified_header(token)
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        return None
+    return {
+        "header": json.dumps(header, indent=2, ensure_ascii=False),
+        "claims": json.dumps(claims, indent=2, ensure_ascii=False),
+    }
+
+
 def logged_call(entry: WebhookRequest) -> str:
     """Which call a log entry was: execute, save, validate, publish or stop."""
     path = str((entry.headers or {}).get(LOGGED_PATH, ""))

@@ -809,6 +809,7 @@ def request_detail(request: WorkbenchRequest, trigger_id: int, request_id: int) 
         "invocation_pk": links.get((logged.flow_invocation_id, logged.mode)),
         "replays": selectors.webhook_request_list(trigger=trigger).filter(replay_of=logged),
         "replay": replay,
+        "jwt_as_sent": sfmc.jwt_as_sent(logged.body) if trigger.type == TriggerType.SFMC else None,
     }
     return render(request, "triggers/request_detail.html", context, status=status)
 

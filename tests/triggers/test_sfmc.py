@@ -618,6 +618,8 @@ def test_the_request_log_pages_show_journey_builders_calls_without_replay(
 
     assert "<code>execute</code>" in listing
     assert "Replay through the current mapping" not in detail
+    assert "The JWT as sent" in detail
+    assert "&quot;alg&quot;: &quot;HS256&quot;" in detail
     assert replay.status_code == 404
     assert "<code>execute</code>" in setup
     assert "Sample: the last execute call" in setup
