@@ -4,7 +4,9 @@
    `csv.reader`, refuses the whole file for what makes every row meaningless (no header,
    unknown columns, not UTF-8, too big), and stores the rows in `CsvChunk`s of CHUNK_ROWS,
    so that the upload is durable before it is answered and any worker can process it.
-2. `csv_task_dry_run` streams the chunks and validates every row without starting anything.
+2. `csv_task_dry_run` streams the chunks and validates every row without starting anything;
+   for the Workbench a worker makes it (`csv_task_check`, a million rows take longer than a
+   request) and keeps it on the task, whose page shows its progress until it is there.
 3. `csv_task_run` (the task "triggers.run_csv_task") claims the task with a lease and, chunk by
    chunk, turns rows into start requests and hands them to the one start pipeline in batches
    of MAX_STARTS. A chunk's starts, its row errors and the task's progress commit TOGETHER: a
@@ -30,7 +32,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import IO, Any
@@ -58,6 +60,12 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "csv"
 TASK_NAME = "triggers.run_csv_task"
+CHECK_TASK_NAME = "triggers.check_csv_task"
+# Rows of the dry run shown as start requests, and how long a dry run may show no result
+# before the sweep asks a worker again.
+DRY_RUN_SAMPLE_ROWS = 5
+CHECK_GRACE = timedelta(minutes=1)
+CHECK_LIMIT = timedelta(minutes=10)
 CHUNK_ROWS = 2000
 # How long one task message processes chunks before sending the task on (csv_task_run).
 SLICE_SECONDS = 60.0
@@ -400,7 +408,8 @@ def csv_task_stage(
     2. The header: 400 for an empty file, no header, unknown or repeated columns, no target.
     3. The rows, streamed into chunks in one transaction (400 if the file turns out not to be
        UTF-8 or not CSV: nothing is kept).
-    4. With `confirm`, the task is confirmed and sent to a worker after the commit.
+    4. With `confirm`, the task is confirmed and sent to a worker after the commit; without,
+       its dry run is sent to a worker.
     """
     start_flow = flow_for_start(flow=flow)
     if start_flow.status == FlowStatus.ARCHIVED:
@@ -437,6 +446,9 @@ def csv_task_stage(
                 task.confirmed_at = timezone.now()
                 update.append("confirmed_at")
                 _send_after_commit(task.pk)
+            else:
+                task_id = task.pk
+                transaction.on_commit(lambda: enqueue(CHECK_TASK_NAME, task_id))
             task.save(update_fields=update)
     except UnicodeDecodeError:
         raise _not_utf8() from None
@@ -527,15 +539,37 @@ class CsvDryRun:
     rows_failed: int
     target_count: int
 
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "rowsTotal": self.rows_total,
+            "sample": self.sample,
+            "errors": [{"row": error.row, "message": error.message} for error in self.errors],
+            "rowsFailed": self.rows_failed,
+            "targetCount": self.target_count,
+        }
 
-def csv_task_dry_run(*, task: CsvTask, sample_rows: int = 5) -> CsvDryRun:
+    @classmethod
+    def of_json(cls, data: dict[str, Any]) -> CsvDryRun:
+        return cls(
+            rows_total=data["rowsTotal"],
+            sample=data["sample"],
+            errors=[RowError(error["row"], error["message"]) for error in data["errors"]],
+            rows_failed=data["rowsFailed"],
+            target_count=data["targetCount"],
+        )
+
+
+def csv_task_dry_run(
+    *, task: CsvTask, sample_rows: int = 5, progress: Callable[[int], None] | None = None
+) -> CsvDryRun:
     """What the task would do, validated row by row, without starting anything; streams the
-    chunks one at a time. Keys reused with other content show only when the rows start."""
+    chunks one at a time, telling `progress` the rows checked after each. Keys reused with
+    other content show only when the rows start."""
     flow = flow_for_start(flow=task.flow)
     columns = Columns.of(task.columns)
     sample: list[dict[str, Any]] = []
     errors: list[RowError] = []
-    rows_failed = target_count = 0
+    rows_failed = target_count = rows_checked = 0
     for chunk in CsvChunk.objects.filter(task=task).order_by("number").iterator(chunk_size=1):
         found = _chunk_starts(task, flow, columns, chunk)
         for number, start in found.starts:
@@ -544,11 +578,43 @@ def csv_task_dry_run(*, task: CsvTask, sample_rows: int = 5) -> CsvDryRun:
                 sample.append({"row": number, **start.as_canonical()})
         rows_failed += len(found.errors)
         errors.extend(found.errors[: MAX_REPORTED_ERRORS - len(errors)])
+        rows_checked += chunk.row_count
+        if progress is not None:
+            progress(rows_checked)
     if not task.confirmed_at:
         CsvTask.objects.filter(pk=task.pk, confirmed_at__isnull=True).update(target_count=target_count)
         task.target_count = target_count
     return CsvDryRun(
         rows_total=task.rows_total, sample=sample, errors=errors, rows_failed=rows_failed, target_count=target_count
+    )
+
+
+def csv_task_check(*, task_id: int, sample_rows: int = DRY_RUN_SAMPLE_ROWS) -> CsvDryRun | None:
+    """The Workbench's dry run of an unconfirmed task, made by a worker and kept on the task
+    (its page polls `dry_run_rows` until `dry_run` is there). Idempotent: a task already
+    checked, confirmed or gone is left as it is."""
+    task = CsvTask.objects.select_related("flow").filter(pk=task_id, confirmed_at__isnull=True).first()
+    if task is None or task.dry_run is not None or task.status != CsvTaskStatus.QUEUED:
+        return None
+
+    def progress(rows: int) -> None:
+        CsvTask.objects.filter(pk=task_id).update(dry_run_rows=rows)
+
+    dry_run = csv_task_dry_run(task=task, sample_rows=sample_rows, progress=progress)
+    CsvTask.objects.filter(pk=task_id).update(dry_run=dry_run.as_json(), dry_run_rows=task.rows_total)
+    return dry_run
+
+
+def csv_checks_to_resend(*, now: Any = None) -> list[int]:
+    """Unconfirmed tasks whose dry run nobody is making: not begun a minute after the upload
+    (a lost message), or still not done after CHECK_LIMIT (a worker that died while checking;
+    the largest file is checked in a few minutes)."""
+    now = now or timezone.now()
+    not_begun = Q(dry_run_rows=0, created_at__lt=now - CHECK_GRACE)
+    return list(
+        CsvTask.objects.filter(status=CsvTaskStatus.QUEUED, confirmed_at__isnull=True, dry_run__isnull=True)
+        .filter(not_begun | Q(created_at__lt=now - CHECK_LIMIT))
+        .values_list("pk", flat=True)[:100]
     )
 
 

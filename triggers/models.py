@@ -347,6 +347,10 @@ class CsvTask(models.Model):
     lease_token = models.CharField(max_length=32, blank=True)
     next_chunk = models.PositiveIntegerField(default=0)  # the first chunk not yet processed
     last_error = models.TextField(blank=True)
+    # The Workbench's dry run, checked by a worker (a big file takes longer than a request):
+    # rows checked so far, then the result (csv_tasks.CsvDryRun as JSON).
+    dry_run_rows = models.PositiveIntegerField(default=0)
+    dry_run = models.JSONField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

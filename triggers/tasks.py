@@ -34,11 +34,20 @@ def run_csv_task(task_id: int) -> str:
     return csv_tasks.csv_task_run(task_id=task_id)
 
 
+@shared_task(name="triggers.check_csv_task")
+def check_csv_task(task_id: int) -> None:
+    """The Workbench's dry run of an uploaded CSV, kept on the task (idempotent)."""
+    csv_tasks.csv_task_check(task_id=task_id)
+
+
 @shared_task(name="triggers.resend_csv_tasks")
 def resend_csv_tasks() -> None:
-    # Beat: a task whose worker died (its lease expired) or whose message was lost is sent again.
+    # Beat: a task whose worker died (its lease expired) or whose message was lost is sent
+    # again, and so is a dry run nobody is making.
     for task_id in csv_tasks.csv_tasks_to_resend():
         enqueue("triggers.run_csv_task", task_id)
+    for task_id in csv_tasks.csv_checks_to_resend():
+        enqueue("triggers.check_csv_task", task_id)
 
 
 @shared_task(name="triggers.run_manual_send")

@@ -1426,18 +1426,31 @@ def flow_csv_task(request: WorkbenchRequest, task_id: int) -> HttpResponse:
     the page polls (htmx asks for the progress fragment alone)."""
     task = selectors.csv_task_get(environment=_environment(request), task_id=task_id)
     context: dict[str, Any] = {"can_edit": can_edit(request), **_csv_progress(task)}
+    if task.confirmed_at is None and task.status == CsvTaskStatus.QUEUED:
+        context.update(_dry_run_context(task))
+        if _htmx(request):
+            return render(request, "triggers/_csv_dry_run.html", context)
+        return render(request, "triggers/csv_dry_run.html", context)
     if _htmx(request):
         return render(request, "triggers/_csv_progress.html", context)
-    if task.confirmed_at is None and task.status == CsvTaskStatus.QUEUED:
-        dry_run = csv_tasks.csv_task_dry_run(task=task, sample_rows=CSV_SAMPLE_ROWS)
-        context.update(
-            dry_run=dry_run,
-            rows_ok=dry_run.rows_total - dry_run.rows_failed,
-            sample=[{"row": start.pop("row"), "json": _compact_start(start)} for start in dry_run.sample],
-            shown_errors=dry_run.errors[:CSV_ERRORS_SHOWN],
-        )
-        return render(request, "triggers/csv_dry_run.html", context)
     return render(request, "triggers/csv_task_detail.html", context)
+
+
+def _dry_run_context(task: CsvTask) -> dict[str, Any]:
+    """The dry run a worker made (csv_tasks.csv_task_check), or how far it has got."""
+    if task.dry_run is None:
+        total = task.rows_total
+        return {"checking": True, "check_percent": int(task.dry_run_rows * 100 / total) if total else 0}
+    dry_run = csv_tasks.CsvDryRun.of_json(task.dry_run)
+    return {
+        "dry_run": dry_run,
+        "rows_ok": dry_run.rows_total - dry_run.rows_failed,
+        "sample": [
+            {"row": start["row"], "json": _compact_start({k: v for k, v in start.items() if k != "row"})}
+            for start in dry_run.sample[:CSV_SAMPLE_ROWS]
+        ],
+        "shown_errors": dry_run.errors[:CSV_ERRORS_SHOWN],
+    }
 
 
 def _compact_start(start: dict[str, Any]) -> str:

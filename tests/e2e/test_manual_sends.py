@@ -4,19 +4,21 @@ send (upload, dry run, confirm, progress with the error report)."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from customers.services import customers_upsert
 from flows import services as flow_services
-from flows.models import Invocation
-from triggers import manual_sends
-from triggers.models import ManualSend
+from flows.models import Flow, Invocation
+from triggers import csv_tasks, manual_sends
+from triggers.models import CsvTask, ManualSend
 
 pytestmark = pytest.mark.browser
 
@@ -145,3 +147,31 @@ def test_a_csv_send_goes_from_upload_to_dry_run_to_progress(e2e_log_in, e2e_make
     page.goto("/e/acme/triggers/csv/")
     expect(page.locator(".csv-tasks tbody tr")).to_have_count(1)
     shot(page, "09-csv-list")
+
+
+def test_a_big_files_dry_run_shows_its_progress_until_a_worker_has_checked_every_row(
+    e2e_log_in, e2e_make_member, shop, shot
+):
+    flow = Flow.objects.get(name="Spring sale")
+    rows = "".join(f"user-{n},Friend {n}\n" for n in range(5000))
+    with mock.patch("triggers.csv_tasks.enqueue"):  # no worker has taken the dry run yet
+        task = csv_tasks.csv_task_stage(
+            flow=flow,
+            mode="live",
+            upload=io.BytesIO(f"target.usersById,payload.variables.firstName\n{rows}".encode()),
+            file_name="big.csv",
+            by=None,
+            confirm=False,
+        )
+    CsvTask.objects.filter(pk=task.pk).update(dry_run_rows=2000)
+    page = e2e_log_in(e2e_make_member("edward", {shop: "editor"}))
+
+    page.goto(f"/e/acme/triggers/csv/{task.pk}/")
+    expect(page.get_by_role("heading", name="Checking every row before anything starts…")).to_be_visible()
+    expect(page.locator("#dry-checked")).to_contain_text("2,000 of 5,000 rows checked")
+    shot(page, "09-csv-checking")
+    csv_tasks.csv_task_check(task_id=task.pk)  # the worker
+
+    expect(page.get_by_role("heading", name="Dry run: nothing has started")).to_be_visible()
+    expect(page.locator("#dry-rows")).to_have_text("5,000")
+    expect(page.get_by_role("button", name="Start 5,000 rows")).to_be_visible()

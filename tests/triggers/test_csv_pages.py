@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import TestCase
 
 from flows.models import Invocation
 from tests.factories import CustomerFactory
+from triggers import csv_tasks
 from triggers.models import CsvTask, CsvTaskStatus
 
 GOOD = "target.usersById,payload.variables.firstName\nde-1,Ada\n,Nobody\nde-2|de-3,Bob\n"
@@ -23,8 +25,28 @@ def customers(env_a) -> None:
 
 
 def upload(client: Any, flow: Any, text: str = GOOD, mode: str = "live") -> Any:
+    """Upload as the page does; the dry run a worker makes after the commit is made here."""
     csv_file = SimpleUploadedFile("march.csv", text.encode(), content_type="text/csv")
-    return client.post(f"/e/acme/flows/{flow.pk}/triggers/csv/", {"mode": mode, "file": csv_file})
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return client.post(f"/e/acme/flows/{flow.pk}/triggers/csv/", {"mode": mode, "file": csv_file})
+
+
+def test_while_a_worker_checks_the_rows_the_page_shows_its_progress_and_polls(login, editor, flow) -> None:
+    client = login(editor)
+    csv_file = SimpleUploadedFile("march.csv", GOOD.encode(), content_type="text/csv")
+    client.post(f"/e/acme/flows/{flow.pk}/triggers/csv/", {"mode": "live", "file": csv_file})  # no worker yet
+    task = CsvTask.objects.get()
+
+    checking = client.get(task_url(task)).content.decode()
+    csv_tasks.csv_task_check(task_id=task.pk)  # the worker
+    polled = client.get(task_url(task), HTTP_HX_REQUEST="true").content.decode()
+
+    assert "Checking every row before anything starts" in checking
+    assert 'hx-trigger="every 1s"' in checking
+    assert 'id="csv-confirm"' not in checking  # nothing to confirm before the dry run is there
+    assert "Dry run: nothing has started" in polled
+    assert 'hx-trigger="every 1s"' not in polled
+    assert 'id="csv-confirm"' in polled
 
 
 def task_url(task: CsvTask, tail: str = "") -> str:

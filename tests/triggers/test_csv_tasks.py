@@ -308,6 +308,22 @@ def test_a_long_task_hands_itself_on_between_slices_and_resumes_where_it_was(
     assert sorted(started(coded_flow)) == [f"csv-{task.pk}-{row}" for row in range(2, 8)]
 
 
+def test_a_dry_run_is_kept_on_the_task_and_a_lost_one_is_asked_for_again(stage, coded_flow):
+    task = stage(coded_flow, "target.usersById,payload.variables.code\nu1,A\n,B\n", confirm=False)
+    CsvTask.objects.filter(pk=task.pk).update(dry_run=None, dry_run_rows=0)  # as if its message was lost
+
+    later = timezone.now() + timedelta(minutes=2)
+    assert csv_tasks.csv_checks_to_resend(now=later) == [task.pk]
+    assert csv_tasks.csv_checks_to_resend() == []  # just uploaded: its worker may be on it
+    csv_tasks.csv_task_check(task_id=task.pk)
+
+    task.refresh_from_db()
+    assert (task.dry_run_rows, task.dry_run["rowsTotal"], task.dry_run["rowsFailed"]) == (2, 2, 1)
+    assert task.dry_run["errors"] == [{"row": 3, "message": task.dry_run["errors"][0]["message"]}]
+    assert csv_tasks.csv_checks_to_resend(now=later) == []
+    assert Invocation.objects.count() == 0  # a dry run starts nothing
+
+
 def test_a_cancelled_task_starts_no_further_row(stage, coded_flow, monkeypatch):
     monkeypatch.setattr(csv_tasks, "CHUNK_ROWS", 2)
     task = stage(coded_flow, "target.usersById,payload.variables.code\n" + "u,A\n" * 6, confirm=False)
