@@ -121,6 +121,9 @@ CALLBACK_MAX_DELAY = timedelta(minutes=10)
 CALLBACK_RETRY_WINDOW = timedelta(hours=6)
 SWEEP_LIMIT = 500
 # Headers of Marketo's requests never kept (the API key is a credential).
+MASK = "********"
+# Marketo's credentials in a body the log keeps as text (a refused call's, perhaps not JSON).
+_SECRETS_IN_TEXT = re.compile(rb'"(apiCallBackKey|token)"\s*:\s*"(?:[^"\\]|\\.)*"')
 UNLOGGED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", API_KEY_HEADER})
 MAX_LOGGED_HEADER = 1000
 
@@ -595,6 +598,11 @@ def _source_ip(call: IncomingCall) -> str:
     return client_address(call.remote_addr, call.forwarded_for, settings.TRUSTED_PROXIES)
 
 
+def _logged_text(body: bytes) -> str:
+    masked = _SECRETS_IN_TEXT.sub(rb'"\1": "********"', body)
+    return masked.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
+
+
 def call_log(trigger: Trigger, call: IncomingCall, answer: Answer, outcome: str, detail: str = "") -> None:
     """A call from Marketo in the trigger's request log (the API key is never kept)."""
     WebhookRequest.objects.create(
@@ -603,7 +611,7 @@ def call_log(trigger: Trigger, call: IncomingCall, answer: Answer, outcome: str,
         source_ip=_source_ip(call),
         method=call.method,
         headers=_logged_headers(call),
-        body=call.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd"),
+        body=_logged_text(call.body),
         outcome=outcome,
         status_code=answer.status,
         code=str(answer.body.get("code", "")),
@@ -918,7 +926,8 @@ def _summary(entries: list[dict[str, Any]]) -> str:
 
 
 def _redacted_body(body: dict[str, Any]) -> str:
-    shown = {**body, "apiCallBackKey": "********"} if body.get("apiCallBackKey") else body
+    """A batch as its log entry shows it: Marketo's callback key and token are credentials."""
+    shown = {**body, **{key: MASK for key in ("apiCallBackKey", "token") if body.get(key)}}
     return json.dumps(shown)  # escaped: a lone surrogate stays text PostgreSQL stores
 
 
@@ -1051,7 +1060,8 @@ def marketo_callback_deliver(*, callback_id: int, now: datetime | None = None) -
         callback.save(
             update_fields=["status", "last_status", "last_error", "next_attempt_at", "lease_until", "delivered_at"]
         )
-        _attempt_log(callback, batch, body, now, status, address, code, f"{detail} Attempt {callback.attempts}.")
+        logged = json.dumps({**json.loads(body), "token": MASK})  # the token is Marketo's credential
+        _attempt_log(callback, batch, logged, now, status, address, code, f"{detail} Attempt {callback.attempts}.")
     return code
 
 
@@ -1068,7 +1078,7 @@ def _schedule_retry(callback: MarketoCallback, now: datetime, reason: str) -> tu
 def _attempt_log(
     callback: MarketoCallback,
     batch: MarketoBatch,
-    body: bytes,
+    body: str,
     now: datetime,
     status: int,
     address: str,
@@ -1087,7 +1097,7 @@ def _attempt_log(
             "x-callback-token": "********",
             "content-type": "application/json",
         },
-        body=body.decode("utf-8"),
+        body=body,
         outcome=RequestOutcome.ACCEPTED if code == "callback_delivered" else RequestOutcome.REFUSED,
         status_code=status,
         code=code,

@@ -220,6 +220,8 @@ def test_each_lead_starts_the_flow_and_its_result_is_called_back(
     submitted, attempt = log_rows(trigger)
     assert (submitted.method, submitted.status_code, submitted.outcome) == ("POST", 201, "accepted")
     assert "cb-key-123" not in submitted.body
+    assert '"tok-1"' not in submitted.body
+    assert '"tok-1"' not in attempt.body  # Marketo's callback token is a credential too
     assert "x-api-key" not in submitted.headers
     assert "1 started" in submitted.detail
     assert (attempt.method, attempt.status_code, attempt.code) == ("CALLBACK", 200, "callback_delivered")
@@ -409,6 +411,7 @@ def test_a_batch_without_or_with_a_wrong_key_is_refused(
     assert MarketoBatch.objects.count() == 0
     assert Invocation.objects.count() == 0
     assert [row.status_code for row in log_rows(created.trigger)] == [401, 401]
+    assert all("cb-key-123" not in row.body for row in log_rows(created.trigger))
 
 
 def test_a_disabled_trigger_refuses_batches(
