@@ -298,6 +298,8 @@ def _mapping_context(trigger: Trigger, state: MappingState, *, acted: bool = Fal
 def _mapping_chosen(trigger: Trigger) -> bool:
     """Whether a member set this trigger's mapping: until then, its problems are next steps."""
     default = event_triggers.DEFAULT_EVENT_MAPPING if trigger.type == TriggerType.EVENT else services.DEFAULT_MAPPING
+    if trigger.type == TriggerType.MARKETO:
+        default = marketo.DEFAULT_MARKETO_MAPPING
     return trigger.config.get("mapping", default) != default
 
 
