@@ -545,3 +545,97 @@ def test_a_custom_mapping_is_applied_to_each_lead(
     submit(created.trigger, created.api_key, batch(receiver.url, [lead(1)]))
 
     assert Invocation.objects.get().variables["firstName"] == "lead1@example.com"
+
+
+# --- Workbench pages ---------------------------------------------------------------------------
+
+
+def page_url(trigger: Trigger) -> str:
+    return f"/e/acme/triggers/{trigger.pk}/"
+
+
+def test_an_editor_adds_a_marketo_trigger_and_sees_its_key_once(login: Any, editor: Any, flow: Flow) -> None:
+    client = login(editor)
+    new = client.get(f"/e/acme/flows/{flow.pk}/triggers/new/marketo")
+    assert new.status_code == 200
+    assert 'value="firstName"' in new.content.decode()  # the flow's variables are offered
+
+    created = client.post(
+        f"/e/acme/flows/{flow.pk}/triggers/new/marketo",
+        {
+            "name": "Webinar",
+            "lead_user_id_field": "appUserId",
+            "field_name": ["firstName", ""],
+            "field_label": ["First name", ""],
+            "field_type": ["string", "string"],
+        },
+    )
+    trigger = Trigger.objects.get(type="marketo")
+    assert created.status_code == 302
+    assert trigger.config["leadUserIdField"] == "appUserId"
+    assert trigger.config["flowFields"] == [
+        {"name": "firstName", "label": "First name", "type": "string", "required": False}
+    ]
+    first = client.get(page_url(trigger)).content.decode()
+    again = client.get(page_url(trigger)).content.decode()
+    assert 'id="marketo-api-key"' in first
+    assert 'id="marketo-api-key"' not in again
+    assert trigger.config["apiKeyHint"] in again
+
+
+def test_the_new_page_shows_what_is_wrong(login: Any, editor: Any, flow: Flow) -> None:
+    response = login(editor).post(
+        f"/e/acme/flows/{flow.pk}/triggers/new/marketo",
+        {"lead_user_id_field": "id", "field_name": ["first name"], "field_label": [""], "field_type": ["string"]},
+    )
+    assert response.status_code == 400
+    assert "not id" in response.content.decode()
+    assert Trigger.objects.filter(type="marketo").count() == 0
+
+
+def test_the_page_saves_fields_and_rotates_the_key(login: Any, editor: Any, created: marketo.CreatedTrigger) -> None:
+    client = login(editor)
+    trigger = created.trigger
+    saved = client.post(
+        page_url(trigger),
+        {
+            "op": "config",
+            "lead_user_id_field": "crmId",
+            "field_name": ["plan"],
+            "field_label": ["Plan"],
+            "field_type": ["text"],
+        },
+    )
+    assert saved.status_code == 302
+    trigger.refresh_from_db()
+    assert trigger.config["leadUserIdField"] == "crmId"
+    assert trigger.config["flowFields"][0]["name"] == "plan"
+
+    bad = client.post(page_url(trigger), {"op": "config", "lead_user_id_field": "x y", "field_name": ["ok"]})
+    assert bad.status_code == 400
+
+    client.post(page_url(trigger), {"op": "rotate"})
+    shown = client.get(page_url(trigger)).content.decode()
+    trigger.refresh_from_db()
+    new_key = shown.split('id="marketo-api-key">', 1)[1].split("<", 1)[0]
+    assert marketo.api_key_matches(trigger.config, new_key)
+    assert not marketo.api_key_matches(trigger.config, created.api_key)
+
+
+def test_viewers_look_and_outsiders_get_nothing(
+    login: Any, viewer: Any, outsider: Any, created: marketo.CreatedTrigger
+) -> None:
+    trigger = created.trigger
+    as_viewer = login(viewer)
+    assert as_viewer.get(page_url(trigger)).status_code == 200
+    assert as_viewer.post(page_url(trigger), {"op": "rotate"}).status_code == 403
+    assert as_viewer.get(f"/e/acme/flows/{trigger.flow_id}/triggers/new/marketo").status_code == 403
+    assert api_key_unchanged(trigger, created.api_key)
+    as_outsider = login(outsider)
+    assert as_outsider.get(page_url(trigger)).status_code == 404
+    assert as_outsider.get(f"/e/acme/triggers/{trigger.pk}/requests/").status_code == 404
+
+
+def api_key_unchanged(trigger: Trigger, key: str) -> bool:
+    trigger.refresh_from_db()
+    return marketo.api_key_matches(trigger.config, key)
