@@ -12,7 +12,8 @@ it. Posting to it from a worker inside our network must not reach that network, 
    the check and the connection), while the Host header, TLS SNI and the certificate check
    still use the host name;
 4. never follows a redirect (a 3xx is an answer like any other), and bounds the connection,
-   the whole exchange and the body it reads.
+   each read, the whole exchange (a receiver answering a byte at a time is cut off at
+   TOTAL_TIMEOUT_SECONDS) and the body it reads.
 
 `OUTBOUND_ALLOW_PRIVATE=1` (settings) lifts rules 1 and 2: tests with a receiver on
 127.0.0.1 and on-premises targets. Nothing here retries: the caller records the attempt and
@@ -21,10 +22,12 @@ decides.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
 import socket
 import ssl
+import threading
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,6 +36,7 @@ from django.conf import settings
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 READ_TIMEOUT_SECONDS = 10.0
+TOTAL_TIMEOUT_SECONDS = 30.0  # under the callback's lease (triggers.marketo.CALLBACK_LEASE)
 MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "ActionFlowWorkbench/1 (+callback)"
 
@@ -185,6 +189,7 @@ def post_json(
     *,
     allow_private: bool | None = None,
     timeout: float = READ_TIMEOUT_SECONDS,
+    total_timeout: float = TOTAL_TIMEOUT_SECONDS,
 ) -> OutboundResponse:
     """POST `body` (JSON) to `url` through the guard; the answer, whatever its status.
 
@@ -194,6 +199,10 @@ def post_json(
     connection_class: Any = _PinnedHTTPSConnection if target.scheme == "https" else _PinnedHTTPConnection
     connection = connection_class(target, timeout)
     sent = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
+    # Past the deadline the socket is shut down, which ends whatever read is waiting on it.
+    watchdog = threading.Timer(total_timeout, _cut_off, args=(connection,))
+    watchdog.daemon = True
+    watchdog.start()
     try:
         connection.request("POST", target.path, body=body, headers=sent)
         response = connection.getresponse()
@@ -203,4 +212,12 @@ def post_json(
         reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
         raise OutboundFailed(f"No answer from {target.host} ({target.address}): {reason}", target.address) from None
     finally:
+        watchdog.cancel()
         connection.close()
+
+
+def _cut_off(connection: http.client.HTTPConnection) -> None:
+    sock = connection.sock
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -183,3 +184,29 @@ def test_no_answer_is_a_failure_to_retry(settings: Any) -> None:
     with pytest.raises(OutboundFailed) as failed:
         post_json(f"http://127.0.0.1:{port}/cb", b"{}", {}, timeout=2)
     assert failed.value.address == "127.0.0.1"
+
+
+def test_a_receiver_answering_a_byte_at_a_time_is_cut_off_at_the_deadline(settings: Any) -> None:
+    settings.OUTBOUND_ALLOW_PRIVATE = True
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 50:
+                try:
+                    connection.sendall(bytes([byte]))
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=drip, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    with pytest.raises(OutboundFailed):
+        post_json(f"http://127.0.0.1:{listener.getsockname()[1]}/cb", b"{}", {}, timeout=1, total_timeout=1)
+    assert time.monotonic() - started < 3  # each byte came within the read timeout: the deadline cut it
+    listener.close()
