@@ -49,7 +49,7 @@ from customers import services as customer_services
 from flows import services as flow_services
 from segments import services as segment_services
 from tests.conftest import in_test_transaction
-from triggers import csv_tasks, event_triggers, segment_triggers
+from triggers import csv_tasks, event_triggers, marketo, segment_triggers, sfmc
 from triggers import services as trigger_services
 from triggers.apis import NOT_THIS_TYPES_FIELD, TYPE_CANNOT_CHANGE
 from workbench.models import Environment
@@ -170,6 +170,8 @@ def world(api_client: Callable[..., Any], env_a: Environment) -> World:
     event_trigger = event_triggers.event_trigger_create(
         flow=flow, event_name="upgraded", where=[{"property": "plan", "op": "eq", "value": "pro"}]
     )
+    sfmc_trigger = sfmc.sfmc_trigger_create(flow=flow, jwt_secret="s" * 40)
+    marketo_trigger = marketo.marketo_trigger_create(flow=flow).trigger
     csv_task = csv_tasks.csv_task_stage(
         flow=flow, mode="live", upload=io.BytesIO(b"target.usersById\nc-1\n"), file_name="a.csv", by=None, confirm=False
     )
@@ -187,7 +189,7 @@ def world(api_client: Callable[..., Any], env_a: Environment) -> World:
         "segment_id": segment.pk,
         "task_id": csv_task.pk,
     }
-    kinds = {"trigger_id": (webhook.pk, segment_trigger.pk, event_trigger.pk)}
+    kinds = {"trigger_id": (webhook.pk, segment_trigger.pk, event_trigger.pk, sfmc_trigger.pk, marketo_trigger.pk)}
     return World(path_values=path_values, kinds=kinds, tokens=tokens)
 
 
