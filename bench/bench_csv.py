@@ -213,7 +213,7 @@ def wait_until_done(task_id: int, flow_id: int, rows: int, timeout: float) -> No
                     if runs < rows:
                         raise BenchError(f"Every start was taken up, yet {runs:,} runs for {rows:,} rows")
                     return
-        time.sleep(0.5)
+        time.sleep(1)
     raise BenchError(f"The CSV task did not finish in {timeout:.0f} s")
 
 

@@ -583,15 +583,17 @@ def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
         # The status is tested here, not in SQL: by primary key alone the plan stays an
         # index lookup whatever the table's statistics say about statuses.
         locked = Invocation.objects.select_for_update().filter(pk__in=list(invocation_ids)).order_by("pk")
-        invocations = [
-            invocation
-            for invocation in locked.only("status", *FAN_OUT_FIELDS)
-            if invocation.status == InvocationStatus.ACCEPTED
-        ]
-        if invocations:
-            _take_up(invocations, timezone.now())
-    runs = FlowRun.objects.filter(invocation_id__in=list(invocation_ids)).values_list("pk", "status")
-    run_ids = sorted(pk for pk, status in runs if status == RunStatus.QUEUED)
+        invocations = list(locked.only("status", *FAN_OUT_FIELDS))
+        accepted = [invocation for invocation in invocations if invocation.status == InvocationStatus.ACCEPTED]
+        run_ids = _take_up(accepted, timezone.now()) if accepted else []
+    # Invocations taken up before (a redelivered message): their runs still queued. Usually
+    # none, and then no query: a fan-out during a bulk load must not depend on the planner's
+    # statistics of a table that grows by the second.
+    earlier = [invocation.pk for invocation in invocations if invocation.status != InvocationStatus.ACCEPTED]
+    if earlier:
+        runs = FlowRun.objects.filter(invocation_id__in=earlier).values_list("pk", "status")
+        run_ids.extend(pk for pk, status in runs if status == RunStatus.QUEUED)
+    run_ids.sort()
     return [run_ids[i : i + RUN_CHUNK_SIZE] for i in range(0, len(run_ids), RUN_CHUNK_SIZE)]
 
 
@@ -599,9 +601,9 @@ def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
 FAN_OUT_FIELDS = ("environment_id", "flow_id", "flow_invocation_id", "mode", "source", "target_user_ids", "created_at")
 
 
-def _take_up(invocations: list[Invocation], now: Any) -> None:
+def _take_up(invocations: list[Invocation], now: Any) -> list[int]:
     """Steps 2 and 3 of invocations_fan_out, for locked invocations in status accepted (so
-    none of their runs exists yet): one statement per kind of row."""
+    none of their runs exists yet): one statement per kind of row. The new runs' ids."""
     first = invocations[0]
     insert_rows_like(
         AnalyticsEvent(
@@ -625,7 +627,7 @@ def _take_up(invocations: list[Invocation], now: Any) -> None:
             live_targets[invocation.environment_id].extend(invocation.target_user_ids)
     for environment_id, user_ids in live_targets.items():
         _create_missing_profiles(environment_id, user_ids, now)
-    insert_rows_like(
+    run_ids = insert_rows_like(
         FlowRun(
             environment_id=first.environment_id, invocation=first, flow_id=first.flow_id, created_at=now, updated_at=now
         ),
@@ -640,6 +642,7 @@ def _take_up(invocations: list[Invocation], now: Any) -> None:
             for invocation in invocations
             for user_id in invocation.target_user_ids
         ],
+        return_ids=True,
     )
     with_targets = [invocation.pk for invocation in invocations if invocation.target_user_ids]
     without_targets = [invocation.pk for invocation in invocations if not invocation.target_user_ids]
@@ -649,6 +652,7 @@ def _take_up(invocations: list[Invocation], now: Any) -> None:
         Invocation.objects.filter(pk__in=without_targets).update(
             status=InvocationStatus.COMPLETED, fanned_out_at=now, completed_at=now
         )
+    return run_ids
 
 
 @dataclass

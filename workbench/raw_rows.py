@@ -208,16 +208,19 @@ def insert_new_rows(objs: Sequence[Model]) -> None:
         cursor.execute(insert.sql(), [json.dumps(insert.records)])
 
 
-def insert_rows_like(template: Model, changes: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False) -> None:
+def insert_rows_like(
+    template: Model, changes: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False, return_ids: bool = False
+) -> list[int]:
     """Insert one row per item of `changes`: the unsaved `template` with the fields each item
-    names (by attname; str, int, bool, dict, list or datetime values) changed.
+    names (by attname; str, int, bool, dict, list or datetime values) changed; with
+    `return_ids`, the new rows' primary keys (in no particular order), else [].
 
     For many rows that differ in a few columns (a fan-out's runs, events and profiles): the
     template is prepared once, as rows_insert prepares an instance, and each row is a copy of
     its record; no model instance per row. Elsewhere than PostgreSQL: bulk_create of copies.
     """
     if not changes:
-        return
+        return []
     model = type(template)
     if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
         objs = []
@@ -227,8 +230,8 @@ def insert_rows_like(template: Model, changes: Sequence[dict[str, Any]], *, igno
                 setattr(obj, attname, value)
             objs.append(obj)
         model._default_manager.bulk_create(objs, ignore_conflicts=ignore_conflicts)
-        return
-    prepared = rows_insert([template], ignore_conflicts=ignore_conflicts)
+        return [obj.pk for obj in objs] if return_ids else []
+    prepared = rows_insert([template], returning=("id",) if return_ids else (), ignore_conflicts=ignore_conflicts)
     base = prepared.records[0]
     column_of = {field.attname: field.column for field in model._meta.concrete_fields}
     records = []
@@ -239,6 +242,7 @@ def insert_rows_like(template: Model, changes: Sequence[dict[str, Any]], *, igno
         records.append(record)
     with prepared_cursor() as cursor:
         cursor.execute(prepared.sql(), [json.dumps(records)])
+        return [row[0] for row in cursor.fetchall()] if return_ids else []
 
 
 def insert_rows_together(parts: Sequence[RowsInsert], *, only_if_first_inserts: bool = False) -> list[tuple[Any, ...]]:
