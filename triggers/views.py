@@ -10,6 +10,7 @@ request asks for; the page includes the same partials.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -424,21 +425,39 @@ def trigger_detail(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     refused = _refuse_live_edit(request, trigger)
     if refused:
         return refused
+    return _save_mapping(
+        request,
+        trigger,
+        _render_mapping,
+        lambda state: services.webhook_trigger_update(
+            trigger=trigger, by=_user(request), mapping=state.mapping(), shape_check=state.shape_check
+        ),
+    )
+
+
+def _save_mapping(
+    request: WorkbenchRequest,
+    trigger: Trigger,
+    render_mapping: Callable[[WorkbenchRequest, Trigger, MappingState, int], HttpResponse],
+    save: Callable[[MappingState], object],
+    saved: str = "Mapping saved. Send a test card to see it end to end.",
+) -> HttpResponse:
+    """The mapping builder's POST, for every kind of trigger that maps: a preset fills in
+    the script; rows that check out are saved by `save` (the kind's service), whose refusal
+    shows at the rows; otherwise the builder comes back with its errors (400)."""
     state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
     if request.POST.get("op") == "preset":
         state.apply_preset(request.POST.get("script_preset", ""))
-        return _render_mapping(request, trigger, state)
+        return render_mapping(request, trigger, state, 200)
     if state.check_rows():
         try:
-            services.webhook_trigger_update(
-                trigger=trigger, by=_user(request), mapping=state.mapping(), shape_check=state.shape_check
-            )
+            save(state)
         except services.TriggerRefused as refusal:
             state.attach_errors(refusal.errors or {"mapping": [refusal.detail]})
         else:
-            messages.success(request, "Mapping saved. Send a test card to see it end to end.")
+            messages.success(request, saved)
             return redirect(_setup_url(trigger) + "#mapping")
-    return _render_mapping(request, trigger, state, status=400 if state.error_count else 200)
+    return render_mapping(request, trigger, state, 400 if state.error_count else 200)
 
 
 def _render_mapping(
@@ -948,19 +967,12 @@ def _automatic_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpRespon
         return _save_config(request, trigger)
     if trigger.type != TriggerType.EVENT:
         raise Http404("Segment triggers have no mapping")
-    state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
-    if request.POST.get("op") == "preset":
-        state.apply_preset(request.POST.get("script_preset", ""))
-        return _render_automatic_mapping(request, trigger, state)
-    if state.check_rows():
-        try:
-            event_triggers.event_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping())
-        except services.TriggerRefused as refusal:
-            state.attach_errors(refusal.errors or {"mapping": [refusal.detail]})
-        else:
-            messages.success(request, "Mapping saved. Send a test card to see it end to end.")
-            return redirect(_setup_url(trigger) + "#mapping")
-    return _render_automatic_mapping(request, trigger, state, status=400 if state.error_count else 200)
+    return _save_mapping(
+        request,
+        trigger,
+        _render_automatic_mapping,
+        lambda state: event_triggers.event_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping()),
+    )
 
 
 def _render_automatic_mapping(
@@ -1619,19 +1631,12 @@ def _sfmc_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse:
         except Invalid as invalid:
             return _render_sfmc(request, trigger, in_arguments_text=text, errors=invalid.errors, status=400)
         return _sfmc_save(request, trigger, "in-arguments", in_arguments=in_arguments, text=text)
-    state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
-    if op == "preset":
-        state.apply_preset(request.POST.get("script_preset", ""))
-        return _render_sfmc_mapping(request, trigger, state)
-    if state.check_rows():
-        try:
-            sfmc.sfmc_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping())
-        except services.TriggerRefused as refusal:
-            state.attach_errors(refusal.errors or {"mapping": [refusal.detail]})
-        else:
-            messages.success(request, "Mapping saved. Send a test card to see it end to end.")
-            return redirect(_setup_url(trigger) + "#mapping")
-    return _render_sfmc_mapping(request, trigger, state, status=400 if state.error_count else 200)
+    return _save_mapping(
+        request,
+        trigger,
+        _render_sfmc_mapping,
+        lambda state: sfmc.sfmc_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping()),
+    )
 
 
 def _sfmc_save(request: WorkbenchRequest, trigger: Trigger, what: str, text: str = "", **changes: Any) -> HttpResponse:
@@ -1839,19 +1844,13 @@ def _marketo_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse
             return _render_marketo(request, trigger, settings_form=settings_form, status=400)
         messages.success(request, "Saved. Marketo reads the new fields the next time its admin refreshes the service.")
         return redirect(_setup_url(trigger) + "#settings")
-    state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
-    if op == "preset":
-        state.apply_preset(request.POST.get("script_preset", ""))
-        return _render_marketo_mapping(request, trigger, state)
-    if state.check_rows():
-        try:
-            marketo.marketo_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping())
-        except services.TriggerRefused as refusal:
-            state.attach_errors(refusal.errors or {"mapping": [refusal.detail]})
-        else:
-            messages.success(request, "Mapping saved. The next batch from Marketo uses it.")
-            return redirect(_setup_url(trigger) + "#mapping")
-    return _render_marketo_mapping(request, trigger, state, status=400 if state.error_count else 200)
+    return _save_mapping(
+        request,
+        trigger,
+        _render_marketo_mapping,
+        lambda state: marketo.marketo_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping()),
+        saved="Mapping saved. The next batch from Marketo uses it.",
+    )
 
 
 def _render_marketo_mapping(
