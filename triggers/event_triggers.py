@@ -43,17 +43,16 @@ from customers.models import Event
 from flows.hooks import RecordedAnalyticsEvent
 from flows.models import Flow, Mode
 from flows.selectors import flow_for_start
-from flows.services import FlowRefused, invocations_accept
 from flows.start_requests import MAX_ID_LENGTH, StartRequest, parse_start_requests
 from workbench.errors import FieldErrors, Invalid
 
 from . import selectors, services
 from .auto_starts import start_mode, starts_accept, test_user_ids
 from .event_filters import where_clean, where_matches
-from .intake import Answer, accepted_answer, refused_start
+from .intake import Answer
 from .mapping import MappingConfig, MappingError, WebhookInput, apply_mapping, validate_mapping_config
 from .models import EventTriggerConfig, Trigger, TriggerMode, TriggerType
-from .webhook_actions import fresh_test_key, mapping_output
+from .webhook_actions import mapping_output, starts_send_as_test
 
 logger = logging.getLogger(__name__)
 
@@ -356,18 +355,6 @@ def event_sample_send_test(*, trigger: Trigger) -> Answer:
         detail = "The mapped output is not a valid start request."
         return Answer.refused(422, "mapping_failed", detail, invalid.errors)
     key = _event_key(event.message_id, event.pk)
-    starts = [fresh_test_key(keyed(start, key, index, len(parsed))) for index, start in enumerate(parsed)]
-    try:
-        result = invocations_accept(
-            flow=flow_for_start(flow=trigger.flow),
-            mode=TriggerMode.TEST,
-            starts=starts,
-            source=TriggerType.EVENT,
-            trigger_id=trigger.pk,
-        )
-    except FlowRefused as refused:
-        return refused_start(refused)
-    keys = [outcome.flow_invocation_id for outcome in result.outcomes]
-    answer = accepted_answer(keys, Mode.TEST, result.any_accepted)
-    answer.body["invocations"] = [outcome.as_json() for outcome in result.outcomes]
-    return answer
+    return starts_send_as_test(
+        trigger=trigger, starts=[keyed(start, key, index, len(parsed)) for index, start in enumerate(parsed)]
+    )

@@ -56,7 +56,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from flows.models import Flow, FlowStatus, Mode
-from flows.selectors import FlowForStart, flow_for_start
+from flows.selectors import FlowForStart
 from flows.services import FlowRefused, invocations_accept, start_requests_check
 from flows.start_requests import StartRequest
 from workbench.client_address import client_address
@@ -69,7 +69,7 @@ from .intake import UNLOGGED_HEADERS, Answer, IncomingRequest, accepted_answer, 
 from .mapping import MappingConfig, MappingError, WebhookInput, apply_mapping, validate_mapping_config
 from .models import RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 from .start_reads import WebhookTarget, webhook_target
-from .webhook_actions import fresh_test_key, mapping_output
+from .webhook_actions import mapping_output, starts_send_as_test
 
 DEFAULT_IN_ARGUMENTS: list[dict[str, str]] = [{"userId": "{{Contact.Key}}"}]
 DEFAULT_SFMC_MAPPING: MappingConfig = {
@@ -736,18 +736,4 @@ def sfmc_sample_send_test(*, trigger: Trigger) -> Answer:
         definition_instance_id=str(sample.get("definitionInstanceId")),
         key_value=str(sample.get("keyValue")),
     )
-    keyed = [fresh_test_key(start) for start in _keyed(starts, key)]
-    try:
-        result = invocations_accept(
-            flow=flow_for_start(flow=trigger.flow),
-            mode=Mode.TEST,
-            starts=keyed,
-            source=TriggerType.SFMC,
-            trigger_id=trigger.pk,
-        )
-    except FlowRefused as refused:
-        return refused_start(refused)
-    keys = [outcome.flow_invocation_id for outcome in result.outcomes]
-    answer = accepted_answer(keys, Mode.TEST, result.any_accepted)
-    answer.body["invocations"] = [outcome.as_json() for outcome in result.outcomes]
-    return answer
+    return starts_send_as_test(trigger=trigger, starts=_keyed(starts, key))

@@ -27,7 +27,7 @@ from workbench.json_values import UnstorableJSON, loads_storable
 from . import services
 from .intake import Answer, IncomingRequest, accepted_answer, log, map_and_accept, mapped_start_request, refused_start
 from .mapping import MappingError, WebhookInput, apply_mapping, validate_mapping_config
-from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
+from .models import HeldState, RequestOutcome, Trigger, TriggerMode, WebhookRequest
 
 
 def _effective_mode(trigger: Trigger) -> str:
@@ -121,12 +121,22 @@ def sample_send_test(*, trigger: Trigger) -> Answer:
     if isinstance(mapped, Answer):
         return mapped
     try:
-        starts = [fresh_test_key(start) for start in start_requests_check(mapped)]
+        starts = start_requests_check(mapped)
+    except FlowRefused as refused:
+        return refused_start(refused)
+    return starts_send_as_test(trigger=trigger, starts=starts)
+
+
+def starts_send_as_test(*, trigger: Trigger, starts: list[StartRequest]) -> Answer:
+    """A member's test card from a trigger's sample (webhook, event, SFMC): the mapped starts
+    as test starts, each under a key no send used before (`fresh_test_key`); the answer lists
+    what each start did."""
+    try:
         result = invocations_accept(
             flow=flow_for_start(flow=trigger.flow),
             mode=TriggerMode.TEST,
-            starts=starts,
-            source=TriggerType.WEBHOOK,
+            starts=[fresh_test_key(start) for start in starts],
+            source=trigger.type,
             trigger_id=trigger.pk,
         )
     except FlowRefused as refused:
