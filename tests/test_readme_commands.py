@@ -1,5 +1,5 @@
-"""The README's "The API in one minute", "A webhook in one minute" and "Segments and events in
-one minute" work as written on the
+"""The README's "… in one minute" sections (the API, a webhook, segments and events, Salesforce
+Marketing Cloud, Marketo) work as written on the
 `make run` setup: its shell blocks run in bash, in order, against a server started the way
 `make run` starts it (the Makefile's RUN_ENV, SQLite, the seeded demo, in-process background
 work), and a user sees the answers the README promises.
@@ -29,7 +29,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 README_URL = "http://127.0.0.1:8000"
-SECTIONS = ("The API in one minute", "A webhook in one minute", "Segments and events in one minute")
+SECTIONS = (
+    "The API in one minute",
+    "A webhook in one minute",
+    "Segments and events in one minute",
+    "Salesforce Marketing Cloud in one minute",
+    "Marketo in one minute",
+)
 # Settings a developer's shell or CI may carry that are not part of the `make run` setup.
 FOREIGN_VARIABLES = ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_SETTINGS_MODULE", "STATIC_ROOT", "SQLITE_PATH")
 
@@ -139,15 +145,14 @@ def make_run_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
         server.wait(timeout=10)
 
 
-def test_the_readme_api_webhook_and_segments_sections_work_as_written_after_make_run(make_run_server) -> None:
+def test_the_readmes_one_minute_sections_work_as_written_after_make_run(make_run_server) -> None:
     port, env, log = make_run_server
     url = f"http://127.0.0.1:{port}"
-    api, webhook, segments = ("\n".join(readme_blocks(section)) for section in SECTIONS)
-    assert README_URL in api
-    assert README_URL in webhook
-    assert README_URL in segments
+    sections = ["\n".join(readme_blocks(section)) for section in SECTIONS]
+    for section in sections:
+        assert README_URL in section
     marker = "README-SECTION-BREAK"
-    script = "\n".join(["set -euo pipefail", api, f"echo {marker}", webhook, f"echo {marker}", segments])
+    script = "set -euo pipefail\n" + f"\necho {marker}\n".join(sections)
     script = script.replace(README_URL, url).replace(".venv/bin/python", venv_python())
 
     ran = subprocess.run(
@@ -158,7 +163,7 @@ def test_the_readme_api_webhook_and_segments_sections_work_as_written_after_make
         f"the README's commands failed (exit {ran.returncode})\n--- stdout:\n{ran.stdout}\n"
         f"--- stderr:\n{ran.stderr}\n--- server:\n{log.read_text()[-3000:]}"
     )
-    api_output, webhook_output, segments_output = ran.stdout.split(marker)
+    api_output, webhook_output, segments_output, sfmc_output, marketo_output = ran.stdout.split(marker)
     answers = json_values(api_output)
     profile = next(a["data"] for a in answers if "userId" in a.get("data", {}))
     assert (profile["userId"], profile["name"], profile["customFields"]["plan"]) == ("76DHG129387", "Lars", "premium")
@@ -176,3 +181,7 @@ def test_the_readme_api_webhook_and_segments_sections_work_as_written_after_make
     titles = [card["title"] for card in answers[1]["data"]]
     assert "Thanks for buying a kayak!" in titles
     assert [member["userId"] for member in answers[-1]["results"]] == ["A9F2K0001"]
+
+    assert '"workflowApiVersion": "1.1"' in sfmc_output  # config.json's first bytes
+    assert sfmc_output.rstrip().endswith("{}")  # execute: 200 {}
+    assert json_values(marketo_output)[-1] == {"status": "accepted", "leads": 1}
