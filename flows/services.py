@@ -26,6 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, Model, OuterRef, Q
 from django.utils import timezone
 
+from customers.hooks import customers_changed
 from customers.models import Customer, TestUser
 from workbench.celery import enqueue_items
 from workbench.errors import Invalid, Refused
@@ -551,14 +552,26 @@ def _send_fan_outs(invocation_ids: Iterable[int]) -> None:
 
 def _create_missing_profiles(environment_id: int, user_ids: list[str], now: Any) -> None:
     """A live start to a userId with no profile creates a minimal one (existing ones are
-    left alone). In userId order, so that concurrent fan-outs lock rows in the same order."""
+    left alone), announced to segments as the API's new profiles are. In userId order, so
+    that concurrent fan-outs lock rows in the same order."""
     unique = sorted(set(user_ids))
     for start in range(0, len(unique), 1000):
+        chunk = unique[start : start + 1000]
+        known = Customer.objects.filter(environment_id=environment_id, user_id__in=chunk).values_list(
+            "user_id", flat=True
+        )
+        missing = sorted(set(chunk) - set(known))
+        if not missing:
+            continue
+        # A concurrent fan-out may create some of them first: the conflict is skipped, and
+        # both announce them (a second mark only re-evaluates the customer).
         insert_rows_like(
             Customer(environment_id=environment_id, user_id="", created_at=now, updated_at=now),
-            [{"user_id": user_id} for user_id in unique[start : start + 1000]],
+            [{"user_id": user_id} for user_id in missing],
             ignore_conflicts=True,
         )
+        # A bare profile may match a segment ("no vip tag", "created this week").
+        customers_changed.announce(environment_id=environment_id, user_ids=missing, fields={"*"})
 
 
 def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
@@ -642,7 +655,7 @@ def _take_up(invocations: list[Invocation], now: Any) -> list[int]:
             for invocation in invocations
             for user_id in invocation.target_user_ids
         ],
-        return_ids=True,
+        returning="id",
     )
     with_targets = [invocation.pk for invocation in invocations if invocation.target_user_ids]
     without_targets = [invocation.pk for invocation in invocations if not invocation.target_user_ids]

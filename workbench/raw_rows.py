@@ -209,11 +209,12 @@ def insert_new_rows(objs: Sequence[Model]) -> None:
 
 
 def insert_rows_like(
-    template: Model, changes: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False, return_ids: bool = False
-) -> list[int]:
+    template: Model, changes: Sequence[dict[str, Any]], *, ignore_conflicts: bool = False, returning: str = ""
+) -> list[Any]:
     """Insert one row per item of `changes`: the unsaved `template` with the fields each item
     names (by attname; str, int, bool, dict, list or datetime values) changed; with
-    `return_ids`, the new rows' primary keys (in no particular order), else [].
+    `returning` (a field name, not with `ignore_conflicts`), that field of each row written (in
+    no particular order), else [].
 
     For many rows that differ in a few columns (a fan-out's runs, events and profiles): the
     template is prepared once, as rows_insert prepares an instance, and each row is a copy of
@@ -229,9 +230,11 @@ def insert_rows_like(
             for attname, value in change.items():
                 setattr(obj, attname, value)
             objs.append(obj)
+        if returning and ignore_conflicts:
+            raise ValueError("bulk_create cannot tell which rows it skipped: no `returning` with ignore_conflicts")
         model._default_manager.bulk_create(objs, ignore_conflicts=ignore_conflicts)
-        return [obj.pk for obj in objs] if return_ids else []
-    prepared = rows_insert([template], returning=("id",) if return_ids else (), ignore_conflicts=ignore_conflicts)
+        return [getattr(obj, returning) for obj in objs] if returning else []
+    prepared = rows_insert([template], returning=(returning,) if returning else (), ignore_conflicts=ignore_conflicts)
     base = prepared.records[0]
     column_of = {field.attname: field.column for field in model._meta.concrete_fields}
     records = []
@@ -242,7 +245,7 @@ def insert_rows_like(
         records.append(record)
     with prepared_cursor() as cursor:
         cursor.execute(prepared.sql(), [json.dumps(records)])
-        return [row[0] for row in cursor.fetchall()] if return_ids else []
+        return [row[0] for row in cursor.fetchall()] if returning else []
 
 
 def insert_rows_together(parts: Sequence[RowsInsert], *, only_if_first_inserts: bool = False) -> list[tuple[Any, ...]]:

@@ -17,6 +17,8 @@ from django.utils import timezone
 from customers.models import Customer
 from flows import services, tasks
 from flows.models import AnalyticsEvent, Card, Flow, FlowRun, Invocation, InvocationStatus, Mode, RunStatus
+from segments import services as segment_services
+from segments.models import CustomerMark
 from tests.factories import CustomerFactory, TestUserFactory
 from tests.flows.conftest import accept_start
 
@@ -110,6 +112,21 @@ def test_one_fan_out_takes_up_a_batch_of_invocations_in_one_go(flow, django_asse
     assert statuses[test_without_target.pk] == InvocationStatus.COMPLETED
     assert {statuses[invocation.pk] for invocation in [*live, test_with_target]} == {InvocationStatus.RUNNING}
     assert services.invocations_fan_out(invocation_ids=ids) == [chunk]  # a redelivered message
+
+
+def test_a_profile_the_fan_out_creates_is_announced_to_segments(flow):
+    segment_services.segment_create(
+        environment=flow.environment,
+        name="Not VIP",
+        rules={"match": "all", "conditions": [{"tag": "vip", "op": "hasNot"}]},
+    )
+    CustomerFactory(environment=flow.environment, user_id="known")
+    CustomerMark.objects.all().delete()
+    invocation = accept(flow, ["known", "brand-new"])
+
+    services.invocations_fan_out(invocation_ids=[invocation.pk])
+
+    assert list(CustomerMark.objects.values_list("user_id", flat=True)) == ["brand-new"]  # not the known one
 
 
 def test_fan_out_after_the_runs_executed_sends_nothing_again(flow):
