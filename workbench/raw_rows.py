@@ -213,8 +213,8 @@ def insert_rows_like(
 ) -> list[Any]:
     """Insert one row per item of `changes`: the unsaved `template` with the fields each item
     names (by attname; str, int, bool, dict, list or datetime values) changed; with
-    `returning` (a field name, not with `ignore_conflicts`), that field of each row written (in
-    no particular order), else [].
+    `returning` (a field name), that field of each row written, in no particular order (rows
+    skipped as conflicts are not written; with `ignore_conflicts`, PostgreSQL only), else [].
 
     For many rows that differ in a few columns (a fan-out's runs, events and profiles): the
     template is prepared once, as rows_insert prepares an instance, and each row is a copy of
