@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -19,6 +20,8 @@ from flows.models import Mode, StartStatus
 from flows.start_requests import MAX_STARTS, StartRequestBody
 from segments import rules_schema
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
+from workbench.authentication import CredentialTokenAuthentication, bearer_token
+from workbench.models import ApiCredential
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
 from workbench.shapes import Text
 
@@ -72,10 +75,29 @@ START_REFUSALS = {
 }
 
 
+class ApiStartAuthentication(CredentialTokenAuthentication):
+    """The bearer token of an API start, read in ONE statement with the flow the URL names
+    (`start_reads.api_start_read`); the view takes the flow from here. DRF makes an
+    authenticator per request, so what it keeps belongs to this request."""
+
+    target: start_reads.ApiStartTarget | None = None
+
+    def authenticate(self, request: Request) -> tuple[None, ApiCredential] | None:
+        token = bearer_token(request)
+        if token is None:
+            return None
+        read = start_reads.api_start_read(token=token, flow_id=request.parser_context["kwargs"]["flow_id"])
+        if read is None:
+            return None
+        self.target = read.target
+        return (None, read.credential)
+
+
 @extend_schema(tags=[ACTION_FLOWS])
 class ActionFlowStartApi(EnvironmentAPIView):
     """POST action-flow/{flowId}/start (live) and /test: accept a start request (SPEC section 2)."""
 
+    authentication_classes = [ApiStartAuthentication]
     allowed_roles = EVENTS
     mode: str = Mode.LIVE
 
@@ -83,9 +105,15 @@ class ActionFlowStartApi(EnvironmentAPIView):
         request=StartRequestBody,
         responses=answers({202: StartAnswer, 200: StartAnswer}, START_REFUSALS, body=True),
         extensions={BODY_REQUIRED: True, ARRAY_BOUNDS: {"minItems": 1, "maxItems": MAX_STARTS}},
+        # The same OAuth2 scheme as every endpoint's (its authentication only reads more with it).
+        auth=[{"oauth2": []}],
     )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
-        target = start_reads.api_start_target(environment_id=self.environment.pk, flow_id=flow_id)
+        # Authenticated and permitted: the credential is of this environment, and the flow
+        # was read with it (None: no such flow there).
+        target = cast(ApiStartAuthentication, request.successful_authenticator).target
+        if target is None:
+            raise NotFound("No such flow")
         starts = flow_services.start_requests_check(request.data)
         result = flow_services.invocations_accept(
             flow=target.flow, mode=self.mode, starts=starts, source=TriggerType.API, trigger_id=target.api_trigger_id

@@ -54,25 +54,41 @@ def _token_query() -> _TokenQuery:
     return _TokenQuery(sql=sql, credential=credential, environment=environment)
 
 
+def token_checksum(token: str) -> str:
+    """How django-oauth-toolkit stores a token: by its SHA-256, so a leaked table holds no token."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
 def credential_for_token(token: str) -> ApiCredential | None:
     """The active credential holding this unexpired token, with its environment loaded."""
     query = _token_query()
-    checksum = hashlib.sha256(token.encode("utf-8")).hexdigest()
     with prepared_cursor() as cursor:
-        cursor.execute(query.sql, [checksum])
+        cursor.execute(query.sql, [token_checksum(token)])
         row = cursor.fetchone()
     if row is None:
         return None
-    expires = row[0]
+    credential = query.credential.instance(row, start=1)
+    credential.environment = query.environment.instance(row, start=1 + query.credential.width)
+    return credential_in_use(credential=credential, expires=row[0])
+
+
+def credential_in_use(*, credential: ApiCredential, expires: datetime.datetime) -> ApiCredential | None:
+    """The credential read with a token that expires at `expires`, or None once it has expired.
+    A credential in use has its use recorded: a write only when `last_used_at`, read with it, is
+    over a minute old."""
     if timezone.is_naive(expires):  # SQLite hands back naive UTC datetimes
         expires = timezone.make_aware(expires, datetime.UTC)
     if expires <= timezone.now():
         return None
-    credential = query.credential.instance(row, start=1)
-    credential.environment = query.environment.instance(row, start=1 + query.credential.width)
-    # The row read above carries last_used_at: a write only when it is over a minute old.
     credential_use_record(credential=credential)
     return credential
+
+
+def bearer_token(request: Request) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, or None."""
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
 
 
 class CredentialTokenAuthentication(BaseAuthentication):
@@ -83,9 +99,8 @@ class CredentialTokenAuthentication(BaseAuthentication):
     """
 
     def authenticate(self, request: Request) -> tuple[None, ApiCredential] | None:
-        scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-        token = token.strip()
-        if scheme.lower() != "bearer" or not token:
+        token = bearer_token(request)
+        if token is None:
             return None
         credential = credential_for_token(token)
         return (None, credential) if credential is not None else None

@@ -431,7 +431,7 @@ def insert_batches(model: Any, rows: int) -> int:
     return math.ceil(rows / connection.ops.bulk_batch_size(fields, [None] * rows))
 
 
-SINGLE_TARGET_START_QUERIES = 23  # the answer and, with Celery eager, the run itself (its profile looked up first)
+SINGLE_TARGET_START_QUERIES = 22  # the answer (its credential and flow read together) and, with Celery eager, the run itself (its profile looked up first)
 
 
 def test_a_single_target_start_runs_a_pinned_number_of_queries(
@@ -515,3 +515,17 @@ def test_an_unknown_flow_id_answers_404(events_a, flow, start_flow):
 
     assert_refused(response, 404, "not_found")
     assert not Invocation.objects.exists()
+
+
+@pytest.mark.parametrize("mode", ["live", "test"])
+def test_a_flow_of_another_environment_answers_404_to_this_environments_credential(
+    events_a, env_b, make_flow, start_flow, mode
+):
+    """The start reads its flow with its credential, in the credential's environment only."""
+    other = make_flow(name="B's flow", environment=env_b)
+    before = row_counts()
+
+    response = start_flow(events_a, other, {"targetUserIds": ["u1"]}, mode)
+
+    assert_refused(response, 404, "not_found")
+    assert row_counts() == before
