@@ -247,6 +247,46 @@ end
 
 
 @dataclass(frozen=True)
+class CpuUse:
+    """CPU seconds spent by the web server's processes (every gunicorn process: only the
+    benchmark's run while it does) and by PostgreSQL's (a local server's processes, with what
+    its exited backends left to the postmaster)."""
+
+    web: float
+    database: float
+
+    def __sub__(self, other: CpuUse) -> CpuUse:
+        return CpuUse(web=self.web - other.web, database=self.database - other.database)
+
+
+def cpu_use() -> CpuUse | None:
+    """The CPU seconds spent so far, read from /proc; None where there is no /proc (or the
+    database is not on this machine, when the database side reads 0)."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    web = database = 0.0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            name, fields = stat[stat.index("(") + 1 : stat.rfind(")")], stat[stat.rfind(")") + 2 :].split()
+            # Only an interpreter's command line is read: a gunicorn server runs in one.
+            is_web = ("python" in name or "gunicorn" in name) and b"gunicorn" in (entry / "cmdline").read_bytes()
+        except OSError:
+            continue  # the process ended meanwhile
+        # utime and stime, and those of the children it has waited for (exited backends)
+        spent = sum(int(value) for value in fields[11:15]) / ticks
+        if name.startswith("postgres"):
+            database += spent
+        elif is_web:
+            web += spent
+    return CpuUse(web=web, database=database)
+
+
+@dataclass(frozen=True)
 class LoadResult:
     requests: int
     seconds: float
@@ -254,10 +294,20 @@ class LoadResult:
     client_cpu_seconds: float
     # Answers by HTTP status, when the script reports them (FILE_REQUESTS_SCRIPT does).
     statuses: dict[int, int] = field(default_factory=dict)
+    # What serving the window cost the server and the database, where it can be read.
+    server_cpu: CpuUse | None = None
 
     @property
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_per_request(self) -> float | None:
+        """Microseconds of web and database CPU per answered request: unlike the rate, it
+        hardly moves when something else on the machine takes a share of the cores."""
+        if self.server_cpu is None or not self.requests:
+            return None
+        return (self.server_cpu.web + self.server_cpu.database) / self.requests * 1e6
 
     @property
     def client_cpu_share(self) -> float:
@@ -304,11 +354,13 @@ def wrk(
         command += ["-H", f"{name}: {value}"]
     command += [url, "--", *(script_args if script_args is not None else [tag])]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_before = cpu_use()
     try:
         finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
     finally:
         Path(script.name).unlink(missing_ok=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    server_after = cpu_use()
     output = finished.stdout
     if finished.returncode != 0:
         raise BenchError(f"wrk failed ({finished.returncode}): {finished.stderr or output}")
@@ -331,4 +383,5 @@ def wrk(
         errors=errors,
         client_cpu_seconds=cpu,
         statuses=statuses,
+        server_cpu=server_after - server_before if server_after and server_before else None,
     )

@@ -105,8 +105,9 @@ class ActionFlowStartApi(EnvironmentAPIView):
         request=StartRequestBody,
         responses=answers({202: StartAnswer, 200: StartAnswer}, START_REFUSALS, body=True),
         extensions={BODY_REQUIRED: True, ARRAY_BOUNDS: {"minItems": 1, "maxItems": MAX_STARTS}},
-        # The same OAuth2 scheme as every endpoint's (its authentication only reads more with it).
-        auth=[{"oauth2": []}],
+        # The same OAuth2 scheme as every endpoint's (its authentication only reads more with
+        # it). The value is the operation's security list (the annotation says str, wrongly).
+        auth=[{"oauth2": []}],  # type: ignore[list-item]
     )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
         # Authenticated and permitted: the credential is of this environment, and the flow

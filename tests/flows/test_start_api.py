@@ -431,7 +431,9 @@ def insert_batches(model: Any, rows: int) -> int:
     return math.ceil(rows / connection.ops.bulk_batch_size(fields, [None] * rows))
 
 
-SINGLE_TARGET_START_QUERIES = 22  # the answer (its credential and flow read together) and, with Celery eager, the run itself (its profile looked up first)
+# The answer (its credential and flow read together) and, with Celery eager, the run itself
+# (its profile looked up first).
+SINGLE_TARGET_START_QUERIES = 22
 
 
 def test_a_single_target_start_runs_a_pinned_number_of_queries(
