@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -31,7 +31,7 @@ from customers.models import Customer, TestUser
 from workbench.celery import enqueue_items
 from workbench.errors import Invalid, Refused
 from workbench.models import Environment
-from workbench.raw_rows import insert_new_rows, insert_rows_like, insert_rows_together, rows_insert
+from workbench.raw_rows import NewRow, insert_new_rows, insert_rows_like, insert_rows_together, new_rows_insert
 
 from . import hooks
 from .definitions import Definition, definition_clean, render_card, resolve_variables
@@ -223,7 +223,7 @@ def invocations_accept(
     starts: list[StartRequest],
     source: str,
     trigger_id: int | None = None,
-    extra_rows: Sequence[Model] = (),
+    extra_rows: Sequence[NewRow] = (),
     chain_depth: int = 1,
     started_by_id: int | None = None,
 ) -> AcceptResult:
@@ -267,7 +267,7 @@ def invocations_accept(
         return AcceptResult(outcomes=repeats)
     test_users = _test_user_ids(flow.environment_id) if mode == Mode.TEST else set()
 
-    def new_invocations() -> list[Invocation]:
+    def new_invocations() -> list[NewRow]:
         return [
             _new_invocation(
                 flow,
@@ -297,9 +297,7 @@ def invocations_accept(
         accepted_ids = list(ids.values())
         # Outside a transaction the statement has committed and this sends at once.
         transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
-        outcomes = [
-            _outcome(invocation, StartStatus.ACCEPTED, ids[invocation.flow_invocation_id]) for invocation in invocations
-        ]
+        outcomes = [_accepted_outcome(invocation.values, ids) for invocation in invocations]
         return AcceptResult(outcomes=outcomes, extra_rows_written=True)
     # Mostly a sender retrying a delivery it was answered for: its original results.
     repeats = _repeated_outcomes(flow, mode, starts)
@@ -422,40 +420,39 @@ def _new_invocation(
     test_users: set[str],
     chain_depth: int = 1,
     started_by_id: int | None = None,
-) -> Invocation:
-    """The invocation of one start, unsaved. Test starts deliver only to test users: every
-    other id is listed as ignored."""
+) -> NewRow:
+    """The invocation of one start, as a new row (no instance: most are written by one INSERT).
+    Test starts deliver only to test users: every other id is listed as ignored."""
     flow_invocation_id = start.flow_invocation_id or uuid.uuid4().hex
     targets = start.target_user_ids
     if mode == Mode.TEST:
         targets, ignored = [u for u in targets if u in test_users], [u for u in targets if u not in test_users]
     else:
         ignored = []
-    return Invocation(
-        environment_id=flow.environment_id,
-        flow_id=flow.id,
-        mode=mode,
-        flow_invocation_id=flow_invocation_id,
-        source=source,
-        trigger_id=trigger_id,
-        chain_depth=chain_depth,
-        started_by_id=started_by_id,
-        content_hash=_content_hash(start),
-        request={**start.as_canonical(), "flowInvocationId": flow_invocation_id},
-        definition=definition,
-        version_number=version_number,
-        variables=variables,
-        notification_detail=start.notification_detail,
-        metadata=start.metadata,
-        card_options=start.card_options,
-        target_user_ids=targets,
-        ignored_user_ids=ignored,
-    )
+    values = {
+        "environment_id": flow.environment_id,
+        "flow_id": flow.id,
+        "mode": mode,
+        "flow_invocation_id": flow_invocation_id,
+        "source": source,
+        "trigger_id": trigger_id,
+        "chain_depth": chain_depth,
+        "started_by_id": started_by_id,
+        "content_hash": _content_hash(start),
+        "request": {**start.as_canonical(), "flowInvocationId": flow_invocation_id},
+        "definition": definition,
+        "version_number": version_number,
+        "variables": variables,
+        "notification_detail": start.notification_detail,
+        "metadata": start.metadata,
+        "card_options": start.card_options,
+        "target_user_ids": targets,
+        "ignored_user_ids": ignored,
+    }
+    return NewRow(Invocation, values)
 
 
-def _insert_at_once(
-    invocations: list[Invocation], extra_rows: Sequence[Model], *, keyed: bool
-) -> dict[str, int] | None:
+def _insert_at_once(invocations: list[NewRow], extra_rows: Sequence[NewRow], *, keyed: bool) -> dict[str, int] | None:
     """Insert the invocations and the extra rows in ONE statement; their ids by key.
 
     All of it is durable when this returns, or none of it: a taken key returns None (one
@@ -466,14 +463,15 @@ def _insert_at_once(
     in a transaction.
     """
     if connection.vendor != "postgresql":  # data-modifying CTEs are PostgreSQL's
+        saved = [cast(Invocation, row.instance()) for row in invocations]
         with transaction.atomic():
-            for invocation in invocations:
+            for invocation in saved:
                 invocation.save()
             _save_rows(extra_rows)
-        return {invocation.flow_invocation_id: invocation.pk for invocation in invocations}
+        return {invocation.flow_invocation_id: invocation.pk for invocation in saved}
     one_keyed = keyed and len(invocations) == 1
-    parts = [rows_insert(invocations, returning=("id", "flow_invocation_id"), ignore_conflicts=one_keyed)]
-    parts.extend(rows_insert(rows) for rows in _by_model(extra_rows))
+    parts = [new_rows_insert(invocations, returning=("id", "flow_invocation_id"), ignore_conflicts=one_keyed)]
+    parts.extend(new_rows_insert(rows) for rows in _by_model(extra_rows))
     savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     with savepoint:
         rows = insert_rows_together(parts, only_if_first_inserts=one_keyed)
@@ -482,11 +480,12 @@ def _insert_at_once(
     return {key: pk for pk, key in rows}  # one flow and mode: keys are unique here
 
 
-def _accept_one_by_one(invocations: list[Invocation], starts: list[StartRequest]) -> list[StartOutcome]:
+def _accept_one_by_one(invocations: list[NewRow], starts: list[StartRequest]) -> list[StartOutcome]:
     """The path of a request that reuses a key: each start under its key, in one transaction."""
     outcomes: list[StartOutcome] = []
     with transaction.atomic():
-        for invocation, start in zip(invocations, starts, strict=True):
+        for row, start in zip(invocations, starts, strict=True):
+            invocation = cast(Invocation, row.instance())
             outcomes.append(_insert_once(invocation, key_was_given=start.flow_invocation_id is not None))
         accepted_ids = [outcome.invocation_id for outcome in outcomes if outcome.status == StartStatus.ACCEPTED]
         if accepted_ids:
@@ -528,16 +527,28 @@ def _outcome(invocation: Invocation, status: StartStatus, invocation_id: int) ->
     )
 
 
-def _by_model(rows: Sequence[Model]) -> list[list[Model]]:
-    grouped: dict[type[Model], list[Model]] = defaultdict(list)
+def _accepted_outcome(values: dict[str, Any], ids: dict[str, int]) -> StartOutcome:
+    """The outcome of an invocation written from these values, given the ids by key."""
+    key = values["flow_invocation_id"]
+    return StartOutcome(
+        flow_invocation_id=key,
+        status=StartStatus.ACCEPTED,
+        target_count=len(values["target_user_ids"]),
+        ignored_user_ids=list(values["ignored_user_ids"]),
+        invocation_id=ids[key],
+    )
+
+
+def _by_model(rows: Sequence[NewRow]) -> list[list[NewRow]]:
+    grouped: dict[type[Model], list[NewRow]] = defaultdict(list)
     for row in rows:
-        grouped[type(row)].append(row)
+        grouped[row.model].append(row)
     return list(grouped.values())
 
 
-def _save_rows(rows: Sequence[Model]) -> None:
+def _save_rows(rows: Sequence[NewRow]) -> None:
     for same_model in _by_model(rows):
-        type(same_model[0])._default_manager.bulk_create(same_model)
+        same_model[0].model._default_manager.bulk_create([row.instance() for row in same_model])
 
 
 def _send_fan_outs(invocation_ids: Iterable[int]) -> None:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Model
 from django.utils import timezone
 
 from flows.models import AnalyticsEvent, StartStatus
@@ -27,6 +26,7 @@ from flows.services import FlowRefused, invocations_accept, start_requests_check
 from flows.start_requests import StartRequest
 from workbench.client_address import client_address
 from workbench.json_values import UnstorableJSON, check_storable, loads_storable
+from workbench.raw_rows import NewRow
 
 from . import services
 from .ip_allowlist import address_allowed
@@ -240,7 +240,7 @@ def log(
 ) -> None:
     """Write the request's log entry (and, for a start, its `webhook-received` event)."""
     for row in _log_rows(trigger, request, source_ip, answer, replay_of):
-        row.save()
+        row.instance().save()
 
 
 def _log_rows(
@@ -249,46 +249,41 @@ def _log_rows(
     source_ip: str,
     answer: Answer,
     replay_of: WebhookRequest | None,
-) -> list[Model]:
+) -> list[NewRow]:
     """The request log entry; a request that started a flow also records the
     `webhook-received` analytics event (refusals leave the log entry alone)."""
-    rows: list[Model] = [
-        WebhookRequest(
-            environment_id=trigger.environment_id,
-            trigger=trigger,
-            received_at=request.received_at,
-            source_ip=source_ip,
-            method=request.method,
-            headers=_storable(
-                {
-                    name: value[:MAX_LOGGED_HEADER]
-                    for name, value in request.headers.items()
-                    if name not in UNLOGGED_HEADERS
-                }
-            ),
-            query=_storable(request.query),
-            body=_storable(request.body.decode("utf-8", errors="replace")),
-            outcome=answer.outcome,
-            status_code=answer.status,
-            code=str(answer.body.get("code", "")),
-            detail=_storable(str(answer.body.get("detail", ""))),
-            errors=_storable(answer.errors),
-            mode=answer.mode,
-            flow_invocation_id=answer.flow_invocation_id,
-            held_state=HeldState.HELD if answer.held else "",
-            replay_of=replay_of,
-        )
-    ]
+    headers = {
+        name: value[:MAX_LOGGED_HEADER] for name, value in request.headers.items() if name not in UNLOGGED_HEADERS
+    }
+    entry = {
+        "environment_id": trigger.environment_id,
+        "trigger_id": trigger.pk,
+        "received_at": request.received_at,
+        "source_ip": source_ip,
+        "method": request.method,
+        "headers": _storable(headers),
+        "query": _storable(request.query),
+        "body": _storable(request.body.decode("utf-8", errors="replace")),
+        "outcome": answer.outcome,
+        "status_code": answer.status,
+        "code": str(answer.body.get("code", "")),
+        "detail": _storable(str(answer.body.get("detail", ""))),
+        "errors": _storable(answer.errors),
+        "mode": answer.mode,
+        "flow_invocation_id": answer.flow_invocation_id,
+        "held_state": HeldState.HELD if answer.held else "",
+        "replay_of_id": replay_of.pk if replay_of is not None else None,
+    }
+    rows = [NewRow(WebhookRequest, entry)]
     if answer.outcome in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
-        rows.append(
-            AnalyticsEvent(
-                environment_id=trigger.environment_id,
-                name="webhook-received",
-                flow_id=trigger.flow_id,
-                flow_invocation_id=answer.flow_invocation_id,
-                test=answer.mode != TriggerMode.LIVE,
-                properties={"triggerId": trigger.pk, "outcome": answer.outcome},
-                occurred_at=request.received_at,
-            )
-        )
+        event = {
+            "environment_id": trigger.environment_id,
+            "name": "webhook-received",
+            "flow_id": trigger.flow_id,
+            "flow_invocation_id": answer.flow_invocation_id,
+            "test": answer.mode != TriggerMode.LIVE,
+            "properties": {"triggerId": trigger.pk, "outcome": answer.outcome},
+            "occurred_at": request.received_at,
+        }
+        rows.append(NewRow(AnalyticsEvent, event))
     return rows

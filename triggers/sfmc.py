@@ -51,7 +51,7 @@ import jwt
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import Model, Q
+from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -62,6 +62,7 @@ from flows.start_requests import StartRequest
 from workbench.client_address import client_address
 from workbench.errors import FieldErrors, Invalid
 from workbench.json_values import UnstorableJSON, check_storable
+from workbench.raw_rows import NewRow
 from workbench.shapes import NOT_ONLY_WHITE_SPACE, Text, validate_shape
 
 from . import services
@@ -634,32 +635,31 @@ def _text(value: str) -> str:
     return value.replace("\x00", "\ufffd")
 
 
-def _log_rows(trigger: Trigger, request: IncomingRequest, source_ip: str, answer: Answer) -> list[Model]:
+def _log_rows(trigger: Trigger, request: IncomingRequest, source_ip: str, answer: Answer) -> list[NewRow]:
     headers = {name: _text(value[:1000]) for name, value in request.headers.items() if name not in UNLOGGED_HEADERS}
-    return [
-        WebhookRequest(
-            environment_id=trigger.environment_id,
-            trigger=trigger,
-            received_at=request.received_at,
-            source_ip=source_ip,
-            method=request.method,
-            headers=headers,
-            query={_text(key): _text(value) for key, value in request.query.items()},
-            body=_text(request.body.decode("utf-8", errors="replace")),
-            outcome=answer.outcome,
-            status_code=answer.status,
-            code=str(answer.body.get("code", "")),
-            detail=_text(str(answer.body.get("detail", ""))),
-            errors=answer.errors,
-            mode=answer.mode,
-            flow_invocation_id=answer.flow_invocation_id,
-        )
-    ]
+    entry = {
+        "environment_id": trigger.environment_id,
+        "trigger_id": trigger.pk,
+        "received_at": request.received_at,
+        "source_ip": source_ip,
+        "method": request.method,
+        "headers": headers,
+        "query": {_text(key): _text(value) for key, value in request.query.items()},
+        "body": _text(request.body.decode("utf-8", errors="replace")),
+        "outcome": answer.outcome,
+        "status_code": answer.status,
+        "code": str(answer.body.get("code", "")),
+        "detail": _text(str(answer.body.get("detail", ""))),
+        "errors": answer.errors,
+        "mode": answer.mode,
+        "flow_invocation_id": answer.flow_invocation_id,
+    }
+    return [NewRow(WebhookRequest, entry)]
 
 
 def _log(trigger: Trigger, request: IncomingRequest, source_ip: str, answer: Answer) -> None:
     for row in _log_rows(trigger, request, source_ip, answer):
-        row.save()
+        row.instance().save()
 
 
 def jwt_as_sent(body: str) -> dict[str, str] | None:

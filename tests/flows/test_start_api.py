@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from customers.models import Customer
 from flows import services
@@ -531,3 +532,23 @@ def test_a_flow_of_another_environment_answers_404_to_this_environments_credenti
 
     assert_refused(response, 404, "not_found")
     assert row_counts() == before
+
+
+def test_a_start_is_one_read_and_one_write_on_postgresql(events_a, flow, django_capture_on_commit_callbacks):
+    """Its credential with its flow in one statement, its invocation in one. (A failing write
+    falls back to slower paths that answer the same: only the count shows the fast one.)"""
+    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=False):
+        response = events_a.post(start_url(flow, "live", "acme"), {"targetUserIds": ["u1"]}, format="json")
+
+    assert response.status_code == 202
+    if connection.vendor == "postgresql":  # elsewhere the write is the ORM's, a statement a row
+        # The credential's last use is written at most once a minute: it may be a third.
+        # Without the savepoint around the write: a test runs in a transaction, a server's
+        # request does not.
+        statements = [
+            str(query["sql"])
+            for query in queries
+            if not str(query["sql"]).startswith(("UPDATE", "SAVEPOINT", "RELEASE"))
+        ]
+        assert len(statements) == 2, statements
+    assert Invocation.objects.get().target_user_ids == ["u1"]
