@@ -26,3 +26,21 @@ worker_class = "workbench.gunicorn_worker.JsonErrorThreadWorker"
 limit_request_line = 4094
 limit_request_field_size = 8190
 limit_request_fields = 100
+
+
+def post_worker_init(worker: object) -> None:
+    """Once a worker has loaded the project, take what is loaded out of the garbage collector's
+    scans (gc.freeze): the modules, URL patterns and settings live as long as the process.
+
+    Without it, each full collection walked about 157,000 long-lived objects, a pause of some
+    80 ms with the GIL held (every thread of the worker waits) about once per 2,000 webhooks;
+    frozen, a full collection walks only what requests made. The URL patterns are loaded
+    first (Django imports the views with them, at the first request otherwise), so that they
+    are frozen too.
+    """
+    import gc
+
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 (loads the URL modules and the views they import)
+    gc.freeze()
