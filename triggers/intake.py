@@ -252,6 +252,30 @@ def _log_rows(
 ) -> list[NewRow]:
     """The request log entry; a request that started a flow also records the
     `webhook-received` analytics event (refusals leave the log entry alone)."""
+    rows = [log_entry(trigger, request, source_ip, answer, replay_of)]
+    if answer.outcome in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
+        event = {
+            "environment_id": trigger.environment_id,
+            "name": "webhook-received",
+            "flow_id": trigger.flow_id,
+            "flow_invocation_id": answer.flow_invocation_id,
+            "test": answer.mode != TriggerMode.LIVE,
+            "properties": {"triggerId": trigger.pk, "outcome": answer.outcome},
+            "occurred_at": request.received_at,
+        }
+        rows.append(NewRow(AnalyticsEvent, event))
+    return rows
+
+
+def log_entry(
+    trigger: Trigger,
+    request: IncomingRequest,
+    source_ip: str,
+    answer: Answer,
+    replay_of: WebhookRequest | None = None,
+) -> NewRow:
+    """The request's entry in its trigger's log, as received (credentials' headers left out,
+    long header values cut, U+0000 replaced) and as answered."""
     headers = {
         name: value[:MAX_LOGGED_HEADER] for name, value in request.headers.items() if name not in UNLOGGED_HEADERS
     }
@@ -274,16 +298,4 @@ def _log_rows(
         "held_state": HeldState.HELD if answer.held else "",
         "replay_of_id": replay_of.pk if replay_of is not None else None,
     }
-    rows = [NewRow(WebhookRequest, entry)]
-    if answer.outcome in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
-        event = {
-            "environment_id": trigger.environment_id,
-            "name": "webhook-received",
-            "flow_id": trigger.flow_id,
-            "flow_invocation_id": answer.flow_invocation_id,
-            "test": answer.mode != TriggerMode.LIVE,
-            "properties": {"triggerId": trigger.pk, "outcome": answer.outcome},
-            "occurred_at": request.received_at,
-        }
-        rows.append(NewRow(AnalyticsEvent, event))
-    return rows
+    return NewRow(WebhookRequest, entry)

@@ -62,11 +62,10 @@ from flows.start_requests import StartRequest
 from workbench.client_address import client_address
 from workbench.errors import FieldErrors, Invalid
 from workbench.json_values import UnstorableJSON, check_storable
-from workbench.raw_rows import NewRow
 from workbench.shapes import NOT_ONLY_WHITE_SPACE, Text, validate_shape
 
 from . import services
-from .intake import UNLOGGED_HEADERS, Answer, IncomingRequest, accepted_answer, refused_start
+from .intake import Answer, IncomingRequest, accepted_answer, log_entry, refused_start
 from .mapping import MappingConfig, MappingError, WebhookInput, apply_mapping, validate_mapping_config
 from .models import RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 from .start_reads import WebhookTarget, webhook_target
@@ -552,7 +551,7 @@ def _execute(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, sou
             starts=starts,
             source=TriggerType.SFMC,
             trigger_id=trigger.pk,
-            extra_rows=_log_rows(trigger, request, source_ip, if_accepted),
+            extra_rows=[log_entry(trigger, request, source_ip, if_accepted)],
         )
     except FlowRefused as refused_start_:
         return refused_start(refused_start_)
@@ -631,35 +630,8 @@ def _source_ip(request: IncomingRequest) -> str:
     return client_address(request.remote_addr, request.forwarded_for, settings.TRUSTED_PROXIES)
 
 
-def _text(value: str) -> str:
-    return value.replace("\x00", "\ufffd")
-
-
-def _log_rows(trigger: Trigger, request: IncomingRequest, source_ip: str, answer: Answer) -> list[NewRow]:
-    headers = {name: _text(value[:1000]) for name, value in request.headers.items() if name not in UNLOGGED_HEADERS}
-    entry = {
-        "environment_id": trigger.environment_id,
-        "trigger_id": trigger.pk,
-        "received_at": request.received_at,
-        "source_ip": source_ip,
-        "method": request.method,
-        "headers": headers,
-        "query": {_text(key): _text(value) for key, value in request.query.items()},
-        "body": _text(request.body.decode("utf-8", errors="replace")),
-        "outcome": answer.outcome,
-        "status_code": answer.status,
-        "code": str(answer.body.get("code", "")),
-        "detail": _text(str(answer.body.get("detail", ""))),
-        "errors": answer.errors,
-        "mode": answer.mode,
-        "flow_invocation_id": answer.flow_invocation_id,
-    }
-    return [NewRow(WebhookRequest, entry)]
-
-
 def _log(trigger: Trigger, request: IncomingRequest, source_ip: str, answer: Answer) -> None:
-    for row in _log_rows(trigger, request, source_ip, answer):
-        row.instance().save()
+    log_entry(trigger, request, source_ip, answer).instance().save()
 
 
 def jwt_as_sent(body: str) -> dict[str, str] | None:

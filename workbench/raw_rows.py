@@ -186,13 +186,8 @@ def rows_insert(
         record: dict[str, Any] = {}
         for field, kind in shape.fields:
             value = field.pre_save(obj, add=True)
-            if value is None:
-                continue
-            if kind == _PREPARED or (kind == _PLAIN and type(value) not in _PLAIN_VALUES):
-                value = field.get_db_prep_save(value, connection=database)
-                if isinstance(value, datetime.date):
-                    value = value.isoformat()
-            record[field.column] = value
+            if value is not None:
+                record[field.column] = _json_value(field, kind, value, database)
         records.append(record)
     return RowsInsert(select=shape.select, suffix=shape.suffix, records=records)
 
@@ -260,15 +255,20 @@ def new_rows_insert(
                     value = now
                 else:
                     value = field.get_default()  # as the model's __init__ gives it ("" for text)
-            if value is None:
-                continue
-            if spec.kind == _PREPARED or (spec.kind == _PLAIN and type(value) not in _PLAIN_VALUES):
-                value = field.get_db_prep_save(value, connection=database)
-                if isinstance(value, datetime.date):
-                    value = value.isoformat()
-            record[field.column] = value
+            if value is not None:
+                record[field.column] = _json_value(field, spec.kind, value, database)
         records.append(record)
     return RowsInsert(select=shape.select, suffix=shape.suffix, records=records)
+
+
+def _json_value(field: Field[Any, Any], kind: str, value: Any, database: Any) -> Any:
+    """A field's value as the JSON row carries it: prepared as the ORM prepares it for the
+    database (unless it is a plain str, int or bool, which preparation leaves alone), dates ISO 8601."""
+    if kind == _PREPARED or (kind == _PLAIN and type(value) not in _PLAIN_VALUES):
+        value = field.get_db_prep_save(value, connection=database)
+        if isinstance(value, datetime.date):
+            value = value.isoformat()
+    return value
 
 
 def insert_new_rows(objs: Sequence[Model]) -> None:
