@@ -428,17 +428,25 @@ def trigger_detail(request: WorkbenchRequest, trigger_id: int) -> HttpResponse:
     return _save_mapping(
         request,
         trigger,
-        _render_mapping,
+        _setup_context,
+        _render_setup,
         lambda state: services.webhook_trigger_update(
             trigger=trigger, by=_user(request), mapping=state.mapping(), shape_check=state.shape_check
         ),
     )
 
 
+# A kind of trigger's page context and whole page (the setup page of a webhook, an event or
+# segment trigger's, SFMC's, Marketo's), which take the mapping builder's state as a part.
+PageContext = Callable[..., dict[str, Any]]
+PageRender = Callable[..., HttpResponse]
+
+
 def _save_mapping(
     request: WorkbenchRequest,
     trigger: Trigger,
-    render_mapping: Callable[[WorkbenchRequest, Trigger, MappingState, int], HttpResponse],
+    context: PageContext,
+    page: PageRender,
     save: Callable[[MappingState], object],
     saved: str = "Mapping saved. Send a test card to see it end to end.",
 ) -> HttpResponse:
@@ -446,9 +454,17 @@ def _save_mapping(
     the script; rows that check out are saved by `save` (the kind's service), whose refusal
     shows at the rows; otherwise the builder comes back with its errors (400)."""
     state = MappingState.from_post(request.POST, trigger.config, _flow_variables(trigger))
+
+    def render_mapping(status: int) -> HttpResponse:
+        """The builder's fragment to htmx, the kind's whole page otherwise."""
+        if _htmx(request):
+            parts = context(request, trigger, state=state, mapping_acted=True)
+            return render(request, "triggers/_mapping.html", parts, status=status)
+        return page(request, trigger, state=state, mapping_acted=True, status=status)
+
     if request.POST.get("op") == "preset":
         state.apply_preset(request.POST.get("script_preset", ""))
-        return render_mapping(request, trigger, state, 200)
+        return render_mapping(200)
     if state.check_rows():
         try:
             save(state)
@@ -457,16 +473,7 @@ def _save_mapping(
         else:
             messages.success(request, saved)
             return redirect(_setup_url(trigger) + "#mapping")
-    return render_mapping(request, trigger, state, 400 if state.error_count else 200)
-
-
-def _render_mapping(
-    request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
-) -> HttpResponse:
-    if _htmx(request):
-        context = {**_setup_context(request, trigger, state=state, mapping_acted=True)}
-        return render(request, "triggers/_mapping.html", context, status=status)
-    return _render_setup(request, trigger, state=state, status=status, mapping_acted=True)
+    return render_mapping(400 if state.error_count else 200)
 
 
 @require_POST
@@ -970,18 +977,10 @@ def _automatic_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpRespon
     return _save_mapping(
         request,
         trigger,
-        _render_automatic_mapping,
+        _automatic_context,
+        _render_automatic,
         lambda state: event_triggers.event_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping()),
     )
-
-
-def _render_automatic_mapping(
-    request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
-) -> HttpResponse:
-    if _htmx(request):
-        context = _automatic_context(request, trigger, state=state, mapping_acted=True)
-        return render(request, "triggers/_mapping.html", context, status=status)
-    return _render_automatic(request, trigger, state=state, mapping_acted=True, status=status)
 
 
 def _save_config(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse:
@@ -1634,7 +1633,8 @@ def _sfmc_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse:
     return _save_mapping(
         request,
         trigger,
-        _render_sfmc_mapping,
+        _sfmc_context,
+        _render_sfmc,
         lambda state: sfmc.sfmc_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping()),
     )
 
@@ -1655,15 +1655,6 @@ def _sfmc_save(request: WorkbenchRequest, trigger: Trigger, what: str, text: str
         request, "In-arguments saved. Journey Builder reads them from config.json for newly added activities."
     )
     return redirect(_setup_url(trigger) + "#in-arguments")
-
-
-def _render_sfmc_mapping(
-    request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
-) -> HttpResponse:
-    if _htmx(request):
-        context = _sfmc_context(request, trigger, state=state, mapping_acted=True)
-        return render(request, "triggers/_mapping.html", context, status=status)
-    return _render_sfmc(request, trigger, state=state, mapping_acted=True, status=status)
 
 
 def _sfmc_context(
@@ -1847,19 +1838,11 @@ def _marketo_detail(request: WorkbenchRequest, trigger: Trigger) -> HttpResponse
     return _save_mapping(
         request,
         trigger,
-        _render_marketo_mapping,
+        _marketo_context,
+        _render_marketo,
         lambda state: marketo.marketo_trigger_update(trigger=trigger, by=_user(request), mapping=state.mapping()),
         saved="Mapping saved. The next batch from Marketo uses it.",
     )
-
-
-def _render_marketo_mapping(
-    request: WorkbenchRequest, trigger: Trigger, state: MappingState, status: int = 200
-) -> HttpResponse:
-    if _htmx(request):
-        context = _marketo_context(request, trigger, state=state, mapping_acted=True)
-        return render(request, "triggers/_mapping.html", context, status=status)
-    return _render_marketo(request, trigger, state=state, mapping_acted=True, status=status)
 
 
 def _marketo_context(
