@@ -52,6 +52,7 @@ from tests.conftest import in_test_transaction
 from triggers import csv_tasks, event_triggers, marketo, segment_triggers, sfmc
 from triggers import services as trigger_services
 from triggers.apis import NOT_THIS_TYPES_FIELD, TYPE_CANNOT_CHANGE
+from triggers.signatures import NOT_PRINTABLE
 from workbench.models import Environment
 from workbench.services import credential_create
 
@@ -81,6 +82,9 @@ UNDECLARABLE_MESSAGES = (
     "Does not match the userId in the path",
     "JSONPath",
     "Custom field names are",  # OpenAPI 3.0 cannot bound the length of an object's keys
+    # Printable is a rule of Unicode's categories (no format, private-use or unassigned
+    # characters), which OpenAPI's pattern dialect cannot state; the pattern says no controls.
+    NOT_PRINTABLE,
     # Segments: a segment id must name one of this environment's segments, and a segment's
     # rules may not lead back to itself (state, not shape) ...
     "No such segment in this environment.",

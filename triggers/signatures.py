@@ -218,11 +218,17 @@ def _printable(message: str, *, max_length: int, **kwargs: Any) -> Text:
     )
 
 
+NOT_PRINTABLE = "Use printable characters only (no format, private-use or unassigned ones)."
+
+
 class _PrintableText(Text):
+    """Text with no control characters (the declared pattern) and only printable ones (a rule
+    of Unicode's categories that the schema's pattern dialect cannot state)."""
+
     def to_internal_value(self, data: object) -> str:
         text = super().to_internal_value(data)
         if not text.isprintable():
-            self.fail("invalid")
+            raise serializers.ValidationError(NOT_PRINTABLE)
         return text
 
 

@@ -136,6 +136,10 @@ def test_the_stripe_preset_fills_the_signature_form_and_its_json_follows(e2e_log
     page.goto(f"/e/acme/flows/{flow.pk}/triggers/new/webhook")
     page.get_by_label("Name").fill("Stripe invoices")
     page.get_by_role("button", name="Create webhook trigger").click()
+    # The preset is an htmx request on the select's change: choose once the new page's scripts
+    # have run (a change made before htmx has read the page goes nowhere).
+    page.wait_for_url(re.compile(r"/e/acme/triggers/\d+/"))
+    page.wait_for_load_state("load")
 
     security = page.locator("#security")
     security.get_by_label("Signed by").select_option("stripe")
