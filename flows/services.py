@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import User
@@ -223,7 +223,7 @@ def invocations_accept(
     starts: list[StartRequest],
     source: str,
     trigger_id: int | None = None,
-    extra_rows: Sequence[NewRow] = (),
+    extra_rows: Sequence[NewRow[Any]] = (),
     chain_depth: int = 1,
     started_by_id: int | None = None,
 ) -> AcceptResult:
@@ -267,7 +267,7 @@ def invocations_accept(
         return AcceptResult(outcomes=repeats)
     test_users = _test_user_ids(flow.environment_id) if mode == Mode.TEST else set()
 
-    def new_invocations() -> list[NewRow]:
+    def new_invocations() -> list[NewRow[Invocation]]:
         return [
             _new_invocation(
                 flow,
@@ -420,7 +420,7 @@ def _new_invocation(
     test_users: set[str],
     chain_depth: int = 1,
     started_by_id: int | None = None,
-) -> NewRow:
+) -> NewRow[Invocation]:
     """The invocation of one start, as a new row (no instance: most are written by one INSERT).
     Test starts deliver only to test users: every other id is listed as ignored."""
     flow_invocation_id = start.flow_invocation_id or uuid.uuid4().hex
@@ -452,7 +452,9 @@ def _new_invocation(
     return NewRow(Invocation, values)
 
 
-def _insert_at_once(invocations: list[NewRow], extra_rows: Sequence[NewRow], *, keyed: bool) -> dict[str, int] | None:
+def _insert_at_once(
+    invocations: list[NewRow[Invocation]], extra_rows: Sequence[NewRow[Any]], *, keyed: bool
+) -> dict[str, int] | None:
     """Insert the invocations and the extra rows in ONE statement; their ids by key.
 
     All of it is durable when this returns, or none of it: a taken key returns None (one
@@ -463,7 +465,7 @@ def _insert_at_once(invocations: list[NewRow], extra_rows: Sequence[NewRow], *, 
     in a transaction.
     """
     if connection.vendor != "postgresql":  # data-modifying CTEs are PostgreSQL's
-        saved = [cast(Invocation, row.instance()) for row in invocations]
+        saved = [row.instance() for row in invocations]
         with transaction.atomic():
             for invocation in saved:
                 invocation.save()
@@ -480,13 +482,12 @@ def _insert_at_once(invocations: list[NewRow], extra_rows: Sequence[NewRow], *, 
     return {key: pk for pk, key in rows}  # one flow and mode: keys are unique here
 
 
-def _accept_one_by_one(invocations: list[NewRow], starts: list[StartRequest]) -> list[StartOutcome]:
+def _accept_one_by_one(invocations: list[NewRow[Invocation]], starts: list[StartRequest]) -> list[StartOutcome]:
     """The path of a request that reuses a key: each start under its key, in one transaction."""
     outcomes: list[StartOutcome] = []
     with transaction.atomic():
         for row, start in zip(invocations, starts, strict=True):
-            invocation = cast(Invocation, row.instance())
-            outcomes.append(_insert_once(invocation, key_was_given=start.flow_invocation_id is not None))
+            outcomes.append(_insert_once(row.instance(), key_was_given=start.flow_invocation_id is not None))
         accepted_ids = [outcome.invocation_id for outcome in outcomes if outcome.status == StartStatus.ACCEPTED]
         if accepted_ids:
             transaction.on_commit(lambda: _send_fan_outs(accepted_ids))
@@ -539,14 +540,14 @@ def _accepted_outcome(values: dict[str, Any], ids: dict[str, int]) -> StartOutco
     )
 
 
-def _by_model(rows: Sequence[NewRow]) -> list[list[NewRow]]:
-    grouped: dict[type[Model], list[NewRow]] = defaultdict(list)
+def _by_model(rows: Sequence[NewRow[Any]]) -> list[list[NewRow[Any]]]:
+    grouped: dict[type[Model], list[NewRow[Any]]] = defaultdict(list)
     for row in rows:
         grouped[row.model].append(row)
     return list(grouped.values())
 
 
-def _save_rows(rows: Sequence[NewRow]) -> None:
+def _save_rows(rows: Sequence[NewRow[Any]]) -> None:
     for same_model in _by_model(rows):
         same_model[0].model._default_manager.bulk_create([row.instance() for row in same_model])
 

@@ -249,10 +249,10 @@ def _log_rows(
     source_ip: str,
     answer: Answer,
     replay_of: WebhookRequest | None,
-) -> list[NewRow]:
+) -> list[NewRow[Any]]:
     """The request log entry; a request that started a flow also records the
     `webhook-received` analytics event (refusals leave the log entry alone)."""
-    rows = [log_entry(trigger, request, source_ip, answer, replay_of)]
+    rows: list[NewRow[Any]] = [log_entry(trigger, request, source_ip, answer, replay_of)]
     if answer.outcome in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
         event = {
             "environment_id": trigger.environment_id,
@@ -273,7 +273,7 @@ def log_entry(
     source_ip: str,
     answer: Answer,
     replay_of: WebhookRequest | None = None,
-) -> NewRow:
+) -> NewRow[WebhookRequest]:
     """The request's entry in its trigger's log, as received (credentials' headers left out,
     long header values cut, U+0000 replaced) and as answered."""
     headers = {

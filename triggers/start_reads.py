@@ -68,9 +68,8 @@ def api_start_read(*, token: str, flow_id: int | str) -> ApiStartRead | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    credential = statement.credential.instance(row, start=1)
-    credential.environment = statement.environment.instance(row, start=1 + statement.credential.width)
-    if credential_in_use(credential=credential, expires=row[0]) is None:
+    credential = credential_in_use(row, credential=statement.credential, environment=statement.environment)
+    if credential is None:
         return None
     flow_start = 1 + statement.credential.width + statement.environment.width
     if row[flow_start] is None:  # the flow's id: no such flow in the credential's environment

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -67,21 +68,25 @@ def credential_for_token(token: str) -> ApiCredential | None:
         row = cursor.fetchone()
     if row is None:
         return None
-    credential = query.credential.instance(row, start=1)
-    credential.environment = query.environment.instance(row, start=1 + query.credential.width)
-    return credential_in_use(credential=credential, expires=row[0])
+    return credential_in_use(row, credential=query.credential, environment=query.environment)
 
 
-def credential_in_use(*, credential: ApiCredential, expires: datetime.datetime) -> ApiCredential | None:
-    """The credential read with a token that expires at `expires`, or None once it has expired.
-    A credential in use has its use recorded: a write only when `last_used_at`, read with it, is
-    over a minute old."""
+def credential_in_use(
+    row: Sequence[Any], *, credential: ModelColumns[ApiCredential], environment: ModelColumns[Environment]
+) -> ApiCredential | None:
+    """The credential of a row that holds the token's expiry, then the credential's columns,
+    then its environment's (how every token read lays them out), or None once the token has
+    expired. A credential in use has its use recorded: a write only when `last_used_at`, read
+    with it, is over a minute old."""
+    expires = row[0]
     if timezone.is_naive(expires):  # SQLite hands back naive UTC datetimes
         expires = timezone.make_aware(expires, datetime.UTC)
     if expires <= timezone.now():
         return None
-    credential_use_record(credential=credential)
-    return credential
+    found = credential.instance(row, start=1)
+    found.environment = environment.instance(row, start=1 + credential.width)
+    credential_use_record(credential=found)
+    return found
 
 
 def bearer_token(request: Request) -> str | None:

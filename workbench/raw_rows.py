@@ -193,15 +193,15 @@ def rows_insert(
 
 
 @dataclass(frozen=True)
-class NewRow:
+class NewRow(Generic[M]):
     """A new row of `model` by attribute name, as `model(**values)` takes it, without making the
     instance: what the hot paths write (a start's invocation, a webhook's log entry and event).
     A field left out gets its default, as the model would give it."""
 
-    model: type[Model]
+    model: type[M]
     values: dict[str, Any]
 
-    def instance(self) -> Model:
+    def instance(self) -> M:
         """The unsaved instance, for the paths that save with the ORM (SQLite, the rare ones)."""
         return self.model(**self.values)
 
@@ -230,13 +230,12 @@ def _new_row_fields(model: type[Model]) -> tuple[frozenset[str], list[_NewRowFie
 
 
 def new_rows_insert(
-    rows: Sequence[NewRow], *, returning: tuple[str, ...] = (), ignore_conflicts: bool = False
+    rows: Sequence[NewRow[Any]], *, returning: tuple[str, ...] = (), ignore_conflicts: bool = False
 ) -> RowsInsert:
     """The INSERT of new rows of one model, unsent (see records_insert): what rows_insert writes
-    for the instances `model(**values)`, without making them. On a webhook's write, making the
-    three instances and reading them back field by field was two thirds of its Python time
-    (measured); here each field is a dictionary lookup, or its default."""
-    model = rows[0].model
+    for the instances `model(**values)`, without making them: each field is a dictionary lookup,
+    or its default (a webhook's three rows: 42 µs, against 77 µs through instances, measured)."""
+    model: type[Model] = rows[0].model
     attnames, fields = _new_row_fields(model)
     shape = _rows_shape(model, returning, IGNORE if ignore_conflicts else None)
     database = connections[DEFAULT_DB_ALIAS]  # the proxy `connection` costs a lookup per use
