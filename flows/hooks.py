@@ -82,3 +82,25 @@ publish_previewed = Hook(
     "whether to publish. The triggers app lists the segments of the flow's `entered` triggers with "
     "their current member counts, so the page can offer to start them too.",
 )
+
+
+@dataclass(frozen=True)
+class TakenUpInvocation:
+    """An accepted invocation the fan-out has just taken up, as subscribers see it."""
+
+    environment_id: int
+    flow_id: int
+    flow_invocation_id: str
+    test: bool
+    source: str
+    trigger_id: int | None
+    accepted_at: datetime
+
+
+invocations_taken_up = Hook(
+    "flows.invocations_taken_up",
+    "invocations_taken_up.announce(invocations=list[TakenUpInvocation]): the fan-out took up accepted "
+    "invocations (inside its transaction, once per invocation). The triggers app records the "
+    "`webhook-received` events of webhook starts here, so that a webhook's answer waits for two rows, "
+    "not three.",
+)

@@ -82,8 +82,17 @@ class Invocation(models.Model):
 
     # No single-column indexes on the foreign keys: the composite indexes below start with them,
     # and every start pays for each index it updates (see WRITTEN_PER_START_INDEXES in the tests).
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="invocations", db_index=False)
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="invocations", db_index=False)
+    # No database constraints either: a constraint makes each insert lock its environment's and
+    # flow's rows (FOR KEY SHARE), and concurrent starts of one flow then share those locks as
+    # multixacts, a fifth of PostgreSQL's CPU per webhook under load (measured). Deletes still
+    # cascade, in Django; the fan-out drops an invocation whose flow was deleted while it was
+    # being accepted (see UNCONSTRAINED_FOREIGN_KEYS in the tests).
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="invocations", db_index=False, db_constraint=False
+    )
+    flow = models.ForeignKey(
+        Flow, on_delete=models.CASCADE, related_name="invocations", db_index=False, db_constraint=False
+    )
     mode = models.CharField(max_length=4, choices=Mode.choices)
     flow_invocation_id = models.CharField(max_length=255)
     # Who started it: api, webhook, segment, event, sfmc, marketo, workbench, csv, dashboard, test-sender.
@@ -205,14 +214,17 @@ class Card(models.Model):
 class AnalyticsEvent(models.Model):
     """An append-only analytics record (SPEC section 1)."""
 
-    # The composite indexes below start with the foreign keys, so they need none of their own.
+    # The composite indexes below start with the foreign keys, so they need none of their own,
+    # and no database constraints, as Invocation's (see UNCONSTRAINED_FOREIGN_KEYS in the tests).
     environment = models.ForeignKey(
-        Environment, on_delete=models.CASCADE, related_name="analytics_events", db_index=False
+        Environment, on_delete=models.CASCADE, related_name="analytics_events", db_index=False, db_constraint=False
     )
     name = models.CharField(max_length=100)
     user_id = models.CharField(max_length=255, blank=True)
     # Append-only: deleting a flow keeps its events (their flowId becomes null).
-    flow = models.ForeignKey(Flow, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False)
+    flow = models.ForeignKey(
+        Flow, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False, db_constraint=False
+    )
     flow_invocation_id = models.CharField(max_length=255, blank=True)
     test = models.BooleanField(default=False)
     properties = models.JSONField(default=dict)

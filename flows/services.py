@@ -595,10 +595,15 @@ def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
     1. Lock the batch's invocations still in status accepted, in id order (concurrent
        fan-outs of overlapping batches lock in the same order; one that waited re-reads the
        status and skips what the other took up).
-    2. Record their `flow-invocation-accepted` events (at the time each was accepted) and,
-       for live ones, the minimal profiles of target users who have none. They are written
-       here rather than with the acceptance so that a start's answer waits for one row only.
-    3. Create one run per target user and mark each invocation running (or completed, with
+    2. Drop those whose flow is gone: deleted while they were being accepted (invocations
+       have no foreign-key constraints, see the model; a delete cascades in Django, which
+       cannot see a start that commits after it looked).
+    3. Record their `flow-invocation-accepted` events (at the time each was accepted) and,
+       for live ones, the minimal profiles of target users who have none, and announce
+       them (`hooks.invocations_taken_up`: a webhook's `webhook-received` event). They are
+       written here rather than with the acceptance so that a start's answer waits for
+       one row only.
+    4. Create one run per target user and mark each invocation running (or completed, with
        no targets).
 
     Idempotent: a second call finds the invocations already running and only returns the
@@ -607,9 +612,14 @@ def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
     with transaction.atomic():
         # The status is tested here, not in SQL: by primary key alone the plan stays an
         # index lookup whatever the table's statistics say about statuses.
-        locked = Invocation.objects.select_for_update().filter(pk__in=list(invocation_ids)).order_by("pk")
-        invocations = list(locked.only("status", *FAN_OUT_FIELDS))
+        locked = Invocation.objects.select_for_update(of=("self",)).filter(pk__in=list(invocation_ids)).order_by("pk")
+        flow_kept = Exists(Flow.objects.filter(pk=OuterRef("flow_id")))
+        invocations = list(locked.only("status", *FAN_OUT_FIELDS).annotate(flow_kept=flow_kept))
         accepted = [invocation for invocation in invocations if invocation.status == InvocationStatus.ACCEPTED]
+        orphans = [invocation.pk for invocation in accepted if not invocation.flow_kept]
+        if orphans:
+            Invocation.objects.filter(pk__in=orphans).delete()
+            accepted = [invocation for invocation in accepted if invocation.flow_kept]
         run_ids = _take_up(accepted, timezone.now()) if accepted else []
     # Invocations taken up before (a redelivered message): their runs still queued. Usually
     # none, and then no query: a fan-out during a bulk load must not depend on the planner's
@@ -623,11 +633,20 @@ def invocations_fan_out(*, invocation_ids: Sequence[int]) -> list[list[int]]:
 
 
 # What a fan-out reads of an invocation (the definition and the request stay in the table).
-FAN_OUT_FIELDS = ("environment_id", "flow_id", "flow_invocation_id", "mode", "source", "target_user_ids", "created_at")
+FAN_OUT_FIELDS = (
+    "environment_id",
+    "flow_id",
+    "flow_invocation_id",
+    "mode",
+    "source",
+    "trigger_id",
+    "target_user_ids",
+    "created_at",
+)
 
 
-def _take_up(invocations: list[Invocation], now: Any) -> list[int]:
-    """Steps 2 and 3 of invocations_fan_out, for locked invocations in status accepted (so
+def _take_up(invocations: Sequence[Invocation], now: Any) -> list[int]:
+    """Steps 3 and 4 of invocations_fan_out, for locked invocations in status accepted (so
     none of their runs exists yet): one statement per kind of row. The new runs' ids."""
     first = invocations[0]
     insert_rows_like(
@@ -652,6 +671,7 @@ def _take_up(invocations: list[Invocation], now: Any) -> list[int]:
             live_targets[invocation.environment_id].extend(invocation.target_user_ids)
     for environment_id, user_ids in live_targets.items():
         _create_missing_profiles(environment_id, user_ids, now)
+    hooks.invocations_taken_up.announce(invocations=[_taken_up(invocation) for invocation in invocations])
     run_ids = insert_rows_like(
         FlowRun(
             environment_id=first.environment_id, invocation=first, flow_id=first.flow_id, created_at=now, updated_at=now
@@ -678,6 +698,18 @@ def _take_up(invocations: list[Invocation], now: Any) -> list[int]:
             status=InvocationStatus.COMPLETED, fanned_out_at=now, completed_at=now
         )
     return run_ids
+
+
+def _taken_up(invocation: Invocation) -> hooks.TakenUpInvocation:
+    return hooks.TakenUpInvocation(
+        environment_id=invocation.environment_id,
+        flow_id=invocation.flow_id,
+        flow_invocation_id=invocation.flow_invocation_id,
+        test=invocation.is_test,
+        source=invocation.source,
+        trigger_id=invocation.trigger_id,
+        accepted_at=invocation.created_at,
+    )
 
 
 @dataclass

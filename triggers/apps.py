@@ -20,6 +20,8 @@ class TriggersConfig(AppConfig):
         customer_hooks.segment_transitions.subscribe(subscribers.start_segment_triggers)
         customer_hooks.events_recorded.subscribe(subscribers.start_event_triggers)
         hooks.analytics_recorded.subscribe(subscribers.start_analytics_event_triggers)
+        # A webhook start's `webhook-received` event is written when its invocation is fanned out.
+        hooks.invocations_taken_up.subscribe(subscribers.record_webhooks_received)
         hooks.flow_published.subscribe(subscribers.report_existing_segment_members)
         hooks.publish_previewed.subscribe(subscribers.preview_existing_segment_members)
         # A segment that a trigger starts flows from cannot be deleted from under it.

@@ -221,9 +221,14 @@ class WebhookRequest(models.Model):
 
     # Every webhook writes one of these rows, so it keeps only the indexes its reads need: the
     # composite ones below start with the foreign keys, and the held and replay indexes cover
-    # only the few rows that are held or replays.
-    environment = models.ForeignKey(Environment, on_delete=models.CASCADE, related_name="+", db_index=False)
-    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="requests", db_index=False)
+    # only the few rows that are held or replays. No database constraints on the foreign keys,
+    # as flows' Invocation has none (see UNCONSTRAINED_FOREIGN_KEYS in the tests).
+    environment = models.ForeignKey(
+        Environment, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
+    )
+    trigger = models.ForeignKey(
+        Trigger, on_delete=models.CASCADE, related_name="requests", db_index=False, db_constraint=False
+    )
     received_at = models.DateTimeField(default=timezone.now)
     source_ip = models.CharField(max_length=64, blank=True)
     method = models.CharField(max_length=10)

@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from customers.hooks import RecordedEvent, SegmentTransition
-from flows.hooks import PublishPreview, PublishReport, RecordedAnalyticsEvent
+from flows.hooks import PublishPreview, PublishReport, RecordedAnalyticsEvent, TakenUpInvocation
 from flows.models import Flow
 from segments.models import Segment
 
-from . import event_triggers, segment_triggers, services
+from . import event_triggers, intake, segment_triggers, services
 
 
 def give_flow_its_api_trigger(*, flow: Flow) -> None:
@@ -30,6 +30,10 @@ def start_event_triggers(*, events: Sequence[RecordedEvent]) -> None:
 
 def start_analytics_event_triggers(*, events: Sequence[RecordedAnalyticsEvent]) -> None:
     event_triggers.analytics_start(events=events)
+
+
+def record_webhooks_received(*, invocations: Sequence[TakenUpInvocation]) -> None:
+    intake.received_events_record(invocations=invocations)
 
 
 def report_existing_segment_members(

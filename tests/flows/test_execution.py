@@ -114,6 +114,20 @@ def test_one_fan_out_takes_up_a_batch_of_invocations_in_one_go(flow, django_asse
     assert services.invocations_fan_out(invocation_ids=ids) == [chunk]  # a redelivered message
 
 
+def test_an_invocation_whose_flow_was_deleted_meanwhile_is_dropped_and_the_rest_of_the_batch_runs(flow):
+    """Invocations have no foreign-key constraints: a start that commits just after its flow's
+    delete has collected the flow's invocations outlives the flow; its fan-out drops it."""
+    kept, orphaned = accept(flow, ["u1"]), accept(flow, ["u2"])
+    Invocation.objects.filter(pk=orphaned.pk).update(flow_id=flow.pk + 1000)  # as if its flow were gone
+
+    [chunk] = services.invocations_fan_out(invocation_ids=[kept.pk, orphaned.pk])
+
+    assert list(FlowRun.objects.filter(pk__in=chunk).values_list("user_id", flat=True)) == ["u1"]
+    assert list(Invocation.objects.values_list("pk", flat=True)) == [kept.pk]
+    assert event_names(name="flow-invocation-accepted", flow_invocation_id=orphaned.flow_invocation_id) == []
+    assert services.flows_sweep(now=timezone.now() + timedelta(hours=1)).invocations == []
+
+
 def test_a_profile_the_fan_out_creates_is_announced_to_segments(flow):
     segment_services.segment_create(
         environment=flow.environment,

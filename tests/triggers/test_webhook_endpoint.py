@@ -204,6 +204,11 @@ def test_a_senders_retry_of_the_same_delivery_starts_once_and_answers_200_duplic
     assert Invocation.objects.count() == 1
     assert len(cards_of("tester-1")) == 1
     assert [(e.outcome, e.status_code) for e in log_of(trigger)] == [("duplicate", 200), ("accepted", 202)]
+    received = AnalyticsEvent.objects.filter(name="webhook-received").order_by("id")
+    assert [(event.flow_invocation_id, event.test, event.properties) for event in received] == [
+        ("dlv-9", True, {"triggerId": trigger.pk, "outcome": "accepted"}),
+        ("dlv-9", True, {"triggerId": trigger.pk, "outcome": "duplicate"}),
+    ]
 
 
 def test_test_mode_delivers_only_to_test_users(post_hook, webhook_trigger, test_user) -> None:
@@ -902,22 +907,32 @@ def test_a_request_arriving_after_another_process_paused_the_trigger_is_held(pos
 def test_an_accepted_webhook_is_one_read_and_one_write_on_postgresql(
     post_hook, webhook_trigger, test_user, django_capture_on_commit_callbacks
 ) -> None:
-    """The trigger is read with its flow in one statement; the invocation, the request's log
-    entry and its event are written in one. (A failing write falls back to slower paths that
-    answer the same, so only the count shows that the fast one was taken.)"""
+    """The trigger is read with its flow in one statement; the invocation and the request's log
+    entry are written in one, and the `webhook-received` event by the fan-out. (A failing write
+    falls back to slower paths that answer the same, so only the count shows that the fast one
+    was taken.)"""
     trigger = webhook_trigger(mapping=STRUCTURED_MAPPING, security=SIGNED, mode="live")
     body = as_bytes(delivery("hot-1"))
 
-    with CaptureQueriesContext(connection) as queries, django_capture_on_commit_callbacks(execute=False):
-        response = Client().post(f"/hooks/{trigger.token}", data=body, content_type="application/json", **signed(body))
+    with django_capture_on_commit_callbacks(execute=False) as fan_outs:
+        with CaptureQueriesContext(connection) as queries:
+            response = Client().post(
+                f"/hooks/{trigger.token}", data=body, content_type="application/json", **signed(body)
+            )
+        assert response.status_code == 202
+        if connection.vendor == "postgresql":  # elsewhere the write is the ORM's, a statement a row
+            assert len(statements(queries)) == 2, statements(queries)
+        assert last_logged(trigger).outcome == "accepted"
+        assert Invocation.objects.get(flow_invocation_id="hot-1").target_user_ids == ["tester-1"]
+        assert not AnalyticsEvent.objects.filter(name="webhook-received").exists()
+    for fan_out in fan_outs:
+        fan_out()
 
-    assert response.status_code == 202
-    if connection.vendor == "postgresql":  # elsewhere the write is the ORM's, a statement a row
-        assert len(statements(queries)) == 2, statements(queries)
-    assert last_logged(trigger).outcome == "accepted"
     event = AnalyticsEvent.objects.get(name="webhook-received", flow_invocation_id="hot-1")
-    assert (event.user_id, event.test) == ("", False)
-    assert Invocation.objects.get(flow_invocation_id="hot-1").target_user_ids == ["tester-1"]
+    invocation = Invocation.objects.get(flow_invocation_id="hot-1")
+    assert (event.user_id, event.test, event.flow_id) == ("", False, trigger.flow_id)
+    assert event.properties == {"triggerId": trigger.pk, "outcome": "accepted"}
+    assert event.occurred_at == invocation.created_at
 
 
 def statements(queries: CaptureQueriesContext) -> list[str]:
