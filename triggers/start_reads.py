@@ -80,7 +80,11 @@ def api_start_read(*, token: str, flow_id: int | str) -> ApiStartRead | None:
 
 def webhook_target(*, token: str, trigger_type: str = TriggerType.WEBHOOK) -> WebhookTarget | None:
     """The webhook trigger with this token and its flow as a start reads it, or None. Triggers
-    of other types called at a token of theirs (a Marketing Cloud activity) say their type."""
+    of other types called at a token of theirs (a Marketing Cloud activity) say their type.
+
+    A webhook's trigger comes without its sample (deferred: Django reads it if asked, which
+    only a shape check does): a captured payload can be large, and parsing it on every
+    request would cost more than the request's own body."""
     sql, trigger_columns, flow_columns = _webhook_statement(TriggerType(trigger_type).value)
     with prepared_cursor() as cursor:
         cursor.execute(sql, [token])
@@ -183,7 +187,11 @@ def _api_start_read_statement() -> _ApiStartReadStatement:
 def _webhook_statement(trigger_type: str) -> tuple[str, ModelColumns[Trigger], _FlowColumns]:
     """The trigger of a token and type, with its flow and the flow's latest version."""
     quote = connection.ops.quote_name
-    trigger, flows, meta = ModelColumns.of(Trigger, "t"), _flow_columns(), Trigger._meta
+    meta = Trigger._meta
+    read_fields = [
+        field for field in meta.concrete_fields if trigger_type != TriggerType.WEBHOOK or field.name != "sample"
+    ]
+    trigger, flows = ModelColumns.of(Trigger, "t", read_fields), _flow_columns()
     flow_pk = quote(Flow._meta.pk.column)
     # Only names from the models' metadata and a TriggerType value are formatted in; the token
     # is a parameter.

@@ -67,7 +67,8 @@ class ModelColumns(Generic[M]):
         return values
 
     def instance(self, row: Sequence[Any], start: int = 0) -> M:
-        """The model instance of this row (every concrete field must have been read)."""
+        """The model instance of this row; fields that were not read are deferred (Django
+        reads one when it is first used)."""
         return self.model.from_db(connection.alias, self.attnames, self.values(row, start))
 
 

@@ -935,6 +935,30 @@ def test_an_accepted_webhook_is_one_read_and_one_write_on_postgresql(
     assert event.occurred_at == invocation.created_at
 
 
+def test_a_webhook_reads_its_triggers_sample_only_for_a_shape_check(
+    webhook_trigger, test_user, django_capture_on_commit_callbacks
+) -> None:
+    """A captured sample can be large: only a shape-checked trigger's requests read it."""
+    plain = webhook_trigger(mapping=STRUCTURED_MAPPING, sample=delivery("sample"))
+    checked = webhook_trigger(mapping=STRUCTURED_MAPPING, sample=delivery("sample"), shape_check=True)
+    mismatched = delivery("c-1")
+    del mismatched["customer"]["first_name"]
+
+    def request_statements(trigger: Trigger, body: Any) -> tuple[Any, list[str]]:
+        with django_capture_on_commit_callbacks(execute=False), CaptureQueriesContext(connection) as queries:
+            response = Client().post(f"/hooks/{trigger.token}", data=as_bytes(body), content_type="application/json")
+        return response, statements(queries)
+
+    plain_answer, plain_statements = request_statements(plain, delivery("p-1"))
+    checked_answer, checked_statements = request_statements(checked, mismatched)
+
+    sample_column = connection.ops.quote_name("sample")
+    assert plain_answer.json()["status"] == "accepted"
+    assert not [sql for sql in plain_statements if sample_column in sql]
+    assert checked_answer.json()["status"] == "held"  # the sample was read and compared
+    assert [sql for sql in checked_statements if sample_column in sql]
+
+
 def statements(queries: CaptureQueriesContext) -> list[str]:
     """What the request ran, without the savepoint around its write (a test runs in a
     transaction; a server's request does not)."""
