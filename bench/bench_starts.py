@@ -15,8 +15,11 @@ into a table with nothing but a primary key, committed before the answer; no end
 keeps SPEC section 2's promise (durable before 2xx) can do less. A third, the "round trips
 floor" (`POST /bench/bare-round-trips`), first makes as many lookups as a start must (its
 credential with its flow: one prepared primary-key read), then writes: how much of the gap
-is round trips, and how much the application's own work. wrk (one thread, keep-alive)
-drives the four in turn; its own CPU time is measured to show it is not the bottleneck, and
+is round trips, and how much the application's own work. A fourth, the "rows floor"
+(`POST /bench/bare-rows`), makes the same lookup and then writes the row a start keeps (an
+invocation, into a copy of its table with all its indexes) instead of a one-column row: how
+much of the rest is the row that SPEC's reads need. wrk (one thread, keep-alive)
+drives the five in turn; its own CPU time is measured to show it is not the bottleneck, and
 the CPU time of the web and database processes per request (from /proc) is printed for each
 side: a second form of the ratio that hardly moves with the machine's noise, and where the
 difference goes.
@@ -119,18 +122,20 @@ def run() -> list[Result]:
     bare: list[LoadResult] = []
     floor: list[LoadResult] = []
     round_trips: list[LoadResult] = []
+    rows: list[LoadResult] = []
     try:
         with durable_floor_table(), gunicorn(config, env) as base:
             token = request_token(base, client_id, client_secret)
             start_url = f"{base}/api/v1/{environment.slug}/action-flow/{flow.pk}/start"
             bare_url, floor_url = f"{base}/bench/bare", f"{base}/bench/bare-durable"
-            round_trips_url = f"{base}/bench/bare-round-trips"
+            round_trips_url, rows_url = f"{base}/bench/bare-round-trips", f"{base}/bench/bare-rows"
             headers = {"Authorization": f"Bearer {token}"}
             tag = uuid.uuid4().hex[:8]
-            for url in (bare_url, floor_url, round_trips_url, start_url):
+            for url in (bare_url, floor_url, round_trips_url, rows_url, start_url):
                 wrk(url, seconds=WARMUP_SECONDS, connections=CONNECTIONS, headers=headers, tag=f"warm-{tag}")
             for repeat in range(REPEATS):
-                for url, loads in ((bare_url, bare), (floor_url, floor), (round_trips_url, round_trips)):
+                references = ((bare_url, bare), (floor_url, floor), (round_trips_url, round_trips), (rows_url, rows))
+                for url, loads in references:
                     loads.append(wrk(url, seconds=SECONDS, connections=CONNECTIONS, headers=headers, tag=tag))
                     if loads[-1].errors:
                         raise BenchError(f"{url} answered {loads[-1].errors} errors")
@@ -146,7 +151,13 @@ def run() -> list[Result]:
     return live_results(
         name=f"live starts, 1 target ({config})",
         reference_name="bare DRF 202",
-        loads={"bare": bare, "durable floor": floor, "round trips floor": round_trips, "starts": starts},
+        loads={
+            "bare": bare,
+            "durable floor": floor,
+            "round trips floor": round_trips,
+            "rows floor": rows,
+            "starts": starts,
+        },
         goal=GOAL,
     )
 
@@ -155,6 +166,7 @@ def run() -> list[Result]:
 FLOOR_LINES = {
     "durable floor": "durable floor: the same + 1-row INSERT, committed",
     "round trips floor": "round trips floor: + the endpoint's lookups (prepared pk reads)",
+    "rows floor": "rows floor: + the product's rows, with their tables' indexes",
 }
 
 

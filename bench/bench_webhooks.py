@@ -24,7 +24,10 @@ signature, mapping or database. A second line gives the goal's scale: the "durab
 table with nothing but a primary key, committed before the answer; no endpoint that answers
 202 only once the start is durable can do less. A third, the "round trips floor"
 (`POST /bench/bare-round-trips-hook`), first makes the webhook's lookup (its trigger: one
-prepared primary-key read), then writes. wrk (one thread, keep-alive) sends the four the same
+prepared primary-key read), then writes. A fourth, the "rows floor"
+(`POST /bench/bare-rows-hook`), makes that lookup and then writes the rows a webhook keeps (an
+invocation and its request-log entry, in one statement, into copies of their tables with all
+their indexes). wrk (one thread, keep-alive) sends the five the same
 pre-built requests, in alternating windows; its own CPU time is reported to show it is not
 the bottleneck.
 """
@@ -39,7 +42,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.bench_starts import CARD_STEP, config_from_environment, live_results
 from bench.harness import BenchError, Result, durable_floor_table, empty_scratch_environment
@@ -52,6 +55,9 @@ from bench.processes import (
     service_environment,
     wrk,
 )
+
+if TYPE_CHECKING:
+    from triggers.signatures import SignatureConfig
 
 # Issue 10: live webhooks at least 0.5 of the durable floor, measured in the same run.
 GOAL = 0.5
@@ -76,7 +82,7 @@ MAPPING = {
 }
 
 
-def signature_config() -> dict[str, Any]:
+def signature_config() -> SignatureConfig:
     """The Stripe preset with our secret: `t=` timestamp, `v1=` hex HMAC-SHA256 of `[timestamp].[payload]`."""
     from triggers.signatures import preset_config, validate_signature_config
 
@@ -189,18 +195,20 @@ def run() -> list[Result]:
     bare: list[LoadResult] = []
     floor: list[LoadResult] = []
     round_trips: list[LoadResult] = []
+    rows: list[LoadResult] = []
     files: list[Path] = []
     tag = uuid.uuid4().hex[:8]
     try:
         with durable_floor_table(), gunicorn(config, env) as base:
             hook_url = f"{base}/hooks/{trigger.token}"
             bare_url, floor_url = f"{base}/bench/bare-hook", f"{base}/bench/bare-durable-hook"
-            round_trips_url = f"{base}/bench/bare-round-trips-hook"
+            round_trips_url, rows_url = f"{base}/bench/bare-round-trips-hook", f"{base}/bench/bare-rows-hook"
             files.append(write_requests(f"{tag}w", WARMUP_REQUESTS))
             bare_requests = files[-1]  # the references keep no state: they may see them again
             check_all_202(send(bare_url, WARMUP_SECONDS, bare_requests), "bare warm-up")
             check_all_202(send(floor_url, WARMUP_SECONDS, bare_requests), "durable floor warm-up")
             check_all_202(send(round_trips_url, WARMUP_SECONDS, bare_requests), "round trips floor warm-up")
+            check_all_202(send(rows_url, WARMUP_SECONDS, bare_requests), "rows floor warm-up")
             before = accepted_counts(trigger)
             warm = send(hook_url, WARMUP_SECONDS, files[-1])
             check_accepted(trigger, warm, before)
@@ -210,6 +218,7 @@ def run() -> list[Result]:
                     (bare_url, bare, "bare"),
                     (floor_url, floor, "durable floor"),
                     (round_trips_url, round_trips, "round trips floor"),
+                    (rows_url, rows, "rows floor"),
                 )
                 for url, loads, side in references:
                     loads.append(send(url, SECONDS, bare_requests))
@@ -228,6 +237,12 @@ def run() -> list[Result]:
     return live_results(
         name=f"live webhooks, signed + mapped ({config})",
         reference_name="bare Django view 202",
-        loads={"bare": bare, "durable floor": floor, "round trips floor": round_trips, "webhooks": webhooks},
+        loads={
+            "bare": bare,
+            "durable floor": floor,
+            "round trips floor": round_trips,
+            "rows floor": rows,
+            "webhooks": webhooks,
+        },
         goal=GOAL,
     )

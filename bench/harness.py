@@ -21,6 +21,12 @@ T = TypeVar("T")
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/bench_workbench"
 # The table of the "durable floor" references (bench/bare_urls.py): the body and a primary key.
 DURABLE_FLOOR_TABLE = "bench_durable_floor"
+# The tables of the "rows floor" references: copies of the product's tables with every index
+# and check, no rows and no foreign keys (the product's have none either), by the product's table.
+ROWS_FLOOR_TABLES = {
+    "flows_invocation": "bench_rows_invocation",
+    "triggers_webhookrequest": "bench_rows_webhookrequest",
+}
 
 
 class BenchError(Exception):
@@ -141,18 +147,23 @@ def prepare_database(*, fresh: bool = False) -> str:
 
 @contextlib.contextmanager
 def durable_floor_table() -> Iterator[None]:
-    """The table the durable-floor references write to, dropped afterwards (leave this block
-    only once the server that wrote to it has stopped)."""
+    """The tables the floor references write to (the durable floor's, the rows floor's), dropped
+    afterwards (leave this block only once the server that wrote to them has stopped)."""
     from django.db import connection
 
+    floor_tables = [DURABLE_FLOOR_TABLE, *ROWS_FLOOR_TABLES.values()]
     with connection.cursor() as cursor:
-        cursor.execute(f"DROP TABLE IF EXISTS {DURABLE_FLOOR_TABLE}")
+        for table in floor_tables:
+            cursor.execute(f"DROP TABLE IF EXISTS {table}")
         cursor.execute(f"CREATE TABLE {DURABLE_FLOOR_TABLE} (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
+        for product_table, table in ROWS_FLOOR_TABLES.items():
+            cursor.execute(f"CREATE TABLE {table} (LIKE {product_table} INCLUDING ALL)")
     try:
         yield
     finally:
         with connection.cursor() as cursor:
-            cursor.execute(f"DROP TABLE IF EXISTS {DURABLE_FLOOR_TABLE}")
+            for table in floor_tables:
+                cursor.execute(f"DROP TABLE IF EXISTS {table}")
 
 
 def empty_scratch_environment(environment: Any) -> None:
