@@ -54,7 +54,9 @@ class BareStartApi(APIView):
 
 
 # Lookups per request before the write: an API start reads its credential (authentication)
-# with its flow and the API trigger, in one statement; a webhook reads its trigger with the flow.
+# with its flow and the API trigger, in one statement; a webhook reads its trigger with the
+# flow (only its token's first request in a process, since RecentWebhookTargets: the webhook
+# floors that count it are then above what a webhook pays).
 START_LOOKUPS = 1
 WEBHOOK_LOOKUPS = 1
 

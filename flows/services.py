@@ -31,7 +31,14 @@ from customers.models import Customer, TestUser
 from workbench.celery import enqueue_items
 from workbench.errors import Invalid, Refused
 from workbench.models import Environment
-from workbench.raw_rows import NewRow, insert_new_rows, insert_rows_like, insert_rows_together, new_rows_insert
+from workbench.raw_rows import (
+    NewRow,
+    RowVersion,
+    insert_new_rows,
+    insert_rows_like,
+    insert_rows_together,
+    new_rows_insert,
+)
 
 from . import hooks
 from .definitions import Definition, definition_clean, render_card, resolve_variables
@@ -61,6 +68,11 @@ INVOCATION_UNUSED_BY_RUNS = ("target_user_ids", "ignored_user_ids", "request")
 
 class FlowRefused(Refused):
     """A refusal of a flow operation, raised before anything is written."""
+
+
+class StaleRead(Exception):
+    """Starts made from rows read earlier were not written: one of those rows has changed (or
+    the starts repeat a key). Nothing was written; read again and start over."""
 
 
 # --- Editing and publishing -------------------------------------------------------------
@@ -226,6 +238,7 @@ def invocations_accept(
     extra_rows: Sequence[NewRow[Any]] = (),
     chain_depth: int = 1,
     started_by_id: int | None = None,
+    unchanged: Sequence[RowVersion] = (),
 ) -> AcceptResult:
     """Accept every start, or none of them; the caller answers 2xx once this returns.
 
@@ -245,6 +258,11 @@ def invocations_accept(
     `started_by_id` is the member who made a manual start (a Workbench send, a CSV, the
     dashboard, the test sender); the invocation page shows it beside its source.
 
+    `unchanged`: the rows (of the flow, of the caller's trigger) as the caller read them some
+    time ago (PostgreSQL). The starts are written as in step 3 only while those rows are
+    unchanged; otherwise, and whenever step 3 writes nothing, StaleRead is raised and nothing
+    is written: the caller reads again and calls again without it.
+
     `chain_depth` is the start's place in a chain of flows starting flows (1 unless an event
     of another flow's run caused it). Deeper than MAX_CHAIN_DEPTH: nothing starts, each target
     gets a `flow-run-failed` event with reason `recursion_limit`, and 409 recursion_limit is
@@ -261,6 +279,8 @@ def invocations_accept(
     try:
         definition, version_number, resolved = _checked_starts(flow, mode, starts)
     except FlowRefused:
+        if unchanged:
+            raise StaleRead from None  # the flow, read earlier, may have changed since
         repeats = _repeated_outcomes(flow, mode, starts)
         if repeats is None:
             raise
@@ -288,11 +308,13 @@ def invocations_accept(
     invocations = new_invocations()
     keyed = any(start.flow_invocation_id is not None for start in starts)
     try:
-        ids = _insert_at_once(invocations, extra_rows, keyed=keyed)
+        ids = _insert_at_once(invocations, extra_rows, keyed=keyed, unchanged=unchanged)
     except IntegrityError:
         if not keyed:
             raise  # generated keys cannot be taken: this is some other failure
         ids = None
+    if ids is None and unchanged:
+        raise StaleRead
     if ids is not None:
         accepted_ids = list(ids.values())
         # Outside a transaction the statement has committed and this sends at once.
@@ -453,7 +475,11 @@ def _new_invocation(
 
 
 def _insert_at_once(
-    invocations: list[NewRow[Invocation]], extra_rows: Sequence[NewRow[Any]], *, keyed: bool
+    invocations: list[NewRow[Invocation]],
+    extra_rows: Sequence[NewRow[Any]],
+    *,
+    keyed: bool,
+    unchanged: Sequence[RowVersion] = (),
 ) -> dict[str, int] | None:
     """Insert the invocations and the extra rows in ONE statement; their ids by key.
 
@@ -462,9 +488,12 @@ def _insert_at_once(
     invocation was inserted) or raises IntegrityError (several starts, or SQLite). Outside a
     transaction the statement is its own transaction; inside one, a savepoint keeps a
     failure from breaking the caller's. SQLite (the embedded default) takes the same rows
-    in a transaction.
+    in a transaction. With `unchanged` (rows at the versions read earlier), the statement
+    writes only while they are, and returns None when they are not.
     """
     if connection.vendor != "postgresql":  # data-modifying CTEs are PostgreSQL's
+        if unchanged:
+            raise ValueError("Row versions are PostgreSQL's: there is nothing to compare them with here.")
         saved = [row.instance() for row in invocations]
         with transaction.atomic():
             for invocation in saved:
@@ -476,7 +505,7 @@ def _insert_at_once(
     parts.extend(new_rows_insert(rows) for rows in _by_model(extra_rows))
     savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
     with savepoint:
-        rows = insert_rows_together(parts, only_if_first_inserts=one_keyed)
+        rows = insert_rows_together(parts, only_if_first_inserts=one_keyed or bool(unchanged), unchanged=unchanged)
     if not rows:
         return None
     return {key: pk for pk, key in rows}  # one flow and mode: keys are unique here

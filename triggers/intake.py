@@ -24,18 +24,18 @@ from django.utils import timezone
 from flows.hooks import TakenUpInvocation
 from flows.models import AnalyticsEvent, StartStatus
 from flows.selectors import FlowForStart
-from flows.services import FlowRefused, invocations_accept, start_requests_check
+from flows.services import FlowRefused, StaleRead, invocations_accept, start_requests_check
 from flows.start_requests import StartRequest
 from workbench.client_address import client_address
 from workbench.json_values import UnstorableJSON, check_storable, loads_storable
-from workbench.raw_rows import NewRow, insert_new_rows
+from workbench.raw_rows import NewRow, RowVersion, insert_new_rows
 
 from . import services
 from .ip_allowlist import address_allowed
 from .mapping import MappingError, WebhookInput, apply_mapping, shape_mismatches
 from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 from .signatures import SignatureInvalid, verify_signature
-from .start_reads import webhook_target
+from .start_reads import WebhookTarget, recent_webhook_targets, webhook_target
 
 # Headers never written to the request log.
 UNLOGGED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -74,17 +74,42 @@ class IncomingRequest:
 
 
 def webhook_receive(*, token: str, request: IncomingRequest) -> Answer:
+    """1. A token answered recently: its start from that read, written only while the trigger
+       and the flow are unchanged (`recent_webhook_targets`). Accepted: done.
+    2. Otherwise (or anything else: a refusal, a changed row, a repeat): read the target
+       and answer from that read, as if step 1 had not been tried (it wrote nothing).
+    """
+    source_ip = client_address(request.remote_addr, request.forwarded_for, settings.TRUSTED_PROXIES)
+    recent = recent_webhook_targets.get(token)
+    if recent is not None:
+        answer = _accept_as_before(recent, request, source_ip)
+        if answer is not None:
+            return answer
+        recent_webhook_targets.forget(token)
     target = webhook_target(token=token)
     if target is None:
         return Answer.refused(404, "not_found", "No webhook at this URL.")
     trigger = target.trigger
-    source_ip = client_address(request.remote_addr, request.forwarded_for, settings.TRUSTED_PROXIES)
     answer = _capture_sample(trigger, request)
     if answer is None:
         answer = _check_and_process(trigger, target.flow, request, source_ip)
-    if answer.outcome not in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
+    if answer.outcome == RequestOutcome.ACCEPTED:
+        recent_webhook_targets.remember(token, target)
+    elif answer.outcome != RequestOutcome.DUPLICATE:
         log(trigger, request, source_ip, answer)  # map_and_accept logged the starts it accepted
     return answer
+
+
+def _accept_as_before(recent: WebhookTarget, request: IncomingRequest, source_ip: str) -> Answer | None:
+    """Step 1 of webhook_receive: the accepted answer, or None with nothing written."""
+    capture_until = recent.trigger.capture_until
+    if capture_until is not None and capture_until > request.received_at:
+        return None
+    try:
+        answer = _check_and_process(recent.trigger, recent.flow, request, source_ip, read_as=recent.versions)
+    except StaleRead:
+        return None
+    return answer if answer.outcome == RequestOutcome.ACCEPTED else None
 
 
 def _capture_sample(trigger: Trigger, request: IncomingRequest) -> Answer | None:
@@ -103,7 +128,16 @@ def _capture_sample(trigger: Trigger, request: IncomingRequest) -> Answer | None
     return Answer(status=202, body={"status": "sample_captured"}, outcome=RequestOutcome.SAMPLE_CAPTURED)
 
 
-def _check_and_process(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, source_ip: str) -> Answer:
+def _check_and_process(
+    trigger: Trigger,
+    flow: FlowForStart,
+    request: IncomingRequest,
+    source_ip: str,
+    read_as: Sequence[RowVersion] = (),
+) -> Answer:
+    """The checks after the token's, then the starts. With `read_as` (the rows' versions of an
+    earlier read) nothing but the starts is written, and only while those rows are unchanged:
+    StaleRead otherwise, and where this would change something else (pause on a mismatch)."""
     if trigger.mode == TriggerMode.DISABLED:
         return Answer.refused(403, "trigger_disabled", "This webhook trigger is disabled.")
     security = trigger.webhook_config.get("security") or {}
@@ -124,10 +158,12 @@ def _check_and_process(trigger: Trigger, flow: FlowForStart, request: IncomingRe
     if trigger.webhook_config.get("shapeCheck") and trigger.sample is not None:
         mismatches = shape_mismatches(trigger.sample, body)
         if mismatches:
+            if read_as:
+                raise StaleRead
             reason = "A request was not shaped like the sample: " + "; ".join(mismatches[:5])
             services.trigger_pause(trigger=trigger, reason=reason)
             return _held()
-    return map_and_accept(trigger, flow, request, source_ip, body, mode=trigger.mode)
+    return map_and_accept(trigger, flow, request, source_ip, body, mode=trigger.mode, read_as=read_as)
 
 
 def _held() -> Answer:
@@ -142,6 +178,7 @@ def map_and_accept(
     body: Any,
     mode: str,
     replay_of: WebhookRequest | None = None,
+    read_as: Sequence[RowVersion] = (),
 ) -> Answer:
     """Map the body and accept the starts; the request's log entry is written with them.
 
@@ -150,6 +187,7 @@ def map_and_accept(
     2. Give every start its key now, so that the log entry made for "accepted" can name it.
     3. Accept the starts with that entry as extra rows: one statement writes both. When the
        starts turn out to be repeats (or a mix), the entry is written for what they were.
+       With `read_as` (see _check_and_process) that is StaleRead instead.
     """
     mapped = mapped_start_request(
         trigger, WebhookInput(body=body, headers=request.headers, query=request.query, method=request.method)
@@ -166,6 +204,7 @@ def map_and_accept(
             source=TriggerType.WEBHOOK,
             trigger_id=trigger.pk,
             extra_rows=_log_rows(trigger, request, source_ip, if_accepted, replay_of),
+            unchanged=read_as,
         )
     except FlowRefused as refused:
         return refused_start(refused)

@@ -324,7 +324,36 @@ def insert_rows_like(
         return [row[0] for row in cursor.fetchall()] if returning else []
 
 
-def insert_rows_together(parts: Sequence[RowsInsert], *, only_if_first_inserts: bool = False) -> list[tuple[Any, ...]]:
+@dataclass(frozen=True)
+class RowVersion:
+    """One version of one row, as a statement read it (PostgreSQL): its transaction id and place.
+
+    Every change of a row, by any path (a service, a queryset's update, the admin, SQL), writes
+    a new version of it elsewhere: a new `ctid`, and outside the writing transaction a new
+    `xmin`. So a write that holds "these rows are as I read them" as a condition (`unchanged`
+    of insert_rows_together) acts on what it read or does nothing, without reading again.
+    """
+
+    model: type[Model]
+    pk: Any
+    version: str  # "xmin:ctid", as row_version_sql reads it
+
+
+def row_version_sql(alias: str) -> str:
+    """The SQL that reads the version of the row of the table aliased `alias` (PostgreSQL)."""
+    return f"{alias}.xmin::text || ':' || {alias}.ctid::text"
+
+
+def _unchanged_sql(row: RowVersion) -> str:
+    quote = connection.ops.quote_name
+    table, pk = quote(row.model._meta.db_table), quote(row.model._meta.pk.column)
+    # Only names from the model's metadata; the key and the version are parameters.
+    return f"EXISTS (SELECT 1 FROM {table} r WHERE r.{pk} = %s AND {row_version_sql('r')} = %s)"  # noqa: S608
+
+
+def insert_rows_together(
+    parts: Sequence[RowsInsert], *, only_if_first_inserts: bool = False, unchanged: Sequence[RowVersion] = ()
+) -> list[tuple[Any, ...]]:
     """Run the inserts as ONE statement (data-modifying CTEs, prepared) and return the rows
     the first one returns. Parts of the same statement text are merged into one.
 
@@ -333,15 +362,25 @@ def insert_rows_together(parts: Sequence[RowsInsert], *, only_if_first_inserts: 
     no BEGIN and COMMIT round trips. With `only_if_first_inserts`, the other parts write
     their rows only if the first part inserted rows (one that skips a conflicting row with
     ON CONFLICT DO NOTHING and returns none leaves the whole statement without effect).
+    With `unchanged`, the first part writes only while those rows are still at the versions
+    given (and the statement, gated as above, does nothing otherwise).
     """
-    merged: dict[str, list[dict[str, Any]]] = {}
+    merged: dict[str, tuple[list[dict[str, Any]], list[Any]]] = {}
     for index, part in enumerate(parts):
-        gated = only_if_first_inserts and index > 0
-        merged.setdefault(part.sql("EXISTS (SELECT 1 FROM part_0)" if gated else ""), []).extend(part.records)
+        condition, condition_params = "", []
+        if index == 0 and unchanged:
+            condition = " AND ".join(_unchanged_sql(row) for row in unchanged)
+            condition_params = [value for row in unchanged for value in (row.pk, row.version)]
+        elif index > 0 and only_if_first_inserts:
+            condition = "EXISTS (SELECT 1 FROM part_0)"
+        records, _ = merged.setdefault(part.sql(condition), ([], condition_params))
+        records.extend(part.records)
     ctes = ", ".join(f"part_{index} AS ({sql})" for index, sql in enumerate(merged))
+    # Each part's rows, then its condition's values: the order of their placeholders.
+    params = [value for rows, condition_params in merged.values() for value in (json.dumps(rows), *condition_params)]
     with prepared_cursor() as cursor:
         # Only SQL built from the models' metadata; the rows are parameters.
-        cursor.execute(f"WITH {ctes} SELECT * FROM part_0", [json.dumps(rows) for rows in merged.values()])  # noqa: S608
+        cursor.execute(f"WITH {ctes} SELECT * FROM part_0", params)  # noqa: S608
         return cursor.fetchall()
 
 
