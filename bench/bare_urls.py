@@ -55,7 +55,7 @@ class BareStartApi(APIView):
 
 # Lookups per request before the write: an API start reads its credential (authentication)
 # with its flow and the API trigger, in one statement; a webhook reads its trigger with the
-# flow (only its token's first request in a process, since RecentWebhookTargets: the webhook
+# flow (only its token's first request in a process, since start_reads.RecentReads: the webhook
 # floors that count it are then above what a webhook pays).
 START_LOOKUPS = 1
 WEBHOOK_LOOKUPS = 1

@@ -25,6 +25,7 @@ from oauth2_provider.models import AccessToken
 from rest_framework.test import APIClient
 
 from tests.factories import EnvironmentFactory, MembershipFactory, UserFactory
+from triggers import start_reads
 from workbench.celery import app
 from workbench.models import ApiCredential, Environment, Role
 from workbench.services import credential_create, credential_revoke
@@ -72,8 +73,11 @@ class ApiSession:
 
 @pytest.fixture(autouse=True)
 def _fresh_cache() -> None:
-    """Every test starts with an empty cache: no rate-limit counter leaks from one test to the next."""
+    """Every test starts with an empty cache: no rate-limit counter leaks from one test to the
+    next, and no recent read of a start (triggers.start_reads.RecentReads) either."""
     cache.clear()
+    start_reads.recent_webhook_targets.clear()
+    start_reads.recent_api_starts.clear()
 
 
 @pytest.fixture

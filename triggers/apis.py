@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, cast
 
 from django.db import transaction
+from django.utils import timezone
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.serializers import PolymorphicProxySerializerExtension
 from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, extend_schema_field, inline_serializer
@@ -17,12 +18,13 @@ from rest_framework.response import Response
 from flows import selectors as flow_selectors
 from flows import services as flow_services
 from flows.models import Mode, StartStatus
-from flows.start_requests import MAX_STARTS, StartRequestBody
+from flows.start_requests import MAX_STARTS, StartRequest, StartRequestBody
 from segments import rules_schema
 from workbench.api_base import EVENTS, WORKBENCH, EnvironmentAPIView, StrictSerializer, envelope, envelope_schema
-from workbench.authentication import CredentialTokenAuthentication, bearer_token
+from workbench.authentication import CredentialTokenAuthentication, bearer_token, token_checksum
 from workbench.models import ApiCredential
 from workbench.schema import ACTION_FLOWS, ARRAY_BOUNDS, BODY_REQUIRED, CONFIG_TRIGGERS, answers
+from workbench.services import credential_use_record
 from workbench.shapes import Text
 
 from . import (
@@ -77,20 +79,37 @@ START_REFUSALS = {
 
 class ApiStartAuthentication(CredentialTokenAuthentication):
     """The bearer token of an API start, read in ONE statement with the flow the URL names
-    (`start_reads.api_start_read`); the view takes the flow from here. DRF makes an
-    authenticator per request, so what it keeps belongs to this request."""
+    (`start_reads.api_start_read`), or taken from the read of this token's last accepted
+    start of that flow (`start_reads.recent_api_starts`, while the token has not expired):
+    the view then writes the start only while the rows read are unchanged. The view takes
+    the flow from here. DRF makes an authenticator per request, so what it keeps belongs to
+    this request."""
 
-    target: start_reads.ApiStartTarget | None = None
+    key: tuple[str, str] = ("", "")  # the token's checksum and the URL's flow id
+    read: start_reads.ApiStartRead | None = None
+    from_recent = False
 
     def authenticate(self, request: Request) -> tuple[None, ApiCredential] | None:
         token = bearer_token(request)
         if token is None:
             return None
-        read = start_reads.api_start_read(token=token, flow_id=request.parser_context["kwargs"]["flow_id"])
-        if read is None:
-            return None
-        self.target = read.target
-        return (None, read.credential)
+        flow_id = str(request.parser_context["kwargs"]["flow_id"])
+        self.key = (token_checksum(token), flow_id)
+        recent = start_reads.recent_api_starts.get(self.key)
+        if recent is not None and recent.expires > timezone.now():
+            credential_use_record(credential=recent.credential)
+            self.read, self.from_recent = recent, True
+            return (None, recent.credential)
+        return self.read_again(token)
+
+    def read_again(self, token: str) -> tuple[None, ApiCredential] | None:
+        self.read, self.from_recent = start_reads.api_start_read(token=token, flow_id=self.key[1]), False
+        return (None, self.read.credential) if self.read is not None else None
+
+    def remember(self) -> None:
+        """The read led to an accepted start: the token's next start of this flow may use it."""
+        if self.read is not None and not self.from_recent:
+            start_reads.recent_api_starts.remember(self.key, self.read)
 
 
 @extend_schema(tags=[ACTION_FLOWS])
@@ -111,16 +130,41 @@ class ActionFlowStartApi(EnvironmentAPIView):
     )
     def post(self, request: Request, env: str, flow_id: str) -> Response:
         # Authenticated and permitted: the credential is of this environment, and the flow
-        # was read with it (None: no such flow there).
-        target = cast(ApiStartAuthentication, request.successful_authenticator).target
-        if target is None:
-            raise NotFound("No such flow")
+        # was read with it (no target: no such flow there).
+        authenticator = cast(ApiStartAuthentication, request.successful_authenticator)
         starts = flow_services.start_requests_check(request.data)
-        result = flow_services.invocations_accept(
-            flow=target.flow, mode=self.mode, starts=starts, source=TriggerType.API, trigger_id=target.api_trigger_id
-        )
+        try:
+            result = self._accept(authenticator, starts)
+        except flow_services.StaleRead:  # a recent read no longer holds: as if it had not been tried
+            start_reads.recent_api_starts.forget(authenticator.key)
+            result = self._accept_after_reading_again(request, authenticator, starts)
+        if result.any_accepted:
+            authenticator.remember()
         answer = envelope({"invocations": [outcome.as_json() for outcome in result.outcomes]})
         return Response(answer, status=status.HTTP_202_ACCEPTED if result.any_accepted else status.HTTP_200_OK)
+
+    def _accept_after_reading_again(
+        self, request: Request, authenticator: ApiStartAuthentication, starts: list[StartRequest]
+    ) -> flow_services.AcceptResult:
+        """Authenticate and check the permission again from a fresh read, as DRF did before
+        the view (401 for a token revoked meanwhile, 404, 403), then accept from that read."""
+        authenticated = authenticator.read_again(bearer_token(request) or "")
+        request.auth = authenticated[1] if authenticated is not None else None
+        self.check_permissions(request)
+        return self._accept(authenticator, starts)
+
+    def _accept(self, authenticator: ApiStartAuthentication, starts: list[StartRequest]) -> flow_services.AcceptResult:
+        read = authenticator.read
+        if read is None or read.target is None:
+            raise NotFound("No such flow")
+        return flow_services.invocations_accept(
+            flow=read.target.flow,
+            mode=self.mode,
+            starts=starts,
+            source=TriggerType.API,
+            trigger_id=read.target.api_trigger_id,
+            unchanged=read.versions if authenticator.from_recent else (),
+        )
 
 
 class ActionFlowTestApi(ActionFlowStartApi):

@@ -5,7 +5,7 @@ sample capture → mode → IP allowlist → signature over the raw body → JSO
 shape check (pause and hold) → mapping → start request validation → durable acceptance.
 Every request to a known token is written to the trigger's request log, refused or not.
 A token this process accepted recently is checked against its earlier read, and its start is
-written only while that read still holds (`webhook_receive`, `start_reads.RecentWebhookTargets`).
+written only while that read still holds (`webhook_receive`, `start_reads.RecentReads`).
 An accepted start's `webhook-received` event is written by its fan-out (`received_events_record`).
 
 The steps after the security checks (`map_and_accept`, `log`) are also what members' replays

@@ -16,12 +16,14 @@ this module.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from django.db import connection
+from django.utils import timezone
 from oauth2_provider.models import AccessToken
 
 from flows.models import Flow, FlowVersion
@@ -45,6 +47,10 @@ class ApiStartRead:
 
     credential: ApiCredential  # with its environment
     target: ApiStartTarget | None
+    expires: datetime.datetime  # the token's
+    # The token's, the credential's, its environment's and the flow's rows as read (PostgreSQL,
+    # with a target): a later start from this read is written only while all are unchanged.
+    versions: tuple[RowVersion, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class WebhookTarget:
     trigger: Trigger
     flow: FlowForStart
     # The trigger's and the flow's rows as read (PostgreSQL; none elsewhere): a later start
-    # from this read is written only while both are unchanged (see RecentWebhookTargets).
+    # from this read is written only while both are unchanged (see RecentReads).
     versions: tuple[RowVersion, ...] = ()
 
 
@@ -74,11 +80,23 @@ def api_start_read(*, token: str, flow_id: int | str) -> ApiStartRead | None:
     credential = credential_in_use(row, credential=statement.credential, environment=statement.environment)
     if credential is None:
         return None
+    expires = row[0] if timezone.is_aware(row[0]) else timezone.make_aware(row[0], datetime.UTC)
     flow_start = 1 + statement.credential.width + statement.environment.width
     if row[flow_start] is None:  # the flow's id: no such flow in the credential's environment
-        return ApiStartRead(credential=credential, target=None)
+        return ApiStartRead(credential=credential, target=None, expires=expires)
     flow = statement.flows.read(row, flow_start)
-    return ApiStartRead(credential=credential, target=ApiStartTarget(flow=flow, api_trigger_id=row[-1]))
+    after_flow = flow_start + statement.flows.width
+    target = ApiStartTarget(flow=flow, api_trigger_id=row[after_flow])
+    versions: tuple[RowVersion, ...] = ()
+    if statement.with_versions:
+        token_id, token_version, credential_version, environment_version, flow_version = row[after_flow + 1 :]
+        versions = (
+            RowVersion(AccessToken, token_id, token_version),
+            RowVersion(ApiCredential, credential.pk, credential_version),
+            RowVersion(Environment, credential.environment.pk, environment_version),
+            RowVersion(Flow, flow.id, flow_version),
+        )
+    return ApiStartRead(credential=credential, target=target, expires=expires, versions=versions)
 
 
 def webhook_target(*, token: str, trigger_type: str = TriggerType.WEBHOOK) -> WebhookTarget | None:
@@ -103,38 +121,52 @@ def webhook_target(*, token: str, trigger_type: str = TriggerType.WEBHOOK) -> We
     return WebhookTarget(trigger=trigger, flow=flow, versions=versions)
 
 
-class RecentWebhookTargets:
-    """The targets of the webhook tokens this process answered last, so that the next request
-    to one needs no read: its start is written only while the trigger's and the flow's rows
-    are still as read (`flows.services.invocations_accept(unchanged=...)`), which is checked
-    inside the write itself. Anything else than such a start (a refusal, a changed row, a
-    repeat) is answered from a fresh read (triggers.intake.webhook_receive).
+class _Versioned(Protocol):
+    @property
+    def versions(self) -> tuple[RowVersion, ...]: ...
 
-    A read costs a webhook about a fifth of its CPU time (measured: 150 µs of 860 serially).
-    Bounded: past MAX_SIZE tokens the oldest is forgotten. Per process; threads share it
-    (single dictionary operations).
+
+K = TypeVar("K", bound=Hashable)
+R = TypeVar("R", bound=_Versioned)
+
+
+class RecentReads(Generic[K, R]):
+    """The reads of the starts this process accepted last, so that the next request for the
+    same key needs no read: its start is written only while the rows read are unchanged
+    (`flows.services.invocations_accept(unchanged=read.versions)`), which the write itself
+    checks. Anything else than such a start (a refusal, a changed row, a repeated key) is
+    answered from a fresh read, as if the attempt had not been made: it wrote nothing.
+
+    A read costs a request about a fifth of its CPU time (measured for a webhook, serially:
+    Python 1,000-1,230 µs with it, 770-850 µs without). Bounded: past MAX_SIZE keys the
+    oldest is forgotten. Per process; threads share it (single dictionary operations).
     """
 
     MAX_SIZE = 1000
 
     def __init__(self) -> None:
-        self._targets: dict[str, WebhookTarget] = {}
+        self._reads: dict[K, R] = {}
 
-    def get(self, token: str) -> WebhookTarget | None:
-        return self._targets.get(token)
+    def get(self, key: K) -> R | None:
+        return self._reads.get(key)
 
-    def remember(self, token: str, target: WebhookTarget) -> None:
-        if not target.versions:
+    def remember(self, key: K, read: R) -> None:
+        if not read.versions:
             return  # nothing to check a later write against (not PostgreSQL)
-        if token not in self._targets and len(self._targets) >= self.MAX_SIZE:
-            self._targets.pop(next(iter(self._targets), ""), None)
-        self._targets[token] = target
+        if key not in self._reads and len(self._reads) >= self.MAX_SIZE:
+            self._reads.pop(next(iter(self._reads)), None)
+        self._reads[key] = read
 
-    def forget(self, token: str) -> None:
-        self._targets.pop(token, None)
+    def forget(self, key: K) -> None:
+        self._reads.pop(key, None)
+
+    def clear(self) -> None:
+        self._reads.clear()
 
 
-recent_webhook_targets = RecentWebhookTargets()
+# Webhooks by token; API starts by the token's checksum and the flow id of the URL.
+recent_webhook_targets: RecentReads[str, WebhookTarget] = RecentReads()
+recent_api_starts: RecentReads[tuple[str, str], ApiStartRead] = RecentReads()
 
 
 @dataclass(frozen=True)
@@ -192,10 +224,15 @@ class _ApiStartReadStatement:
     credential: ModelColumns[ApiCredential]
     environment: ModelColumns[Environment]
     flows: _FlowColumns
+    with_versions: bool  # then the token's id and the four rows' versions end each row
+
+
+def _api_start_read_statement() -> _ApiStartReadStatement:
+    return _api_start_read_statement_for(connection.vendor)
 
 
 @cache
-def _api_start_read_statement() -> _ApiStartReadStatement:
+def _api_start_read_statement_for(vendor: str) -> _ApiStartReadStatement:
     """The token's unrevoked credential and its environment (as workbench.authentication reads
     them), LEFT JOINed to the flow in that environment, its latest version and its API trigger."""
     quote = connection.ops.quote_name
@@ -206,11 +243,15 @@ def _api_start_read_statement() -> _ApiStartReadStatement:
     def column(meta: Any, name: str) -> str:
         return quote(meta.get_field(name).column)
 
+    versions = ""
+    if vendor == "postgresql":
+        aliases = ("t", "c", "e", "f")
+        versions = f", t.{quote(AccessToken._meta.pk.column)}, " + ", ".join(row_version_sql(a) for a in aliases)
     # Only names from the models' metadata and a TriggerType value are formatted in; the flow
     # id and the token's checksum are parameters.
     sql = (
         f"SELECT t.{column(AccessToken._meta, 'expires')}, {credential.sql}, {environment.sql}, "  # noqa: S608
-        f"{flows.sql}, tr.{quote(trigger.pk.column)} "
+        f"{flows.sql}, tr.{quote(trigger.pk.column)}{versions} "
         f"FROM {quote(AccessToken._meta.db_table)} t "
         f"JOIN {quote(credential_meta.db_table)} c "
         f"ON c.{column(credential_meta, 'application')} = t.{column(AccessToken._meta, 'application')} "
@@ -223,7 +264,9 @@ def _api_start_read_statement() -> _ApiStartReadStatement:
         f"WHERE t.{column(AccessToken._meta, 'token_checksum')} = %s "
         f"AND c.{column(credential_meta, 'revoked_at')} IS NULL"
     )
-    return _ApiStartReadStatement(sql=sql, credential=credential, environment=environment, flows=flows)
+    return _ApiStartReadStatement(
+        sql=sql, credential=credential, environment=environment, flows=flows, with_versions=bool(versions)
+    )
 
 
 @cache

@@ -1,5 +1,5 @@
 """A webhook token answered recently is answered without reading its trigger again
-(`triggers.start_reads.RecentWebhookTargets`): its start is written only while the trigger's
+(`triggers.start_reads.RecentReads`): its start is written only while the trigger's
 and the flow's rows are as read, so whatever changed them in between (a service, a queryset
 update) is obeyed by the very next delivery. PostgreSQL only: row versions are its.
 """
