@@ -55,8 +55,8 @@ class BareStartApi(APIView):
 
 # Lookups per request before the write: an API start reads its credential (authentication)
 # with its flow and the API trigger, in one statement; a webhook reads its trigger with the
-# flow (only its token's first request in a process, since start_reads.RecentReads: the webhook
-# floors that count it are then above what a webhook pays).
+# flow. Since triggers.start_reads.RecentReads only a token's first start (of a flow) in a
+# process reads; the floors that count a lookup are then above what a warm request pays.
 START_LOOKUPS = 1
 WEBHOOK_LOOKUPS = 1
 
