@@ -339,7 +339,8 @@ class WebhookReceived:
 def received_events_record(*, invocations: Sequence[TakenUpInvocation]) -> None:
     """The `webhook-received` events of accepted webhook starts, written by their fan-out (at
     the time each was accepted), not by the request: its answer then waits for two rows, not
-    three (PostgreSQL's CPU per webhook, measured: about a fifth less)."""
+    three (with this and the foreign keys' locks gone, PostgreSQL's CPU per webhook under load
+    fell from 780-880 µs to 490-610 µs, measured)."""
     rows = [
         WebhookReceived(
             environment_id=invocation.environment_id,
