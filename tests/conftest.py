@@ -77,6 +77,7 @@ def _fresh_cache() -> None:
     next, and no recent read of a start (triggers.start_reads.RecentReads) either."""
     cache.clear()
     start_reads.recent_webhook_targets.clear()
+    start_reads.recent_sfmc_targets.clear()
     start_reads.recent_api_starts.clear()
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from .ip_allowlist import address_allowed
 from .mapping import MappingError, WebhookInput, apply_mapping, shape_mismatches
 from .models import HeldState, RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
 from .signatures import SignatureInvalid, verify_signature
-from .start_reads import WebhookTarget, recent_webhook_targets, webhook_target
+from .start_reads import RecentReads, WebhookTarget, recent_webhook_targets, webhook_target
 
 # Headers never written to the request log.
 UNLOGGED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -83,12 +83,11 @@ def webhook_receive(*, token: str, request: IncomingRequest) -> Answer:
        and answer from that read, as if step 1 had not been tried (it wrote nothing).
     """
     source_ip = client_address(request.remote_addr, request.forwarded_for, settings.TRUSTED_PROXIES)
-    recent = recent_webhook_targets.get(token)
-    if recent is not None:
-        answer = _accept_as_before(recent, request, source_ip)
-        if answer is not None:
-            return answer
-        recent_webhook_targets.forget(token)
+    answer = accepted_as_before(
+        recent_webhook_targets, token, lambda recent: _check_as_before(recent, request, source_ip)
+    )
+    if answer is not None:
+        return answer
     target = webhook_target(token=token)
     if target is None:
         return Answer.refused(404, "not_found", "No webhook at this URL.")
@@ -103,16 +102,30 @@ def webhook_receive(*, token: str, request: IncomingRequest) -> Answer:
     return answer
 
 
-def _accept_as_before(recent: WebhookTarget, request: IncomingRequest, source_ip: str) -> Answer | None:
-    """Step 1 of webhook_receive: the accepted answer, or None with nothing written."""
-    capture_until = recent.trigger.capture_until
-    if capture_until is not None and capture_until > request.received_at:
+def accepted_as_before(
+    recent_reads: RecentReads[str, WebhookTarget], token: str, attempt: Callable[[WebhookTarget], Answer]
+) -> Answer | None:
+    """The answer of `attempt` from the token's recent read when it is an accepted start (its
+    rows written only while the read holds), else None: nothing was written, the read is
+    forgotten, and the caller answers from a fresh read."""
+    recent = recent_reads.get(token)
+    if recent is None:
         return None
     try:
-        answer = _check_and_process(recent.trigger, recent.flow, request, source_ip, read_as=recent.versions)
+        answer: Answer | None = attempt(recent)
     except StaleRead:
-        return None
-    return answer if answer.outcome == RequestOutcome.ACCEPTED else None
+        answer = None
+    if answer is not None and answer.outcome == RequestOutcome.ACCEPTED:
+        return answer
+    recent_reads.forget(token)
+    return None
+
+
+def _check_as_before(recent: WebhookTarget, request: IncomingRequest, source_ip: str) -> Answer:
+    capture_until = recent.trigger.capture_until
+    if capture_until is not None and capture_until > request.received_at:
+        raise StaleRead  # capture is the fresh path's
+    return _check_and_process(recent.trigger, recent.flow, request, source_ip, read_as=recent.versions)
 
 
 def _capture_sample(trigger: Trigger, request: IncomingRequest) -> Answer | None:

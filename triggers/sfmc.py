@@ -44,6 +44,7 @@ import hashlib
 import json
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
@@ -57,18 +58,19 @@ from rest_framework import serializers
 
 from flows.models import Flow, FlowStatus, Mode
 from flows.selectors import FlowForStart
-from flows.services import FlowRefused, invocations_accept, start_requests_check
+from flows.services import FlowRefused, StaleRead, invocations_accept, start_requests_check
 from flows.start_requests import StartRequest
 from workbench.client_address import client_address
 from workbench.errors import FieldErrors, Invalid
 from workbench.json_values import UnstorableJSON, check_storable
+from workbench.raw_rows import RowVersion
 from workbench.shapes import NOT_ONLY_WHITE_SPACE, Text, validate_shape
 
 from . import services
-from .intake import Answer, IncomingRequest, accepted_answer, log_entry, refused_start
+from .intake import Answer, IncomingRequest, accepted_answer, accepted_as_before, log_entry, refused_start
 from .mapping import MappingConfig, MappingError, WebhookInput, apply_mapping, validate_mapping_config
 from .models import RequestOutcome, Trigger, TriggerMode, TriggerType, WebhookRequest
-from .start_reads import WebhookTarget, webhook_target
+from .start_reads import WebhookTarget, recent_sfmc_targets, webhook_target
 from .webhook_actions import mapping_output, starts_send_as_test
 
 DEFAULT_IN_ARGUMENTS: list[dict[str, str]] = [{"userId": "{{Contact.Key}}"}]
@@ -503,20 +505,34 @@ def _refused_by_mode(trigger: Trigger) -> Answer | None:
 
 def sfmc_execute(*, token: str, request: IncomingRequest) -> Answer:
     """Journey Builder's execute call for one contact (see the module docstring)."""
+    source_ip = _source_ip(request)
+    answer = accepted_as_before(
+        recent_sfmc_targets,
+        token,
+        lambda recent: _execute(recent.trigger, recent.flow, request, source_ip, read_as=recent.versions),
+    )
+    if answer is not None:
+        return answer
     target = sfmc_target(token=token)
     if target is None:
         return Answer.refused(404, "not_found", "No Marketing Cloud activity at this URL.")
-    trigger, source_ip = target.trigger, _source_ip(request)
+    trigger = target.trigger
     answer = _execute(trigger, target.flow, request, source_ip)
-    if answer.outcome not in (RequestOutcome.ACCEPTED, RequestOutcome.DUPLICATE):
+    if answer.outcome == RequestOutcome.ACCEPTED:
+        recent_sfmc_targets.remember(token, target)
+    elif answer.outcome != RequestOutcome.DUPLICATE:
         _log(trigger, request, source_ip, answer)  # an accepted start's entry was written with it
     return answer
 
 
-def _execute(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, source_ip: str) -> Answer:
+def _execute(
+    trigger: Trigger, flow: FlowForStart, request: IncomingRequest, source_ip: str, read_as: Sequence[RowVersion] = ()
+) -> Answer:
     """1. Mode, JWT and claims. 2. The sample: the newest call's mapping input. 3. Map and key
     the starts. 4. Accept them with the log entry made for "accepted" as an extra row (one
-    statement); repeats are logged for what they were."""
+    statement); repeats are logged for what they were. With `read_as` (a recent read's rows,
+    see intake.accepted_as_before) only the starts are written, while those rows hold:
+    StaleRead otherwise, and when the sample is due to be kept."""
     refused = _refused_by_mode(trigger)
     if refused is not None:
         return refused
@@ -532,6 +548,8 @@ def _execute(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, sou
         check_storable(body)
     except UnstorableJSON as error:
         return Answer.refused(400, "invalid_payload", f"The execute call cannot be stored: {error}")
+    if read_as and _sample_due(trigger, request.received_at):
+        raise StaleRead
     _sample_keep(trigger, body, request.received_at)
     starts = _mapped_starts(trigger, body)
     if isinstance(starts, Answer):
@@ -552,6 +570,7 @@ def _execute(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, sou
             source=TriggerType.SFMC,
             trigger_id=trigger.pk,
             extra_rows=[log_entry(trigger, request, source_ip, if_accepted)],
+            unchanged=read_as,
         )
     except FlowRefused as refused_start_:
         return refused_start(refused_start_)
@@ -565,11 +584,15 @@ def _execute(trigger: Trigger, flow: FlowForStart, request: IncomingRequest, sou
 def _sample_keep(trigger: Trigger, body: dict[str, Any], now: datetime) -> None:
     """Keep the call's mapping input as the sample, at most once per SAMPLE_REFRESH: every call
     writing the one trigger row would queue a journey's concurrent calls behind its lock."""
-    if trigger.sample is not None and trigger.updated_at > now - SAMPLE_REFRESH:
+    if not _sample_due(trigger, now):
         return
     Trigger.objects.filter(Q(updated_at__lte=now - SAMPLE_REFRESH) | Q(sample__isnull=True), pk=trigger.pk).update(
         sample=body, updated_at=now
     )
+
+
+def _sample_due(trigger: Trigger, now: datetime) -> bool:
+    return trigger.sample is None or trigger.updated_at <= now - SAMPLE_REFRESH
 
 
 def _execute_answer(answer: Answer) -> Answer:

@@ -71,7 +71,7 @@ def api_start_read(*, token: str, flow_id: int | str) -> ApiStartRead | None:
         pk = int(flow_id)
     except (TypeError, ValueError):
         pk = 0  # no flow has it: the caller still learns whether the token is good
-    statement = _api_start_read_statement()
+    statement = _api_start_read_statement(connection.vendor)
     with prepared_cursor() as cursor:
         cursor.execute(statement.sql, [pk, token_checksum(token)])
         row = cursor.fetchone()
@@ -164,8 +164,10 @@ class RecentReads(Generic[K, R]):
         self._reads.clear()
 
 
-# Webhooks by token; API starts by the token's checksum and the flow id of the URL.
+# Webhooks and Marketing Cloud activities by token (apart: one must never answer at the
+# other's URL); API starts by the token's checksum and the flow id of the URL.
 recent_webhook_targets: RecentReads[str, WebhookTarget] = RecentReads()
+recent_sfmc_targets: RecentReads[str, WebhookTarget] = RecentReads()
 recent_api_starts: RecentReads[tuple[str, str], ApiStartRead] = RecentReads()
 
 
@@ -227,12 +229,8 @@ class _ApiStartReadStatement:
     with_versions: bool  # then the token's id and the four rows' versions end each row
 
 
-def _api_start_read_statement() -> _ApiStartReadStatement:
-    return _api_start_read_statement_for(connection.vendor)
-
-
 @cache
-def _api_start_read_statement_for(vendor: str) -> _ApiStartReadStatement:
+def _api_start_read_statement(vendor: str) -> _ApiStartReadStatement:
     """The token's unrevoked credential and its environment (as workbench.authentication reads
     them), LEFT JOINed to the flow in that environment, its latest version and its API trigger."""
     quote = connection.ops.quote_name

@@ -16,13 +16,14 @@ from typing import Any
 
 import jwt
 import pytest
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from flows.models import FlowRun, Invocation
 from tests.flows.conftest import draft_flow, flow, make_flow, test_user  # noqa: F401
 from triggers import services, sfmc
-from triggers.models import Trigger, TriggerType, WebhookRequest
+from triggers.models import Trigger, TriggerMode, TriggerType, WebhookRequest
 
 # As long as Marketing Cloud's (64 characters and more), so that HS512 tokens signed with it are no weak keys.
 OTHER_SECRET = "another-secret-of-another-installed-package-0123456789abcdefghij"
@@ -636,3 +637,34 @@ def test_the_mapping_is_saved_from_the_setup_page(login, editor, sfmc_trigger) -
     assert response.status_code == 302, response.content.decode()[:500]
     saved = Trigger.objects.get(pk=trigger.pk).config["mapping"]
     assert saved["structured"]["targetUserIds"] == "$.keyValue"
+
+
+# --- a recent read (triggers.start_reads.recent_sfmc_targets) -----------------------------------
+
+postgresql_only = pytest.mark.skipif(connection.vendor != "postgresql", reason="row versions are PostgreSQL's")
+
+
+@postgresql_only
+def test_a_flow_archived_after_an_accepted_call_refuses_the_next(sfmc_trigger, execute, flow) -> None:  # noqa: F811
+    from flows import services as flow_services
+
+    trigger = sfmc_trigger(mode="live")
+    assert execute(trigger, signed(claims("c-1"))).status_code == 200
+    flow_services.flow_archive(flow=flow)
+
+    response = execute(trigger, signed(claims("c-2")))
+
+    assert response.status_code == 409
+    assert list(Invocation.objects.values_list("target_user_ids", flat=True)) == [["c-1"]]
+
+
+@postgresql_only
+def test_a_trigger_disabled_by_a_queryset_update_refuses_the_next_call(sfmc_trigger, execute, flow) -> None:  # noqa: F811
+    trigger = sfmc_trigger(mode="live")
+    assert execute(trigger, signed(claims("c-1"))).status_code == 200
+    Trigger.objects.filter(pk=trigger.pk).update(mode=TriggerMode.DISABLED)
+
+    response = execute(trigger, signed(claims("c-2")))
+
+    assert response.status_code == 403
+    assert Invocation.objects.count() == 1
