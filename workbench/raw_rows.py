@@ -344,9 +344,12 @@ def row_version_sql(alias: str) -> str:
     return f"{alias}.xmin::text || ':' || {alias}.ctid::text"
 
 
-def _unchanged_sql(row: RowVersion) -> str:
+@cache
+def _unchanged_sql(model: type[Model]) -> str:
+    """The condition that a row of `model` is at a version: its key and version are the
+    parameters. Built once per model (a recent read's write checks four rows)."""
     quote = connection.ops.quote_name
-    table, pk = quote(row.model._meta.db_table), quote(row.model._meta.pk.column)
+    table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
     # Only names from the model's metadata; the key and the version are parameters.
     return f"EXISTS (SELECT 1 FROM {table} r WHERE r.{pk} = %s AND {row_version_sql('r')} = %s)"  # noqa: S608
 
@@ -369,7 +372,7 @@ def insert_rows_together(
     for index, part in enumerate(parts):
         condition, condition_params = "", []
         if index == 0 and unchanged:
-            condition = " AND ".join(_unchanged_sql(row) for row in unchanged)
+            condition = " AND ".join(_unchanged_sql(row.model) for row in unchanged)
             condition_params = [value for row in unchanged for value in (row.pk, row.version)]
         elif index > 0 and only_if_first_inserts:
             condition = "EXISTS (SELECT 1 FROM part_0)"
