@@ -407,9 +407,16 @@ class JwtInvalid(Exception):
         self.reason = reason
 
 
+# How far Marketing Cloud's clock may be from ours when `exp`, `nbf` and `iat` are checked:
+# Journey Builder signs with its own clock, and a contact refused for a few seconds of skew
+# would be retried and then dropped from the journey.
+JWT_CLOCK_LEEWAY = timedelta(seconds=60)
+
+
 def jwt_claims(body: bytes, secret: str) -> dict[str, Any]:
     """The claims of a compact JWT signed HS256 with `secret`; JwtInvalid for anything else
-    (`none`, any other algorithm, a wrong signature, an expired token, no JWT at all)."""
+    (`none`, any other algorithm, a wrong signature, a token expired for longer than
+    JWT_CLOCK_LEEWAY, no JWT at all)."""
     if not secret:
         raise JwtInvalid("no JWT signing secret is set on this trigger yet")
     try:
@@ -419,7 +426,7 @@ def jwt_claims(body: bytes, secret: str) -> dict[str, Any]:
     if token.count(".") != 2:
         raise JwtInvalid("the body is not a compact JWT (header.payload.signature)")
     try:
-        claims = jwt.decode(token, secret, algorithms=["HS256"])
+        claims = jwt.decode(token, secret, algorithms=["HS256"], leeway=JWT_CLOCK_LEEWAY)
     except jwt.InvalidAlgorithmError:
         raise JwtInvalid("only HS256 is accepted") from None
     except jwt.InvalidSignatureError:

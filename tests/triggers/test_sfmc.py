@@ -206,6 +206,51 @@ def test_an_rs256_token_is_refused(sfmc_trigger, execute, test_user) -> None:  #
     assert not Invocation.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("claim", "seconds_from_now"),
+    [("exp", -30), ("nbf", 30), ("iat", 30)],
+    ids=["expired-30s-ago", "valid-from-30s-on", "issued-30s-ahead"],
+)
+def test_a_few_seconds_of_clock_skew_with_marketing_cloud_are_tolerated(
+    sfmc_trigger,
+    execute,
+    test_user,  # noqa: F811
+    claim: str,
+    seconds_from_now: int,
+) -> None:
+    trigger = sfmc_trigger()
+    moment = int(timezone.now().timestamp()) + seconds_from_now
+
+    response = execute(trigger, signed({**claims(), claim: moment}))
+
+    assert response.status_code == 200
+    assert Invocation.objects.filter(trigger_id=trigger.pk).count() == 1
+
+
+@pytest.mark.parametrize(
+    ("claim", "seconds_from_now", "reason"),
+    [("exp", -300, "expired"), ("nbf", 300, "not yet valid")],
+    ids=["expired-5-minutes-ago", "valid-in-5-minutes"],
+)
+def test_a_token_expired_or_not_yet_valid_beyond_the_skew_is_refused(
+    sfmc_trigger,
+    execute,
+    test_user,  # noqa: F811
+    claim: str,
+    seconds_from_now: int,
+    reason: str,
+) -> None:
+    trigger = sfmc_trigger()
+    moment = int(timezone.now().timestamp()) + seconds_from_now
+
+    response = execute(trigger, signed({**claims(), claim: moment}))
+
+    assert response.status_code == 401
+    assert response.json()["code"] == "signature_invalid"
+    assert reason in response.json()["detail"].lower()
+    assert not Invocation.objects.exists()
+
+
 def test_a_trigger_without_a_secret_refuses_every_execute_call(sfmc_trigger, execute, test_user) -> None:  # noqa: F811
     trigger = sfmc_trigger(secret=None)
 
