@@ -347,7 +347,7 @@ def row_version_sql(alias: str) -> str:
 @cache
 def _unchanged_sql(model: type[Model]) -> str:
     """The condition that a row of `model` is at a version: its key and version are the
-    parameters. Built once per model (a recent read's write checks four rows)."""
+    parameters. Built once per model (the write of an API start from a recent read checks four rows)."""
     quote = connection.ops.quote_name
     table, pk = quote(model._meta.db_table), quote(model._meta.pk.column)
     # Only names from the model's metadata; the key and the version are parameters.
