@@ -287,7 +287,7 @@ def _check_placeholders(text: str, names: set[str], where: str, errors: dict[str
         )
 
 
-def resolve_variables(definition: dict[str, Any], given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def resolve_variables(definition: Definition, given: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Given values over defaults; also the required variables that have neither."""
     resolved: dict[str, Any] = {}
     missing: list[str] = []

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
 
-from .definitions import MAX_ACTIONS, MAX_STEPS, MAX_VARIABLES, PLACEHOLDER, is_safe_link, render_card, render_text
+from .definitions import (
+    MAX_ACTIONS,
+    MAX_STEPS,
+    MAX_VARIABLES,
+    PLACEHOLDER,
+    Definition,
+    Variable,
+    is_safe_link,
+    render_card,
+    render_text,
+)
 
 # Wait steps are typed as an amount and a unit, and stored as seconds.
 WAIT_UNITS: list[tuple[int, str]] = [(86400, "days"), (3600, "hours"), (60, "minutes"), (1, "seconds")]
@@ -41,7 +51,7 @@ class SendTestForm(forms.Form):
         error_messages={"required": "Choose at least one test user."},
     )
 
-    def __init__(self, *args: Any, test_user_ids: Iterable[str], variables: list[dict[str, Any]], **kwargs: Any):
+    def __init__(self, *args: Any, test_user_ids: Iterable[str], variables: Sequence[Variable], **kwargs: Any):
         super().__init__(*args, **kwargs)
         user_ids = self.fields["user_ids"]
         assert isinstance(user_ids, forms.MultipleChoiceField)
@@ -178,28 +188,26 @@ class BuilderState:
     # Reading ---------------------------------------------------------------------------
 
     @classmethod
-    def from_definition(cls, name: str, definition: Mapping[str, Any]) -> BuilderState:
+    def from_definition(cls, name: str, definition: Definition) -> BuilderState:
+        """The builder's rows of a stored (so validated) definition."""
         variables = [
             VariableRow(
-                name=str(variable.get("name", "")),
-                default=_text(variable.get("default")),
-                required=bool(variable.get("required")),
-                original_default=variable.get("default"),
+                name=variable["name"],
+                default=_text(variable["default"]),
+                required=variable["required"],
+                original_default=variable["default"],
             )
-            for variable in definition.get("variables", [])
+            for variable in definition["variables"]
         ]
         steps = []
-        for step in definition.get("steps", []):
-            if step.get("type") == "wait":
-                amount, unit = _split_seconds(step.get("seconds"))
+        for step in definition["steps"]:
+            if step["type"] == "wait":
+                amount, unit = _split_seconds(step["seconds"])
                 steps.append(StepRow(type="wait", amount=amount, unit=unit))
             else:
-                card = step.get("card") or {}
-                actions = [
-                    ActionRow(label=str(action.get("label", "")), url=str(action.get("url", "")))
-                    for action in card.get("actions", [])
-                ]
-                steps.append(StepRow(title=str(card.get("title", "")), body=str(card.get("body", "")), actions=actions))
+                card = step["card"]
+                actions = [ActionRow(label=action["label"], url=action["url"]) for action in card["actions"]]
+                steps.append(StepRow(title=card["title"], body=card["body"], actions=actions))
         return cls(name=name, variables=variables, steps=steps)
 
     @classmethod
@@ -376,8 +384,8 @@ def safe_href(url: str) -> str | None:
     return url if is_safe_link(url) else None
 
 
-def _split_seconds(seconds: Any) -> tuple[str, int]:
-    if isinstance(seconds, int) and not isinstance(seconds, bool) and seconds > 0:
+def _split_seconds(seconds: int) -> tuple[str, int]:
+    if seconds > 0:
         for unit, _label in WAIT_UNITS:
             if seconds % unit == 0:
                 return str(seconds // unit), unit

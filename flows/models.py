@@ -8,8 +8,10 @@ from django.utils import timezone
 
 from workbench.models import Environment
 
+from .definitions import Definition
 
-def empty_definition() -> dict[str, list[object]]:
+
+def empty_definition() -> Definition:
     return {"variables": [], "steps": []}
 
 

@@ -12,6 +12,7 @@ from django.http import Http404
 from customers.models import Event
 from workbench.models import Environment
 
+from .definitions import Definition
 from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowVersion, Invocation, Mode, RunStatus
 
 
@@ -43,9 +44,9 @@ class FlowForStart:
     id: int
     environment_id: int
     status: str
-    draft: dict[str, Any]
+    draft: Definition
     latest_version_number: int | None  # None: never published
-    latest_version_definition: dict[str, Any] | None
+    latest_version_definition: Definition | None
 
 
 def flow_for_start(*, flow: Flow) -> FlowForStart:

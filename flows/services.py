@@ -368,7 +368,7 @@ def flow_test_send(*, flow: Flow, start_request: dict[str, Any], by: User | None
     return result.outcomes[0]
 
 
-def _definition_for(flow: FlowForStart, mode: str) -> tuple[dict[str, Any], int | None]:
+def _definition_for(flow: FlowForStart, mode: str) -> tuple[Definition, int | None]:
     """Test starts run the draft; live starts the latest published version."""
     if flow.status == FlowStatus.ARCHIVED:
         raise FlowRefused(409, "flow_archived", "This flow is archived; it starts nothing.")
@@ -381,7 +381,7 @@ def _definition_for(flow: FlowForStart, mode: str) -> tuple[dict[str, Any], int 
 
 def _checked_starts(
     flow: FlowForStart, mode: str, starts: list[StartRequest]
-) -> tuple[dict[str, Any], int | None, list[dict[str, Any]]]:
+) -> tuple[Definition, int | None, list[dict[str, Any]]]:
     """The definition the starts run, its version number, and each start's resolved variables."""
     definition, version_number = _definition_for(flow, mode)
     resolved: list[dict[str, Any]] = []
@@ -435,7 +435,7 @@ def _new_invocation(
     mode: str,
     start: StartRequest,
     variables: dict[str, Any],
-    definition: dict[str, Any],
+    definition: Definition,
     version_number: int | None,
     source: str,
     trigger_id: int | None,

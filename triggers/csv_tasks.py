@@ -46,8 +46,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customers.models import Customer
-from flows.definitions import resolve_variables
-from flows.models import Flow, FlowStatus, Mode
+from flows.definitions import Definition, resolve_variables
+from flows.models import Flow, FlowStatus, Mode, empty_definition
 from flows.selectors import FlowForStart, flow_for_start
 from flows.services import FlowRefused, invocations_accept
 from flows.start_requests import MAX_ID_LENGTH, MAX_STARTS, MAX_TARGETS, StartRequest
@@ -322,10 +322,10 @@ class _ChunkStarts:
     errors: list[RowError] = field(default_factory=list)
 
 
-def _definition(flow: FlowForStart, mode: str) -> dict[str, Any]:
+def _definition(flow: FlowForStart, mode: str) -> Definition:
     if mode == Mode.TEST:
         return flow.draft
-    return flow.latest_version_definition or {}
+    return flow.latest_version_definition or empty_definition()
 
 
 def _chunk_starts(task: CsvTask, flow: FlowForStart, columns: Columns, chunk: CsvChunk) -> _ChunkStarts:
