@@ -13,7 +13,7 @@ from customers.models import Event
 from workbench.models import Environment
 
 from .definitions import Definition
-from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowVersion, Invocation, Mode, RunStatus
+from .models import AnalyticsEvent, Card, Flow, FlowRun, FlowVersion, Invocation, Mode, RunStatus, empty_definition
 
 
 def flow_list(*, environment: Environment) -> QuerySet[Flow]:
@@ -47,6 +47,13 @@ class FlowForStart:
     draft: Definition
     latest_version_number: int | None  # None: never published
     latest_version_definition: Definition | None
+
+    def definition_run_by(self, mode: str) -> Definition:
+        """What a start of `mode` runs: the draft for tests, the latest version for live
+        (empty while the flow was never published; the start pipeline refuses those first)."""
+        if mode == Mode.TEST:
+            return self.draft
+        return self.latest_version_definition or empty_definition()
 
 
 def flow_for_start(*, flow: Flow) -> FlowForStart:

@@ -373,10 +373,10 @@ def _definition_for(flow: FlowForStart, mode: str) -> tuple[Definition, int | No
     if flow.status == FlowStatus.ARCHIVED:
         raise FlowRefused(409, "flow_archived", "This flow is archived; it starts nothing.")
     if mode == Mode.TEST:
-        return flow.draft, None
-    if flow.latest_version_number is None or flow.latest_version_definition is None:
+        return flow.definition_run_by(mode), None
+    if flow.latest_version_number is None:
         raise FlowRefused(409, "flow_not_published", "Live starts need a published flow; publish it first.")
-    return flow.latest_version_definition, flow.latest_version_number
+    return flow.definition_run_by(mode), flow.latest_version_number
 
 
 def _checked_starts(

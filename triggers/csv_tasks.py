@@ -46,8 +46,8 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customers.models import Customer
-from flows.definitions import Definition, resolve_variables
-from flows.models import Flow, FlowStatus, Mode, empty_definition
+from flows.definitions import resolve_variables
+from flows.models import Flow, FlowStatus, Mode
 from flows.selectors import FlowForStart, flow_for_start
 from flows.services import FlowRefused, invocations_accept
 from flows.start_requests import MAX_ID_LENGTH, MAX_STARTS, MAX_TARGETS, StartRequest
@@ -322,16 +322,10 @@ class _ChunkStarts:
     errors: list[RowError] = field(default_factory=list)
 
 
-def _definition(flow: FlowForStart, mode: str) -> Definition:
-    if mode == Mode.TEST:
-        return flow.draft
-    return flow.latest_version_definition or empty_definition()
-
-
 def _chunk_starts(task: CsvTask, flow: FlowForStart, columns: Columns, chunk: CsvChunk) -> _ChunkStarts:
     """The chunk's rows as start requests (in row order) and its rows in error."""
-    definition = _definition(flow, task.mode)
-    defaults = {variable["name"]: variable.get("default") for variable in definition.get("variables", [])}
+    definition = flow.definition_run_by(task.mode)
+    defaults = {variable["name"]: variable["default"] for variable in definition["variables"]}
     defaults = {name: value for name, value in defaults.items() if value is not None}
     result = _ChunkStarts()
     rows: list[_Row] = []

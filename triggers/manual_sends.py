@@ -39,7 +39,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from flows.definitions import resolve_variables
-from flows.models import Flow, FlowStatus, Mode, empty_definition
+from flows.models import Flow, FlowStatus, Mode
 from flows.selectors import flow_for_start
 from flows.services import FlowRefused, StartStatus, invocations_accept
 from flows.start_requests import MAX_ID_LENGTH, MAX_STARTS, StartRequest, parse_start_requests
@@ -129,7 +129,7 @@ class SendVariable:
 
 def send_variables(*, flow: Flow, given: dict[str, str]) -> list[SendVariable]:
     """The variables of the flow's live version, with the values given so far."""
-    definition = flow_for_start(flow=flow).latest_version_definition or empty_definition()
+    definition = flow_for_start(flow=flow).definition_run_by(Mode.LIVE)
     return [
         SendVariable(
             name=variable["name"],
